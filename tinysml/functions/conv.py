@@ -1,0 +1,102 @@
+"""Convolutions over time and the squeeze-excite pieces, all through the backend's kernels.
+
+Shapes: x (B, C, L); dense/grouped weight (O, C/G, K); depthwise weight (C, K); pointwise (O, C).
+"""
+from __future__ import annotations
+
+from ..backend import kernels_for
+from ..tensor import Function
+
+
+def _check_input(x, channels, what):
+    if x.ndim != 3 or x.shape[1] != channels:
+        raise ValueError(f"{what} expected input of shape (B, {channels}, L), got {tuple(x.shape)}")
+
+
+class Conv1d(Function):
+    @staticmethod
+    def forward(ctx, x, w, b=None, *, stride, padding, dilation, groups):
+        ctx.save(x, w)
+        ctx.args = stride, padding, dilation, groups
+        return kernels_for(x).conv1d_fwd(x, w, b, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved
+        gx, gw, gb = kernels_for(x).conv1d_bwd(g, x, w, *ctx.args)
+        return (gx, gw) if len(ctx.parents) == 2 else (gx, gw, gb)
+
+
+class DepthwiseConv1d(Function):
+    @staticmethod
+    def forward(ctx, x, w, b=None, *, stride, padding, dilation):
+        ctx.save(x, w)
+        ctx.args = stride, padding, dilation
+        return kernels_for(x).dw_conv1d_fwd(x, w, b, stride, padding, dilation)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved
+        gx, gw, gb = kernels_for(x).dw_conv1d_bwd(g, x, w, *ctx.args)
+        return (gx, gw) if len(ctx.parents) == 2 else (gx, gw, gb)
+
+
+class PointwiseConv1d(Function):
+    @staticmethod
+    def forward(ctx, x, w, b=None):
+        ctx.save(x, w)
+        return kernels_for(x).pw_conv1d_fwd(x, w, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved
+        gx, gw, gb = kernels_for(x).pw_conv1d_bwd(g, x, w)
+        return (gx, gw) if len(ctx.parents) == 2 else (gx, gw, gb)
+
+
+class ChannelScale(Function):
+    """y[b, c, l] = x[b, c, l] s[b, c] (squeeze-excite's re-weighting)."""
+
+    @staticmethod
+    def forward(ctx, x, s):
+        ctx.save(x, s)
+        return kernels_for(x).channel_scale_fwd(x, s)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, s = ctx.saved
+        return kernels_for(x).channel_scale_bwd(g, x, s)
+
+
+def _args(*tensors):
+    return tuple(t for t in tensors if t is not None)
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """Dense or grouped convolution; weight (O, C/G, K)."""
+    O, Cg, K = weight.shape
+    _check_input(x, Cg * groups, f"conv1d with weight {tuple(weight.shape)} and groups={groups}")
+    if O % groups:
+        raise ValueError(f"conv1d: out channels {O} not divisible by groups {groups}")
+    return Conv1d.apply(*_args(x, weight, bias), stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def dw_conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1):
+    """Depthwise convolution; weight (C, K)."""
+    _check_input(x, weight.shape[0], f"depthwise conv1d with weight {tuple(weight.shape)}")
+    return DepthwiseConv1d.apply(*_args(x, weight, bias), stride=stride, padding=padding, dilation=dilation)
+
+
+def pw_conv1d(x, weight, bias=None):
+    """Pointwise (1x1) convolution; weight (O, C)."""
+    _check_input(x, weight.shape[1], f"pointwise conv1d with weight {tuple(weight.shape)}")
+    return PointwiseConv1d.apply(*_args(x, weight, bias))
+
+
+def global_avg_pool(x):
+    """(B, C, L) -> (B, C): the mean over time."""
+    return x.mean(axis=2)
+
+
+def channel_scale(x, s):
+    return ChannelScale.apply(x, s)

@@ -1,0 +1,49 @@
+"""Matrix products."""
+from __future__ import annotations
+
+from ..tensor import Function
+from .elementwise import unbroadcast
+
+
+class MatMul(Function):
+    """y = a @ b for arrays of ndim >= 2 with batch broadcasting;  ga = g b^T,  gb = a^T g."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        if a.ndim < 2 or b.ndim < 2:
+            raise ValueError(f"matmul needs arrays of at least 2 dimensions, got shapes {a.shape} and {b.shape}")
+        ctx.save(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        ga = unbroadcast(g @ b.swapaxes(-1, -2), a.shape) if ctx.needs_grad[0] else None
+        gb = unbroadcast(a.swapaxes(-1, -2) @ g, b.shape) if ctx.needs_grad[1] else None
+        return ga, gb
+
+
+class Linear(Function):
+    """y = x W^T + b: x (N, in), W (out, in), b (out,) -> y (N, out). One fused op for the hot path."""
+
+    @staticmethod
+    def forward(ctx, x, w, b=None):
+        if x.ndim != 2 or x.shape[1] != w.shape[1]:
+            raise ValueError(f"linear expected input of shape (N, {w.shape[1]}), got {x.shape}")
+        ctx.save(x, w)
+        y = x @ w.T
+        return y if b is None else y + b
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved
+        gx = g @ w if ctx.needs_grad[0] else None
+        gw = g.T @ x if ctx.needs_grad[1] else None
+        return (gx, gw) if len(ctx.parents) == 2 else (gx, gw, g.sum(axis=0))
+
+
+def matmul(a, b): return MatMul.apply(a, b)
+
+
+def linear(x, weight, bias=None):
+    return Linear.apply(x, weight) if bias is None else Linear.apply(x, weight, bias)

@@ -1,0 +1,102 @@
+"""Normalisation: batch norm over (B, L) per channel, layer norm over the last axis."""
+from __future__ import annotations
+
+from ..backend import get_array_module, kernels_for
+from ..tensor import Function
+
+
+class BatchNorm(Function):
+    """Training-mode batch norm (batch statistics). The statistics are returned to the caller
+    through ``ctx.batch_mean`` / ``ctx.batch_var`` for the running-average update."""
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, eps):
+        y, mean, var, invstd = kernels_for(x).bn_train_fwd(x, gamma, beta, eps)
+        ctx.save(x, gamma, mean, invstd)
+        ctx.batch_mean, ctx.batch_var = mean, var
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, gamma, mean, invstd = ctx.saved
+        return kernels_for(x).bn_bwd(g, x, gamma, mean, invstd)
+
+
+class BatchNormEval(Function):
+    """Eval-mode batch norm: an affine map per channel with the stored statistics."""
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, running_mean, running_var, eps):
+        xp = get_array_module(x)
+        ctx.save(x, gamma, beta, running_mean, running_var)
+        ctx.eps = eps
+        ctx.invstd = 1 / xp.sqrt(running_var + eps)
+        return kernels_for(x).bn_eval_fwd(x, gamma, beta, running_mean, running_var, eps)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, gamma, beta, mean, var = ctx.saved
+        invstd = ctx.invstd
+        gx = g * (gamma * invstd)[None, :, None]
+        ggamma = (g * (x - mean[None, :, None]) * invstd[None, :, None]).sum(axis=(0, 2))
+        return gx, ggamma, g.sum(axis=(0, 2)), None, None
+
+
+def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5):
+    """Batch norm over (B, L). In training mode the running statistics (arrays) are updated in
+    place as PyTorch does: r = (1 - momentum) r + momentum s, with the unbiased variance."""
+    C = gamma.shape[0]
+    if x.ndim != 3 or x.shape[1] != C:
+        raise ValueError(f"batch_norm expected input of shape (B, {C}, L), got {tuple(x.shape)}")
+    if not training:
+        return BatchNormEval.apply(x, gamma, beta, running_mean, running_var, eps=eps)
+    n = x.shape[0] * x.shape[2]
+    if n < 2:
+        raise ValueError(f"batch_norm in training mode needs more than one value per channel, got input {tuple(x.shape)}")
+    out = BatchNorm.apply(x, gamma, beta, eps=eps)
+    ctx_mean, ctx_var = _last_batch_stats(out, x, gamma, beta, eps)
+    if running_mean is not None:
+        running_mean *= (1 - momentum)
+        running_mean += momentum * ctx_mean
+        running_var *= (1 - momentum)
+        running_var += momentum * ctx_var * (n / (n - 1))
+    return out
+
+
+def _last_batch_stats(out, x, gamma, beta, eps):
+    """Batch mean and biased variance of the forward just run (kept on its ctx; recomputed when
+    no graph was recorded, e.g. training-mode BN under no_grad)."""
+    if out._ctx is not None:
+        return out._ctx.batch_mean, out._ctx.batch_var
+    data = x.data
+    mean = data.mean(axis=(0, 2))
+    return mean, data.var(axis=(0, 2))
+
+
+class LayerNorm(Function):
+    """y = gamma (x - mean) / sqrt(var + eps) + beta over the last axis."""
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, eps):
+        xp = get_array_module(x)
+        mean = x.mean(axis=-1, keepdims=True)
+        xc = x - mean
+        invstd = 1 / xp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)
+        xhat = xc * invstd
+        ctx.save(xhat, invstd, gamma)
+        return xhat * gamma + beta
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, invstd, gamma = ctx.saved
+        D = xhat.shape[-1]
+        batch_axes = tuple(range(xhat.ndim - 1))
+        gxhat = g * gamma
+        gx = invstd / D * (D * gxhat - gxhat.sum(-1, keepdims=True) - xhat * (gxhat * xhat).sum(-1, keepdims=True))
+        return gx, (g * xhat).sum(axis=batch_axes), g.sum(axis=batch_axes)
+
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    if x.shape[-1] != gamma.shape[0]:
+        raise ValueError(f"layer_norm expected a last axis of {gamma.shape[0]}, got shape {tuple(x.shape)}")
+    return LayerNorm.apply(x, gamma, beta, eps=eps)
