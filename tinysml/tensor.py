@@ -46,10 +46,10 @@ def _as_array(data, dtype):
     xp = get_array_module(data)
     if dtype is not None:
         return xp.asarray(data, dtype=dtype)
-    if isinstance(data, (np.ndarray,)) or xp is not np:
-        if data.dtype.kind == "f":
-            return data
-        return data.astype(np.float32)
+    if isinstance(data, np.generic):          # 0-d numpy operations return scalars
+        data = np.asarray(data)
+    if isinstance(data, np.ndarray) or xp is not np:
+        return data if data.dtype.kind == "f" else data.astype(np.float32)
     return np.asarray(data, dtype=np.float32)
 
 

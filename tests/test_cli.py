@@ -1,0 +1,25 @@
+import json
+
+from tinysml.cli import main
+
+
+def test_data_list_and_info(capsys):
+    assert main(["data", "list"]) == 0
+    assert "basicmotions" in capsys.readouterr().out
+    assert main(["data", "info", "basicmotions"]) == 0
+    assert "40 train / 40 test" in capsys.readouterr().out
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    out = str(tmp_path / "s.npz")
+    assert main(["train", "--preset", "har-student", "--epochs", "2", "--out", out, "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["params"] > 0 and 0 <= result["test"]["accuracy"] <= 1
+    assert main(["evaluate", out]) == 0
+    assert "macro_f1" in capsys.readouterr().out
+
+
+def test_errors_are_one_clear_line(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "missing.npz")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["data", "info", "nope"]) == 2

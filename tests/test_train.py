@@ -1,0 +1,61 @@
+"""The training loop: learning, best-epoch selection, SIGKILL + resume, refusing a foreign checkpoint."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinysml import io
+from tinysml.models import build_model, preset
+from tinysml.train import TrainConfig, evaluate, fit
+
+WORKER = os.path.join(os.path.dirname(__file__), "resume_worker.py")
+
+
+def _run_worker(out, kill_at):
+    env = dict(os.environ, TINYSML_BACKEND="numpy")
+    return subprocess.run([sys.executable, WORKER, str(out), str(kill_at)], env=env, capture_output=True, text=True)
+
+
+def test_killed_and_resumed_run_ends_with_identical_weights(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert _run_worker(straight, -1).returncode == 0
+    first = _run_worker(killed, 10)                      # 4 steps per epoch: dies inside epoch 3
+    assert first.returncode == -9, first.stderr
+    assert (killed / "train.npz").exists() and not (killed / "final.npz").exists()
+    assert io.load(killed / "train.npz")["epoch"] == 1   # epochs 0 and 1 were checkpointed
+    second = _run_worker(killed, -1)
+    assert second.returncode == 0, second.stderr
+    a, b = io.load(straight / "final.npz")["state"], io.load(killed / "final.npz")["state"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+
+
+def _toy(seed=0, n=48):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    X = rng.standard_normal((n, 3, 32)).astype(np.float32) * 0.3
+    X[np.arange(n), y, :] += np.sin(np.linspace(0, 6, 32)) * 2     # class k lights up channel k
+    return X, y
+
+
+def test_fit_learns_and_keeps_the_best_epoch(tmp_path):
+    (X, y), (Xv, yv) = _toy(0), _toy(1, 24)
+    model = build_model(preset("har-student", 3, 32, 3))
+    result = fit(model, (X, y), (Xv, yv), TrainConfig(epochs=15, batch_size=12, lr=5e-3), progress=False)
+    assert len(result.history) == 15
+    assert result.best_score == max(h["macro_f1"] for h in result.history)
+    assert evaluate(model, Xv, yv)["macro_f1"] == pytest.approx(result.best_score)
+    assert result.best_score > 0.9
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    (X, y), (Xv, yv) = _toy(0), _toy(1, 24)
+    ckpt = tmp_path / "t.npz"
+    fit(build_model(preset("har-student", 3, 32, 3)), (X, y), (Xv, yv), TrainConfig(epochs=1), checkpoint=str(ckpt),
+        progress=False)
+    with pytest.raises(ValueError, match=r"train_config.lr: checkpoint 0.002 vs now 0.01"):
+        fit(build_model(preset("har-student", 3, 32, 3)), (X, y), (Xv, yv), TrainConfig(epochs=2, lr=0.01),
+            checkpoint=str(ckpt), progress=False)

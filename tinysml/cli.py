@@ -1,0 +1,127 @@
+"""The ``tinysml`` command: datasets, training, evaluation and model cost from the shell.
+
+    tinysml data list | data info NAME
+    tinysml train --dataset basicmotions --preset har-teacher --out runs/teacher.npz
+    tinysml evaluate runs/teacher.npz --dataset basicmotions
+    tinysml profile --preset har-student --channels 9 --length 128 --classes 6
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _cmd_data(args):
+    from .data import available, load
+    if args.action == "list":
+        for name, desc in available().items():
+            print(f"{name:<16}{desc}")
+    else:
+        print(load(args.name).info())
+
+
+def prepare_data(name: str, val_fraction: float, seed: int, scaling: str):
+    """Load a dataset, carve validation from training, fit scaling on the training part only.
+    Returns (dataset, scaler, (X_train, y_train), (X_val, y_val), (X_test, y_test))."""
+    from .data import fit_scaler, load, validation_split
+    data = load(name)
+    train, val = validation_split(data.train, val_fraction, seed)
+    scaler = fit_scaler(train.X, scaling)
+    return (data, scaler, (scaler.transform(train.X), train.y), (scaler.transform(val.X), val.y),
+            (scaler.transform(data.test.X), data.test.y))
+
+
+def _cmd_train(args):
+    from . import io, profile
+    from .models import build_model, preset
+    from .train import TrainConfig, evaluate, fit
+    data, scaler, train, val, test = prepare_data(args.dataset, args.val_fraction, args.seed, args.scaling)
+    C, L = data.window_shape
+    model = build_model(preset(args.preset, C, L, data.num_classes), seed=args.seed)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                         optimizer=args.optimizer, schedule=args.schedule, seed=args.seed)
+    fit(model, train, val, config, checkpoint=args.out + ".train.npz",
+        fingerprint={"model": model.config.to_dict(), "dataset": args.dataset, "scaling": args.scaling},
+        progress=not args.quiet)
+    result = {"dataset": args.dataset, "preset": args.preset, "test": evaluate(model, *test),
+              **profile.summary(model, (C, L))}
+    io.save_model(args.out, model, scaler=scaler.to_tree(), class_names=data.class_names, dataset=args.dataset,
+                  results=result)
+    print(json.dumps(result, indent=2))
+
+
+def _cmd_evaluate(args):
+    from . import io
+    from .data import Scaler, load
+    from .metrics import report
+    from .train import evaluate, predict_logits
+    model, tree = io.load_model(args.checkpoint)
+    data = load(args.dataset or tree.get("dataset", ""))
+    X = Scaler.from_tree(tree["scaler"]).transform(data.test.X) if "scaler" in tree else data.test.X
+    print(json.dumps(evaluate(model, X, data.test.y), indent=2))
+    print(report(data.test.y, predict_logits(model, X).argmax(1), data.class_names))
+
+
+def _cmd_profile(args):
+    from . import profile
+    from .models import build_model, preset
+    model = build_model(preset(args.preset, args.channels, args.length, args.classes))
+    out = profile.summary(model, (args.channels, args.length))
+    out["latency_batch1"] = profile.latency(model, (args.channels, args.length))
+    print(json.dumps(out, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .models import PRESETS
+    p = argparse.ArgumentParser(prog="tinysml", description="SMLDist for human activity recognition")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="list datasets or describe one")
+    d.add_argument("action", choices=["list", "info"])
+    d.add_argument("name", nargs="?", default="basicmotions")
+    d.set_defaults(run=_cmd_data)
+
+    t = sub.add_parser("train", help="train a preset with cross-entropy")
+    t.add_argument("--dataset", default="basicmotions")
+    t.add_argument("--preset", default="har-teacher", choices=sorted(PRESETS))
+    t.add_argument("--out", required=True, help="model checkpoint to write (.npz); training state goes beside it")
+    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--weight-decay", type=float, default=1e-2)
+    t.add_argument("--optimizer", default="adamw", choices=["sgd", "adamw", "radam", "ranger"])
+    t.add_argument("--schedule", default="cosine", choices=["cosine", "plateau", "none"])
+    t.add_argument("--scaling", default="robust", choices=["robust", "zscore", "none"])
+    t.add_argument("--val-fraction", type=float, default=0.2)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(run=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="test accuracy, macro-F1 and a per-class report of a checkpoint")
+    e.add_argument("checkpoint")
+    e.add_argument("--dataset", default=None, help="default: the dataset recorded in the checkpoint")
+    e.set_defaults(run=_cmd_evaluate)
+
+    f = sub.add_parser("profile", help="parameters, MACs, bytes and latency of a preset")
+    f.add_argument("--preset", default="har-student", choices=sorted(PRESETS))
+    f.add_argument("--channels", type=int, default=9)
+    f.add_argument("--length", type=int, default=128)
+    f.add_argument("--classes", type=int, default=6)
+    f.set_defaults(run=_cmd_profile)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        print(f"tinysml: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Mini-batches over a WindowSet: a shuffled index per epoch, windows gathered batch by batch
+(the dataset itself is never copied as a whole)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def iterate_batches(X: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator | None = None,
+                    drop_last: bool = False):
+    """Yield (X_batch, y_batch); shuffled when ``rng`` is given. A final batch of one window is
+    dropped in training (batch norm needs two), as is any short batch with ``drop_last``."""
+    n = len(y)
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        if (drop_last and len(idx) < batch_size) or (rng is not None and len(idx) < 2):
+            break
+        if rng is not None:
+            idx = np.sort(idx)   # gather in memory order; the batch's content is what is random
+        yield X[idx], y[idx]

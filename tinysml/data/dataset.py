@@ -1,0 +1,66 @@
+"""The in-memory form of every HAR dataset: windows, labels, subjects and their metadata."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class WindowSet:
+    """Windows X (n, C, L) float32 with labels y (n,) int64 and subject ids (n,) int64 (-1 = unknown)."""
+    X: np.ndarray
+    y: np.ndarray
+    subjects: np.ndarray
+
+    def __post_init__(self):
+        self.X = np.ascontiguousarray(self.X, dtype=np.float32)
+        self.y = np.asarray(self.y, dtype=np.int64)
+        self.subjects = np.asarray(self.subjects, dtype=np.int64)
+        if self.X.ndim != 3:
+            raise ValueError(f"windows must have shape (n, channels, length), got {self.X.shape}")
+        if not len(self.X) == len(self.y) == len(self.subjects):
+            raise ValueError(f"{len(self.X)} windows, {len(self.y)} labels and {len(self.subjects)} subject ids")
+
+    def __len__(self):
+        return len(self.y)
+
+    def take(self, index) -> "WindowSet":
+        return WindowSet(self.X[index], self.y[index], self.subjects[index])
+
+    @property
+    def shape(self):
+        """(channels, length) of one window."""
+        return self.X.shape[1:]
+
+
+@dataclass
+class HARDataset:
+    """A dataset with its fixed train/test partition (by protocol) and what a reader needs to know."""
+    name: str
+    train: WindowSet
+    test: WindowSet
+    class_names: list
+    channel_names: list
+    rate_hz: float
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def window_shape(self):
+        return self.train.shape
+
+    def info(self) -> str:
+        C, L = self.window_shape
+        counts = np.bincount(self.train.y, minlength=self.num_classes)
+        lines = [f"{self.name}: {len(self.train)} train / {len(self.test)} test windows of {C} x {L} "
+                 f"at {self.rate_hz:g} Hz, {self.num_classes} classes",
+                 f"  channels: {', '.join(self.channel_names)}",
+                 "  classes (train count): " + ", ".join(f"{n} ({c})" for n, c in zip(self.class_names, counts))]
+        if self.description:
+            lines.append("  " + self.description)
+        return "\n".join(lines)

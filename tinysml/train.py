@@ -1,0 +1,166 @@
+"""The training loop: epochs of mini-batches, per-epoch validation, best-model selection on the
+validation split, and a checkpoint after every epoch from which training resumes after a kill.
+
+Determinism: before epoch e the global generator is re-seeded from (seed, e), so shuffling and
+dropout draw the same numbers whether or not the run was interrupted; together with the saved
+model, optimiser and schedule state, a resumed run ends with the same weights as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import functions as F
+from . import io
+from .backend import get_array_module
+from .data.batches import iterate_batches
+from .metrics import evaluate_predictions
+from .optim import build_optimizer, build_schedule
+from .random import manual_seed
+from .tensor import Tensor, no_grad
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    optimizer: str = "adamw"          # sgd | adamw | radam | ranger
+    schedule: str = "cosine"          # cosine | plateau | none
+    label_smoothing: float = 0.0
+    seed: int = 0
+    select_metric: str = "macro_f1"   # validation metric that picks the best epoch (higher is better)
+
+
+@dataclass
+class TrainResult:
+    best_score: float
+    best_epoch: int
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def predict_logits(model, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Eval-mode logits (n, K) for windows X (n, C, L), batch by batch, without a graph."""
+    was_training = model.training
+    model.eval()
+    xp = get_array_module(model.parameters()[0].data)
+    out = []
+    with no_grad():
+        for start in range(0, len(X), batch_size):
+            out.append(model(Tensor(xp.asarray(X[start:start + batch_size]))).numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def evaluate(model, X, y, batch_size: int = 256) -> dict:
+    """Accuracy and macro-F1 of ``model`` on windows X with labels y."""
+    return evaluate_predictions(y, predict_logits(model, X, batch_size).argmax(axis=1))
+
+
+def cross_entropy_loss(label_smoothing: float = 0.0):
+    def loss_fn(model, xb, yb):
+        return F.cross_entropy(model(xb), yb, label_smoothing=label_smoothing)
+    return loss_fn
+
+
+def _copy_state(model) -> dict:
+    return {k: v.copy() for k, v in model.state_dict().items()}
+
+
+def fit(model, train, val, config: TrainConfig, loss_fn=None, params=None, evaluate_fn=None,
+        checkpoint: str | None = None, fingerprint: dict | None = None, progress: bool = True,
+        restore_best: bool = True, on_epoch_end=None, log=None) -> TrainResult:
+    """Train ``model`` on ``train`` = (X, y), selecting the best epoch on ``val`` = (X, y).
+
+    loss_fn(model, x: Tensor, y: array) -> scalar Tensor (default: cross-entropy).
+    params: the parameters to optimise (default: all of the model's).
+    evaluate_fn(model) -> dict of validation metrics (default: accuracy and macro-F1 on ``val``);
+        ``config.select_metric`` names the one that selects the best epoch.
+    checkpoint: a .npz path written after every epoch; if it exists, training resumes from it, and
+        a checkpoint written with another config or ``fingerprint`` is refused.
+    """
+    X_train, y_train = train
+    loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
+    evaluate_fn = evaluate_fn or (lambda m: evaluate(m, *val))
+    log = log or (lambda msg: tqdm.write(msg) if progress else None)
+    params = params if params is not None else model.parameters()
+    optimizer = build_optimizer(config.optimizer, params, config.lr, config.weight_decay)
+    schedule = build_schedule(config.schedule, optimizer, config.epochs)
+    identity = {"train_config": asdict(config), "fingerprint": fingerprint or {}}
+
+    history, best = [], {"score": -np.inf, "epoch": -1, "state": _copy_state(model)}
+    start_epoch, elapsed = 0, 0.0
+    if checkpoint and os.path.exists(checkpoint):
+        state = io.load(checkpoint)
+        _refuse_mismatch(checkpoint, state.get("identity", {}), identity)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        best, history = state["best"], state["history"]
+        best["score"] = float(best["score"]) if best["score"] is not None else -np.inf
+        start_epoch, elapsed = int(state["epoch"]) + 1, float(state["seconds"])
+        log(f"resumed from {checkpoint} after epoch {start_epoch}")
+
+    xp = get_array_module(params[0].data)
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        rng = manual_seed(config.seed, epoch)
+        model.train()
+        losses = []
+        batches = iterate_batches(X_train, y_train, config.batch_size, rng)
+        n_batches = max(1, len(y_train) // config.batch_size)
+        for xb, yb in tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                           disable=not progress):
+            optimizer.zero_grad()
+            loss = loss_fn(model, Tensor(xp.asarray(xb)), xp.asarray(yb))
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        metrics = evaluate_fn(model)
+        score = float(metrics[config.select_metric])
+        schedule.step(score)
+        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+                  "lr": float(optimizer.lr), **{k: float(v) for k, v in metrics.items()}}
+        history.append(record)
+        if score > best["score"]:
+            best = {"score": score, "epoch": epoch + 1, "state": _copy_state(model)}
+        elapsed += time.perf_counter() - t0
+        log(f"epoch {epoch + 1:3d}/{config.epochs}  loss {record['loss']:.4f}  "
+            + "  ".join(f"val {k} {v:.4f}" for k, v in metrics.items()) + f"  lr {optimizer.lr:.2e}")
+        if checkpoint:
+            io.save(checkpoint, {"kind": "train", "identity": identity, "epoch": epoch, "seconds": elapsed,
+                                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "schedule": schedule.state_dict(), "best": best, "history": history})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, record)
+
+    if restore_best and best["epoch"] > 0:
+        model.load_state_dict(best["state"])
+    return TrainResult(float(best["score"]), int(best["epoch"]), history, elapsed)
+
+
+def _refuse_mismatch(path, saved: dict, current: dict) -> None:
+    """Refuse to resume from a checkpoint written for another run, naming what differs."""
+    saved, current = _jsonable(saved), _jsonable(current)
+    if saved == current:
+        return
+    diffs = []
+    for section in ("train_config", "fingerprint"):
+        a, b = saved.get(section, {}), current.get(section, {})
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                diffs.append(f"{section}.{key}: checkpoint {a.get(key)!r} vs now {b.get(key)!r}")
+    raise ValueError(f"checkpoint {path!r} was written by a run with another configuration; refusing to resume:\n  "
+                     + "\n  ".join(diffs) + "\nremove the file (or pick another path) to start afresh")
+
+
+def _jsonable(tree):
+    """Normalise tuples to lists and numpy scalars to Python, as a JSON round trip would."""
+    return io.unpack(io.pack(copy.deepcopy(tree))[1], {})
