@@ -1,0 +1,125 @@
+"""Every Numba kernel equals the NumPy reference on random shapes (hypothesis): batch 1, odd
+lengths, stride 2, dilation, padding, every kernel size 1-9; outputs NaN-poisoned before each call."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
+
+from helpers import assert_close
+from tinysml.kernels import reference as ref
+
+cpu = pytest.importorskip("tinysml.kernels.cpu")
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(autouse=True)
+def poisoned():
+    cpu.set_poison(True)
+    yield
+    cpu.set_poison(False)
+
+
+def arrays(seed, *shapes, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(dtype) for s in shapes]
+
+
+conv_cases = st.fixed_dictionaries({
+    "B": st.integers(1, 4), "C": st.integers(1, 12), "L": st.integers(1, 40), "K": st.integers(1, 9),
+    "stride": st.integers(1, 2), "dilation": st.integers(1, 2), "padding": st.integers(0, 5),
+    "bias": st.booleans(), "seed": st.integers(0, 2**16)})
+
+
+def _lout(c):
+    return ref.conv_out_len(c["L"], c["K"], c["stride"], c["padding"], c["dilation"])
+
+
+@SETTINGS
+@given(conv_cases)
+def test_depthwise_forward_and_backward(c):
+    assume(_lout(c) >= 1)
+    x, w, b = arrays(c["seed"], (c["B"], c["C"], c["L"]), (c["C"], c["K"]), (c["C"],))
+    b = b if c["bias"] else None
+    args = (c["stride"], c["padding"], c["dilation"])
+    y = cpu.dw_conv1d_fwd(x, w, b, *args)
+    assert_close(y, ref.dw_conv1d_fwd(x, w, b, *args))
+    (gy,) = arrays(c["seed"] + 1, y.shape)
+    for ours, theirs in zip(cpu.dw_conv1d_bwd(gy, x, w, *args), ref.dw_conv1d_bwd(gy, x, w, *args)):
+        assert_close(ours, theirs)
+
+
+@SETTINGS
+@given(conv_cases, st.integers(1, 16))
+def test_dense_conv_forward_and_backward(c, O):
+    assume(_lout(c) >= 1)
+    C = min(c["C"], 9)
+    x, w, b = arrays(c["seed"], (c["B"], C, c["L"]), (O, C, c["K"]), (O,))
+    b = b if c["bias"] else None
+    args = (c["stride"], c["padding"], c["dilation"], 1)
+    y = cpu.conv1d_fwd(x, w, b, *args)
+    assert_close(y, ref.conv1d_fwd(x, w, b, *args))
+    (gy,) = arrays(c["seed"] + 1, y.shape)
+    for ours, theirs in zip(cpu.conv1d_bwd(gy, x, w, *args), ref.conv1d_bwd(gy, x, w, *args)):
+        assert_close(ours, theirs)
+
+
+@SETTINGS
+@given(st.integers(1, 4), st.integers(1, 40), st.integers(1, 40), st.integers(1, 33), st.booleans(), st.integers(0, 999))
+def test_pointwise_forward_and_backward(B, C, O, L, bias, seed):
+    x, w, b, gy = arrays(seed, (B, C, L), (O, C), (O,), (B, O, L))
+    b = b if bias else None
+    assert_close(cpu.pw_conv1d_fwd(x, w, b), ref.pw_conv1d_fwd(x, w, b))
+    for ours, theirs in zip(cpu.pw_conv1d_bwd(gy, x, w), ref.pw_conv1d_bwd(gy, x, w)):
+        assert_close(ours, theirs)
+
+
+@SETTINGS
+@given(st.integers(1, 5), st.integers(1, 20), st.integers(1, 37), st.integers(0, 999))
+def test_batch_norm(B, C, L, seed):
+    assume(B * L >= 2)
+    x, g, b, gy = arrays(seed, (B, C, L), (C,), (C,), (B, C, L))
+    x = x * 3 + 2
+    ours, theirs = cpu.bn_train_fwd(x, g, b, 1e-5), ref.bn_train_fwd(x, g, b, 1e-5)
+    for o, t in zip(ours, theirs):
+        assert_close(o, t)
+    mean, invstd = theirs[1], theirs[3]
+    for o, t in zip(cpu.bn_bwd(gy, x, g, mean, invstd), ref.bn_bwd(gy, x, g, mean, invstd)):
+        assert_close(o, t, rtol=2e-5)
+    rm, rv = x.mean(axis=(0, 2)), x.var(axis=(0, 2)) + 0.5
+    assert_close(cpu.bn_eval_fwd(x, g, b, rm, rv, 1e-5), ref.bn_eval_fwd(x, g, b, rm, rv, 1e-5))
+
+
+@pytest.mark.parametrize("name", ref.ACTIVATIONS)
+@SETTINGS
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 9), st.integers(1, 40)), seed=st.integers(0, 999))
+def test_activations(name, shape, seed):
+    x, gy = arrays(seed, shape, shape)
+    x = x * 5
+    x[..., 0] = 3.0                      # the kinks must agree too
+    assert_close(cpu.act_fwd(name, x), ref.act_fwd(name, x))
+    assert_close(cpu.act_bwd(name, x, gy), ref.act_bwd(name, x, gy))
+
+
+@SETTINGS
+@given(st.integers(1, 4), st.integers(1, 20), st.integers(1, 40), st.integers(0, 999))
+def test_channel_scale(B, C, L, seed):
+    x, s, gy = arrays(seed, (B, C, L), (B, C), (B, C, L))
+    assert_close(cpu.channel_scale_fwd(x, s), ref.channel_scale_fwd(x, s))
+    for o, t in zip(cpu.channel_scale_bwd(gy, x, s), ref.channel_scale_bwd(gy, x, s)):
+        assert_close(o, t)
+
+
+def test_float64_and_grouped_fallback():
+    x, w, b, wg = arrays(0, (2, 6, 21), (6, 5), (6,), (4, 3, 3), dtype=np.float64)
+    np.testing.assert_allclose(cpu.dw_conv1d_fwd(x, w, b, 2, 2, 1), ref.dw_conv1d_fwd(x, w, b, 2, 2, 1), rtol=1e-12)
+    np.testing.assert_allclose(cpu.conv1d_fwd(x, wg, None, 1, 1, 1, 2), ref.conv1d_fwd(x, wg, None, 1, 1, 1, 2))
+
+
+def test_same_inputs_same_bits():
+    x, w = arrays(3, (16, 64, 50), (64, 7))
+    gy = cpu.dw_conv1d_fwd(x, w, None, 1, 3, 1)
+    first = cpu.dw_conv1d_bwd(gy, x, w, 1, 3, 1)
+    for _ in range(3):
+        for a, b in zip(first, cpu.dw_conv1d_bwd(gy, x, w, 1, 3, 1)):
+            assert np.array_equal(a, b)
+    g = np.ones(64, np.float32)
+    assert all(np.array_equal(a, b) for a, b in zip(cpu.bn_train_fwd(x, g, g, 1e-5), cpu.bn_train_fwd(x, g, g, 1e-5)))
