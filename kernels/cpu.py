@@ -12,8 +12,10 @@ What every kernel here does to be fast on a small CPU (measured in ``bench/``):
 * Pointwise (1x1) convolutions are matrix products: OpenBLAS through NumPy's ``matmul``.
 
 Process-wide settings, applied on import before Numba starts its threads (override by setting them):
-* ``OMP_WAIT_POLICY=PASSIVE``: Numba's and OpenBLAS's thread pools otherwise spin against each
-  other (a 7x slowdown measured here).
+* One thread pool: BLAS (used for the pointwise GEMMs) runs single-threaded (``threadpoolctl``;
+  ``TINYSML_BLAS_THREADS=N`` or ``keep`` to change that) and Numba owns the cores. Two pools that
+  both spin fight for 2 cores (7-40x slowdowns measured here); with one, OpenMP's default short
+  spin keeps back-to-back kernel launches cheap (~1 us instead of ~50 us for a sleeping pool).
 * ``NUMBA_CACHE_DIR``: compiled kernels are cached (``cache=True``); when the package folder is
   not writable the cache goes to ``$XDG_CACHE_HOME/tinysml/numba`` (else ``~/.cache/...``), so
   import never fails on a read-only install.
@@ -29,7 +31,6 @@ import os
 
 
 def _configure_process() -> None:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     here = os.path.dirname(os.path.abspath(__file__))
     if "NUMBA_CACHE_DIR" not in os.environ and not os.access(os.path.join(here, "__pycache__") if os.path.isdir(
             os.path.join(here, "__pycache__")) else here, os.W_OK):
@@ -50,6 +51,11 @@ _configure_process()
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
+import scipy.linalg.cython_blas  # noqa: E402,F401  (the BLAS Numba's np.dot calls: load it before limiting)
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+if os.environ.get("TINYSML_BLAS_THREADS") != "keep":
+    threadpool_limits(int(os.environ.get("TINYSML_BLAS_THREADS", "1")), user_api="blas")
 
 from . import reference  # noqa: E402
 from .reference import ACTIVATIONS, SELU_ALPHA, SELU_SCALE, conv_out_len  # noqa: E402,F401
@@ -66,6 +72,21 @@ def set_poison(flag: bool) -> None:
     forgets to write shows up in the comparison with the reference."""
     global _poison
     _poison = bool(flag)
+
+
+SMALL_WORK = 1 << 15      # below this many elements a kernel runs on the calling thread alone
+
+
+def _launch(kernel, work, *args):
+    """Run a prange kernel on all of Numba's threads, or on one for small work: waking a sleeping
+    thread costs ~50 us here, more than a small kernel takes."""
+    threads = 1 if work < SMALL_WORK else _MAX_THREADS
+    if numba.get_num_threads() != threads:
+        numba.set_num_threads(threads)
+    kernel(*args)
+
+
+_MAX_THREADS = numba.config.NUMBA_NUM_THREADS
 
 
 def _alloc(shape, dtype):
@@ -153,7 +174,7 @@ def dw_conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1):
     B, C, L = x.shape
     K = w.shape[1]
     y = _alloc((B, C, conv_out_len(L, K, stride, padding, dilation)), x.dtype)
-    _dw_fwd(np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype),
+    _launch(_dw_fwd, x.size, np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype),
             _EMPTY[x.dtype] if b is None else np.ascontiguousarray(b, dtype=x.dtype), y, stride, padding, dilation)
     return y
 
@@ -166,7 +187,7 @@ def dw_conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1):
     gx = _alloc(x.shape, x.dtype)
     gw = _alloc(w.shape, x.dtype)
     gb = _alloc(w.shape[0], x.dtype)
-    _dw_bwd(np.ascontiguousarray(gy), np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype), gx, gw, gb,
+    _launch(_dw_bwd, x.size, np.ascontiguousarray(gy), np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype), gx, gw, gb,
             stride, padding, dilation)
     return gx, gw, gb
 
@@ -260,7 +281,7 @@ def conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1, groups=1):
     B, C, L = x.shape
     O, _, K = w.shape
     y = _alloc((B, O, conv_out_len(L, K, stride, padding, dilation)), x.dtype)
-    _conv_fwd(np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype),
+    _launch(_conv_fwd, y.size, np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype),
               _EMPTY[x.dtype] if b is None else np.ascontiguousarray(b, dtype=x.dtype), y, stride, padding, dilation)
     return y
 
@@ -274,25 +295,54 @@ def conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1, groups=1):
     gx = _alloc(x.shape, x.dtype)
     gw = _alloc(w.shape, x.dtype)
     gb = _alloc(w.shape[0], x.dtype)
-    _conv_bwd_input(gy, w, gx, stride, padding, dilation)
-    _conv_bwd_weight(gy, x, gw, gb, stride, padding, dilation)
+    _launch(_conv_bwd_input, gx.size, gy, w, gx, stride, padding, dilation)
+    _launch(_conv_bwd_weight, x.size, gy, x, gw, gb, stride, padding, dilation)
     return gx, gw, gb
 
 
 # =========================================================================== pointwise conv1d
+@njit(parallel=True, cache=True)
+def _pw_fwd(x, w, y):
+    for b in prange(x.shape[0]):                      # one (O, C) @ (C, L) GEMM per batch element
+        np.dot(w, x[b], y[b])
+
+
+@njit(parallel=True, cache=True)
+def _pw_bwd(gy, x, wT, gx, parts):
+    B, T = x.shape[0], parts.shape[0]
+    for t in prange(T):                               # thread t: batch elements t, t + T, ...
+        acc = parts[t]
+        acc[:] = 0
+        for b in range(t, B, T):
+            np.dot(wT, gy[b], gx[b])                  # gx[b] = w^T gy[b]
+            acc += np.dot(gy[b], x[b].T)              # partial gw of this thread
+
+
 def pw_conv1d_fwd(x, w, b):
-    """Pointwise conv y[b] = w @ x[b] (+ bias): B GEMMs (O, C) @ (C, L) through OpenBLAS."""
-    y = np.matmul(w.astype(x.dtype, copy=False), x)
+    """Pointwise conv y[b] = w @ x[b] (+ bias[:, None]): x (B, C, L), w (O, C) -> y (B, O, L).
+
+    One single-threaded BLAS GEMM (O, C) @ (C, L) per batch element, the batch spread over Numba's
+    threads: one thread pool for everything, and no transposed copies of x.
+    """
+    x = np.ascontiguousarray(x)
+    w = np.ascontiguousarray(w, dtype=x.dtype)
+    y = _alloc((x.shape[0], w.shape[0], x.shape[2]), x.dtype)
+    _launch(_pw_fwd, y.size, x, w, y)
     if b is not None:
         y += b[None, :, None]
     return y
 
 
 def pw_conv1d_bwd(gy, x, w):
-    """gx[b] = w^T @ gy[b] (B GEMMs); gw = sum_b gy[b] @ x[b]^T as one GEMM (O, B L) @ (B L, C); gb = sum gy."""
-    gx = np.matmul(w.T.astype(x.dtype, copy=False), gy)
-    gw = np.tensordot(gy, x, axes=([0, 2], [0, 2])).astype(x.dtype, copy=False)
-    return gx, gw, _channel_sum(np.ascontiguousarray(gy))
+    """gx[b] = w^T @ gy[b];  gw = sum_b gy[b] @ x[b]^T (per-thread partial sums, added at the end in a
+    fixed order, so results do not depend on timing);  gb = sum_{b,l} gy."""
+    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    wT = np.ascontiguousarray(w.T, dtype=x.dtype)
+    gx = _alloc(x.shape, x.dtype)
+    threads = 1 if gy.size < SMALL_WORK else _MAX_THREADS
+    parts = _alloc((threads, w.shape[0], w.shape[1]), x.dtype)
+    _launch(_pw_bwd, gy.size, gy, x, wT, gx, parts)
+    return gx, parts.sum(axis=0), _channel_sum(gy)
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
@@ -311,7 +361,7 @@ def _channel_sum_kernel(a, out):
 
 def _channel_sum(a):
     out = _alloc(a.shape[1], a.dtype)
-    _channel_sum_kernel(a, out)
+    _launch(_channel_sum_kernel, a.size, a, out)
     return out
 
 
@@ -355,7 +405,7 @@ def bn_train_fwd(x, gamma, beta, eps):
     C = x.shape[1]
     y = _alloc(x.shape, x.dtype)
     mean, var, invstd = (_alloc(C, x.dtype) for _ in range(3))
-    _bn_train_fwd(x, gamma.astype(x.dtype, copy=False), beta.astype(x.dtype, copy=False), eps, y, mean, var, invstd)
+    _launch(_bn_train_fwd, x.size, x, gamma.astype(x.dtype, copy=False), beta.astype(x.dtype, copy=False), eps, y, mean, var, invstd)
     return y, mean, var, invstd
 
 
@@ -375,7 +425,7 @@ def bn_eval_fwd(x, gamma, beta, running_mean, running_var, eps):
     scale = (gamma / np.sqrt(running_var + eps)).astype(x.dtype)
     shift = (beta - running_mean * scale).astype(x.dtype)
     y = _alloc(x.shape, x.dtype)
-    _affine(np.ascontiguousarray(x), scale, shift, y)
+    _launch(_affine, x.size, np.ascontiguousarray(x), scale, shift, y)
     return y
 
 
@@ -415,78 +465,116 @@ def bn_bwd(gy, x, gamma, mean, invstd):
     C = x.shape[1]
     gx = _alloc(x.shape, x.dtype)
     ggamma, gbeta = _alloc(C, x.dtype), _alloc(C, x.dtype)
-    _bn_bwd(gy, x, gamma.astype(x.dtype, copy=False), mean, invstd, gx, ggamma, gbeta)
+    _launch(_bn_bwd, x.size, gy, x, gamma.astype(x.dtype, copy=False), mean, invstd, gx, ggamma, gbeta)
     return gx, ggamma, gbeta
 
 
 # =========================================================================== activations
+# One branch-free kernel per activation (a dispatch inside the element loop stops vectorisation).
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _act_fwd(kind, x, y):
-    n = x.shape[0]
-    for i in prange(n):
+def _relu_fwd(x, y):
+    for i in prange(x.shape[0]):
+        y[i] = max(x[i], 0.0)
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _relu_bwd(x, g, gx):
+    for i in prange(x.shape[0]):
+        gx[i] = g[i] if x[i] > 0 else 0.0
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _relu6_fwd(x, y):
+    for i in prange(x.shape[0]):
+        y[i] = min(max(x[i], 0.0), 6.0)
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _relu6_bwd(x, g, gx):
+    for i in prange(x.shape[0]):
+        gx[i] = g[i] if 0 < x[i] < 6 else 0.0
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _hardswish_fwd(x, y):
+    for i in prange(x.shape[0]):
         v = x[i]
-        if kind == 0:                                  # relu
-            y[i] = v if v > 0 else 0.0
-        elif kind == 1:                                # relu6
-            y[i] = min(max(v, 0.0), 6.0)
-        elif kind == 2:                                # hardswish
-            y[i] = v * min(max(v + 3.0, 0.0), 6.0) / 6.0
-        elif kind == 3:                                # hardsigmoid
-            y[i] = min(max(v + 3.0, 0.0), 6.0) / 6.0
-        elif kind == 4:                                # selu
-            y[i] = SELU_SCALE * v if v > 0 else SELU_SCALE * SELU_ALPHA * np.expm1(v)
-        elif kind == 5:                                # sigmoid
-            y[i] = 0.5 * (np.tanh(0.5 * v) + 1.0)
-        else:
-            y[i] = v
+        y[i] = v * (min(max(v + 3.0, 0.0), 6.0) * (1.0 / 6.0))
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _act_bwd(kind, x, gy, gx):
-    n = x.shape[0]
-    for i in prange(n):
-        v, g = x[i], gy[i]
-        if kind == 0:
-            gx[i] = g if v > 0 else 0.0
-        elif kind == 1:
-            gx[i] = g if 0 < v < 6 else 0.0
-        elif kind == 2:
-            gx[i] = 0.0 if v < -3 else (g * (v / 3.0 + 0.5) if v <= 3 else g)
-        elif kind == 3:
-            gx[i] = g / 6.0 if -3 < v < 3 else 0.0
-        elif kind == 4:
-            gx[i] = g * SELU_SCALE if v > 0 else g * SELU_SCALE * SELU_ALPHA * np.exp(v)
-        elif kind == 5:
-            s = 0.5 * (np.tanh(0.5 * v) + 1.0)
-            gx[i] = g * s * (1.0 - s)
-        else:
-            gx[i] = g
+def _hardswish_bwd(x, g, gx):
+    for i in prange(x.shape[0]):
+        v = x[i]
+        d = 0.0 if v < -3 else (v * (1.0 / 3.0) + 0.5 if v <= 3 else 1.0)
+        gx[i] = g[i] * d
 
 
-_ACT_INDEX = {name: i for i, name in enumerate(ACTIVATIONS)}
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _hardsigmoid_fwd(x, y):
+    for i in prange(x.shape[0]):
+        y[i] = min(max(x[i] + 3.0, 0.0), 6.0) * (1.0 / 6.0)
 
 
-def _act_index(name):
-    if name not in _ACT_INDEX:
-        raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
-    return _ACT_INDEX[name]
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _hardsigmoid_bwd(x, g, gx):
+    for i in prange(x.shape[0]):
+        gx[i] = g[i] * (1.0 / 6.0) if -3 < x[i] < 3 else 0.0
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _selu_fwd(x, y):
+    for i in prange(x.shape[0]):
+        v = x[i]
+        y[i] = SELU_SCALE * v if v > 0 else (SELU_SCALE * SELU_ALPHA) * np.expm1(v)
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _selu_bwd(x, g, gx):
+    for i in prange(x.shape[0]):
+        v = x[i]
+        gx[i] = g[i] * (SELU_SCALE if v > 0 else (SELU_SCALE * SELU_ALPHA) * np.exp(v))
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _sigmoid_fwd(x, y):
+    for i in prange(x.shape[0]):
+        y[i] = 0.5 * (np.tanh(0.5 * x[i]) + 1.0)
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _sigmoid_bwd(x, g, gx):
+    for i in prange(x.shape[0]):
+        s = 0.5 * (np.tanh(0.5 * x[i]) + 1.0)
+        gx[i] = g[i] * s * (1.0 - s)
+
+
+_ACT = {"relu": (_relu_fwd, _relu_bwd), "relu6": (_relu6_fwd, _relu6_bwd),
+        "hardswish": (_hardswish_fwd, _hardswish_bwd), "hardsigmoid": (_hardsigmoid_fwd, _hardsigmoid_bwd),
+        "selu": (_selu_fwd, _selu_bwd), "sigmoid": (_sigmoid_fwd, _sigmoid_bwd)}
 
 
 def act_fwd(name, x):
     """y = act(x) elementwise over the flattened array, in parallel (see reference.act_fwd)."""
-    kind = _act_index(name)
+    if name == "identity":
+        return x.copy()
+    if name not in _ACT:
+        raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
     x = np.ascontiguousarray(x)
     y = _alloc(x.shape, x.dtype)
-    _act_fwd(kind, x.reshape(-1), y.reshape(-1))
+    _launch(_ACT[name][0], x.size, x.reshape(-1), y.reshape(-1))
     return y
 
 
 def act_bwd(name, x, gy):
     """gx = act'(x) gy elementwise (see reference.act_bwd for the derivatives at the kinks)."""
-    kind = _act_index(name)
+    if name == "identity":
+        return gy.copy()
+    if name not in _ACT:
+        raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
     gx = _alloc(x.shape, x.dtype)
-    _act_bwd(kind, x.reshape(-1), gy.reshape(-1), gx.reshape(-1))
+    _launch(_ACT[name][1], x.size, x.reshape(-1), gy.reshape(-1), gx.reshape(-1))
     return gx
 
 
@@ -520,7 +608,7 @@ def channel_scale_fwd(x, s):
     """y[b, c, l] = x[b, c, l] s[b, c], parallel over rows (b, c)."""
     x = np.ascontiguousarray(x)
     y = _alloc(x.shape, x.dtype)
-    _scale_fwd(x, np.ascontiguousarray(s, dtype=x.dtype), y)
+    _launch(_scale_fwd, x.size, x, np.ascontiguousarray(s, dtype=x.dtype), y)
     return y
 
 
@@ -529,5 +617,5 @@ def channel_scale_bwd(gy, x, s):
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
     gx = _alloc(x.shape, x.dtype)
     gs = _alloc(x.shape[:2], x.dtype)
-    _scale_bwd(gy, x, np.ascontiguousarray(s, dtype=x.dtype), gx, gs)
+    _launch(_scale_bwd, x.size, gy, x, np.ascontiguousarray(s, dtype=x.dtype), gx, gs)
     return gx, gs

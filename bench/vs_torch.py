@@ -1,0 +1,184 @@
+"""tinysml against PyTorch, side by side in one process, on the HAR shapes.
+
+    python bench/vs_torch.py [--batch 64] [--channels 9] [--length 128] [--threads 2] [--repeats 30]
+
+Builds the small student (``har-student``) in tinysml and its PyTorch twin with identical weights,
+checks that their outputs agree, then times, with the same number of threads:
+  * every depthwise and pointwise convolution of the student, forward and backward (PyTorch's
+    ``convolution_backward``, the kernel its autograd calls), with GB/s or GFLOP/s;
+  * one full training step (forward, cross-entropy, backward, AdamW);
+  * inference at batch 1 through the autograd path (tinysml) and eager mode (PyTorch).
+Ratios are tinysml time / PyTorch time (below 1: tinysml is faster). The machine's measured floors
+(DESIGN.md): ~200 GFLOP/s float32 matmul, 28-34 GB/s DRAM, 130-180 GB/s L3.
+
+The script re-executes itself once with glibc malloc tunables that give PyTorch a fair allocator
+(fresh mmaps page-fault at ~2 us a page on this machine); tinysml's Numba backend sets the same
+behaviour through mallopt.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+TUNABLES = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=1073741824"
+if os.environ.get("GLIBC_TUNABLES") != TUNABLES and __name__ == "__main__":
+    os.environ["GLIBC_TUNABLES"] = TUNABLES
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def median_ms(fn, repeats, warmup=3):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
+
+
+def row(table, name, ours_ms, torch_ms, work=None, unit=""):
+    rate = f"{work / (ours_ms * 1e-3) / 1e9:8.1f} {unit}" if work else ""
+    table.append((name, ours_ms, torch_ms, ours_ms / torch_ms, rate))
+
+
+def print_table(title, table):
+    print(f"\n{title}")
+    print(f"{'what':<44}{'tinysml ms':>11}{'torch ms':>10}{'ratio':>8}   tinysml rate")
+    for name, a, b, r, rate in table:
+        print(f"{name:<44}{a:>11.3f}{b:>10.3f}{r:>8.2f}   {rate}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="tinysml vs PyTorch CPU")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=9)
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--classes", type=int, default=6)
+    parser.add_argument("--preset", default="har-student")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--backend", default="numba")
+    args = parser.parse_args(argv)
+
+    import torch
+    import tinysml
+    from tinysml import Tensor, no_grad
+    from tinysml import functions as F
+    from tinysml.backend import kernels_for
+    from tinysml.models import build_model, preset
+    from tinysml.optim import AdamW
+    from tinysml.torch_twin import build_torch_twin
+
+    torch.set_num_threads(args.threads)
+    tinysml.set_backend(args.backend)
+    if args.backend == "numba":
+        import numba
+        numba.set_num_threads(args.threads)
+    K = kernels_for(np.zeros(1, np.float32))
+
+    B, C, L = args.batch, args.channels, args.length
+    model = build_model(preset(args.preset, C, L, args.classes), seed=0)
+    twin = build_torch_twin(model)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((B, C, L)).astype(np.float32)
+    y = rng.integers(0, args.classes, B)
+    # agreement first: train-mode and eval-mode outputs
+    diff_train = np.abs(model(Tensor(x)).data - twin(torch.from_numpy(x)).detach().numpy()).max()
+    model.eval(), twin.eval()
+    with no_grad(), torch.no_grad():
+        diff_eval = np.abs(model(Tensor(x)).data - twin(torch.from_numpy(x)).numpy()).max()
+    model.train(), twin.train()
+    print(f"{args.preset} on ({B}, {C}, {L}), backend {args.backend}, {args.threads} threads; "
+          f"max |logit difference| train {diff_train:.2e}, eval {diff_eval:.2e}")
+    assert diff_train < 1e-3 and diff_eval < 1e-3, "tinysml and torch disagree"
+
+    # ------------------------------------------------------------------ kernels of every layer
+    kernels, totals = [], {"dw fwd": [0, 0], "dw bwd": [0, 0], "pw fwd": [0, 0], "pw bwd": [0, 0]}
+    L_in = model.stem[0].output_length(L)
+    seen = set()
+    for i, block in enumerate(model.blocks):
+        dw = block.depthwise[0]
+        E, k, s, p = dw.in_channels, dw.kernel_size, dw.stride, dw.padding
+        L_out = dw.output_length(L_in)
+        xi = rng.standard_normal((B, E, L_in)).astype(np.float32)
+        wi = rng.standard_normal((E, k)).astype(np.float32)
+        gyi = rng.standard_normal((B, E, L_out)).astype(np.float32)
+        tx, tw, tgy = torch.from_numpy(xi), torch.from_numpy(wi[:, None, :].copy()), torch.from_numpy(gyi)
+        nbytes = 4 * (xi.size + gyi.size)
+        f_ours = median_ms(lambda: K.dw_conv1d_fwd(xi, wi, None, s, p, 1), args.repeats)
+        f_torch = median_ms(lambda: torch.nn.functional.conv1d(tx, tw, None, s, p, 1, E), args.repeats)
+        b_ours = median_ms(lambda: K.dw_conv1d_bwd(gyi, xi, wi, s, p, 1), args.repeats)
+        b_torch = median_ms(lambda: torch.ops.aten.convolution_backward(
+            tgy, tx, tw, None, [s], [p], [1], False, [0], E, [True, True, False]), args.repeats)
+        key = ("dw", E, L_in, k, s)
+        if key not in seen:
+            seen.add(key)
+            row(kernels, f"block {i} depthwise fwd ({B},{E},{L_in}) k{k} s{s}", f_ours, f_torch, nbytes, "GB/s")
+            row(kernels, f"block {i} depthwise bwd", b_ours, b_torch, 2 * nbytes, "GB/s")
+        totals["dw fwd"][0] += f_ours; totals["dw fwd"][1] += f_torch
+        totals["dw bwd"][0] += b_ours; totals["dw bwd"][1] += b_torch
+        for name, conv, Lp in (("expand", block.expand[0], L_in), ("project", block.project[0], L_out)):
+            Ci, Co = conv.in_channels, conv.out_channels
+            xi = rng.standard_normal((B, Ci, Lp)).astype(np.float32)
+            wi = rng.standard_normal((Co, Ci)).astype(np.float32)
+            gyi = rng.standard_normal((B, Co, Lp)).astype(np.float32)
+            tx, tw, tgy = torch.from_numpy(xi), torch.from_numpy(wi[:, :, None].copy()), torch.from_numpy(gyi)
+            flops = 2 * B * Ci * Co * Lp
+            f_ours = median_ms(lambda: K.pw_conv1d_fwd(xi, wi, None), args.repeats)
+            f_torch = median_ms(lambda: torch.nn.functional.conv1d(tx, tw), args.repeats)
+            b_ours = median_ms(lambda: K.pw_conv1d_bwd(gyi, xi, wi), args.repeats)
+            b_torch = median_ms(lambda: torch.ops.aten.convolution_backward(
+                tgy, tx, tw, None, [1], [0], [1], False, [0], 1, [True, True, False]), args.repeats)
+            row(kernels, f"block {i} {name} fwd ({B},{Ci},{Lp})->{Co}", f_ours, f_torch, flops, "GFLOP/s")
+            row(kernels, f"block {i} {name} bwd", b_ours, b_torch, 2 * flops, "GFLOP/s")
+            totals["pw fwd"][0] += f_ours; totals["pw fwd"][1] += f_torch
+            totals["pw bwd"][0] += b_ours; totals["pw bwd"][1] += b_torch
+        L_in = L_out
+    print_table("Kernels, per layer of the student", kernels)
+    summary = []
+    for name, (a, b) in totals.items():
+        row(summary, f"all {name} layers (sum)", a, b)
+
+    # ------------------------------------------------------------------ a whole training step
+    opt = AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+    topt = torch.optim.AdamW(twin.parameters(), lr=1e-3, weight_decay=1e-2)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xs = Tensor(x)
+
+    def step_ours():
+        opt.zero_grad()
+        F.cross_entropy(model(xs), y).backward()
+        opt.step()
+
+    def step_torch():
+        topt.zero_grad()
+        torch.nn.functional.cross_entropy(twin(xt), yt).backward()
+        topt.step()
+
+    row(summary, f"training step, batch {B} (fwd+bwd+AdamW)", median_ms(step_ours, args.repeats),
+        median_ms(step_torch, args.repeats))
+    model.eval(), twin.eval()
+    x1 = x[:1].copy()
+    x1s, x1t = Tensor(x1), torch.from_numpy(x1)
+
+    def infer_ours():
+        with no_grad():
+            model(x1s)
+
+    def infer_torch():
+        with torch.no_grad():
+            twin(x1t)
+
+    row(summary, "inference, batch 1 (autograd path / eager)", median_ms(infer_ours, args.repeats * 3),
+        median_ms(infer_torch, args.repeats * 3))
+    print_table("Totals", summary)
+
+
+if __name__ == "__main__":
+    main()
