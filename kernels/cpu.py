@@ -111,6 +111,7 @@ def _tap_range(k, L, Lout, stride, padding, dilation):
 # =========================================================================== depthwise conv1d
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _dw_fwd(x, w, b, y, stride, padding, dilation):
+    """Any stride; taps with stride 1 read contiguous slices (vectorised), others strided ones."""
     B, C, L = x.shape
     K = w.shape[1]
     Lout = y.shape[2]
@@ -126,9 +127,46 @@ def _dw_fwd(x, w, b, y, stride, padding, dilation):
                 continue
             wk = w[c, k]
             ys = yr[lo:hi]
-            xs = xr[j0:j0 + (hi - lo - 1) * stride + 1:stride]
-            for i in range(hi - lo):
-                ys[i] += wk * xs[i]
+            if stride == 1:                           # a slice without a step keeps the C layout
+                xs = xr[j0:j0 + hi - lo]
+                for i in range(hi - lo):
+                    ys[i] += wk * xs[i]
+            else:
+                for i in range(hi - lo):
+                    ys[i] += wk * xr[j0 + stride * i]
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _dw_fwd_stride2(x, w, b, y, padding, dilation):
+    """Stride 2: each row is split once into its even and odd samples (a per-thread scratch), so
+    that every tap x[2l + off] becomes a contiguous slice of one of them (and vectorises)."""
+    B, C, L = x.shape
+    K = w.shape[1]
+    Lout = y.shape[2]
+    half = (L + 1) // 2
+    for c in prange(C):                               # a thread owns channel c, for every b
+        even = np.empty(half, x.dtype)
+        odd = np.empty(half, x.dtype)
+        bias = b[c] if b.shape[0] > 0 else 0.0
+        for bi in range(B):
+            xr, yr = x[bi, c], y[bi, c]
+            for m in range(L // 2):
+                even[m] = xr[2 * m]
+                odd[m] = xr[2 * m + 1]
+            if L % 2:
+                even[half - 1] = xr[L - 1]
+            for i in range(Lout):
+                yr[i] = bias
+            for k in range(K):
+                lo, hi, j0 = _tap_range(k, L, Lout, 2, padding, dilation)
+                if hi <= lo:
+                    continue
+                src = even if j0 % 2 == 0 else odd
+                xs = src[j0 // 2:j0 // 2 + hi - lo]
+                ys = yr[lo:hi]
+                wk = w[c, k]
+                for i in range(hi - lo):
+                    ys[i] += wk * xs[i]
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
@@ -168,14 +206,19 @@ def _dw_bwd(gy, x, w, gx, gw, gb, stride, padding, dilation):
 def dw_conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1):
     """Depthwise conv: y[b, c, l] = bias[c] + sum_k w[c, k] x[b, c, l*S + k*D - P] (zero outside [0, L)).
 
-    x (B, C, L), w (C, K), b (C,) or None -> y (B, C, Lout). Parallel over rows (b, c); for each tap a
-    vectorised axpy over the valid output range (no padded copy of x).
+    x (B, C, L), w (C, K), b (C,) or None -> y (B, C, Lout). For each tap a vectorised axpy over the
+    valid output range (no padded copy of x): parallel over rows (b, c) for stride 1, over channels
+    with a deinterleaved copy of each row for stride 2.
     """
     B, C, L = x.shape
     K = w.shape[1]
     y = _alloc((B, C, conv_out_len(L, K, stride, padding, dilation)), x.dtype)
-    _launch(_dw_fwd, x.size, np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype),
-            _EMPTY[x.dtype] if b is None else np.ascontiguousarray(b, dtype=x.dtype), y, stride, padding, dilation)
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
+    b = _EMPTY[x.dtype] if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    if stride == 2:
+        _launch(_dw_fwd_stride2, x.size, x, w, b, y, padding, dilation)
+    else:
+        _launch(_dw_fwd, x.size, x, w, b, y, stride, padding, dilation)
     return y
 
 
