@@ -17,27 +17,19 @@ def _cmd_data(args):
     from .data import available, load
     if args.action == "list":
         for name, desc in available().items():
-            print(f"{name:<16}{desc}")
-    else:
-        print(load(args.name).info())
-
-
-def prepare_data(name: str, val_fraction: float, seed: int, scaling: str):
-    """Load a dataset, carve validation from training, fit scaling on the training part only.
-    Returns (dataset, scaler, (X_train, y_train), (X_val, y_val), (X_test, y_test))."""
-    from .data import fit_scaler, load, validation_split
-    data = load(name)
-    train, val = validation_split(data.train, val_fraction, seed)
-    scaler = fit_scaler(train.X, scaling)
-    return (data, scaler, (scaler.transform(train.X), train.y), (scaler.transform(val.X), val.y),
-            (scaler.transform(data.test.X), data.test.y))
+            print(f"{name:<20}{desc}")
+    else:   # info, or fetch (loading fetches, verifies and caches)
+        print(load(args.name, path=args.path).info())
 
 
 def _cmd_train(args):
     from . import io, profile
     from .models import build_model, preset
+    from .data import load
+    from .data.prepare import prepare
     from .train import TrainConfig, evaluate, fit
-    data, scaler, train, val, test = prepare_data(args.dataset, args.val_fraction, args.seed, args.scaling)
+    p = prepare(load(args.dataset, path=args.path), args.val_fraction, args.seed, args.scaling)
+    data, scaler, train, val, test = p.dataset, p.scaler, p.train, p.val, p.test
     C, L = data.window_shape
     model = build_model(preset(args.preset, C, L, data.num_classes), seed=args.seed)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
@@ -58,7 +50,7 @@ def _cmd_evaluate(args):
     from .metrics import report
     from .train import evaluate, predict_logits
     model, tree = io.load_model(args.checkpoint)
-    data = load(args.dataset or tree.get("dataset", ""))
+    data = load(args.dataset or tree.get("dataset", ""), path=args.path)
     X = Scaler.from_tree(tree["scaler"]).transform(data.test.X) if "scaler" in tree else data.test.X
     print(json.dumps(evaluate(model, X, data.test.y), indent=2))
     print(report(data.test.y, predict_logits(model, X).argmax(1), data.class_names))
@@ -79,12 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("data", help="list datasets or describe one")
-    d.add_argument("action", choices=["list", "info"])
+    d.add_argument("action", choices=["list", "info", "fetch"])
     d.add_argument("name", nargs="?", default="basicmotions")
+    d.add_argument("--path", default=None, help="folder or file of a data set you downloaded yourself")
     d.set_defaults(run=_cmd_data)
 
     t = sub.add_parser("train", help="train a preset with cross-entropy")
     t.add_argument("--dataset", default="basicmotions")
+    t.add_argument("--path", default=None, help="folder or file of a data set you downloaded yourself")
     t.add_argument("--preset", default="har-teacher", choices=sorted(PRESETS))
     t.add_argument("--out", required=True, help="model checkpoint to write (.npz); training state goes beside it")
     t.add_argument("--epochs", type=int, default=40)
@@ -102,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="test accuracy, macro-F1 and a per-class report of a checkpoint")
     e.add_argument("checkpoint")
     e.add_argument("--dataset", default=None, help="default: the dataset recorded in the checkpoint")
+    e.add_argument("--path", default=None, help="folder or file of a data set you downloaded yourself")
     e.set_defaults(run=_cmd_evaluate)
 
     f = sub.add_parser("profile", help="parameters, MACs, bytes and latency of a preset")
@@ -117,7 +112,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, ImportError) as err:
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as err:
         print(f"tinysml: error: {err}", file=sys.stderr)
         return 2
     return 0

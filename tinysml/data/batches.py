@@ -18,3 +18,20 @@ def iterate_batches(X: np.ndarray, y: np.ndarray, batch_size: int, rng: np.rando
         if rng is not None:
             idx = np.sort(idx)   # gather in memory order; the batch's content is what is random
         yield X[idx], y[idx]
+
+
+def augment(X: np.ndarray, rng: np.random.Generator, jitter: float = 0.0, scale: float = 0.0,
+            max_shift: int = 0) -> np.ndarray:
+    """Random training-time augmentation of a batch (B, C, L), returned as a new array:
+    additive Gaussian jitter (std ``jitter``), per-window-and-channel scaling by N(1, ``scale``),
+    and a circular time shift of up to ``max_shift`` steps. All off by default."""
+    out = X.copy()
+    if jitter:
+        out += rng.normal(0, jitter, out.shape).astype(out.dtype)
+    if scale:
+        out *= rng.normal(1, scale, out.shape[:2] + (1,)).astype(out.dtype)
+    if max_shift:
+        shifts = rng.integers(-max_shift, max_shift + 1, len(out))
+        for i, s in enumerate(shifts):
+            out[i] = np.roll(out[i], s, axis=-1)
+    return out

@@ -58,7 +58,7 @@ class HARDataset:
         C, L = self.window_shape
         counts = np.bincount(self.train.y, minlength=self.num_classes)
         lines = [f"{self.name}: {len(self.train)} train / {len(self.test)} test windows of {C} x {L} "
-                 f"at {self.rate_hz:g} Hz, {self.num_classes} classes",
+                 + (f"at {self.rate_hz:g} Hz, " if self.rate_hz == self.rate_hz else "") + f"{self.num_classes} classes",
                  f"  channels: {', '.join(self.channel_names)}",
                  "  classes (train count): " + ", ".join(f"{n} ({c})" for n, c in zip(self.class_names, counts))]
         if self.description:

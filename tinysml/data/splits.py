@@ -27,3 +27,12 @@ def validation_split(train: WindowSet, fraction: float = 0.2, seed: int = 0):
             n_val = max(1, int(round(fraction * len(members)))) if len(members) > 1 else 0
             is_val[rng.choice(members, size=n_val, replace=False)] = True
     return train.take(~is_val), train.take(is_val)
+
+
+def leave_one_subject_out(windows: WindowSet):
+    """Yield (subject, train, test) for each subject: that subject's windows are the test fold."""
+    if (windows.subjects < 0).any():
+        raise ValueError("leave-one-subject-out needs subject ids; this data set has none")
+    for s in np.unique(windows.subjects):
+        held = windows.subjects == s
+        yield int(s), windows.take(~held), windows.take(held)

