@@ -16,7 +16,7 @@ def test_basicmotions_loads_offline():
 
 
 def test_unknown_dataset_lists_the_available_ones():
-    with pytest.raises(ValueError, match="available: basicmotions"):
+    with pytest.raises(ValueError, match="available: allgesturewiimote, basicmotions"):
         load("nope")
 
 
