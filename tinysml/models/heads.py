@@ -6,8 +6,12 @@ over (SPEC.md section 5).
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from .. import functions as F
-from ..nn import Dropout, Linear, Module
+from ..nn import Dropout, LayerNorm, Linear, Module, Parameter
 
 
 class LinearHead(Module):
@@ -33,7 +37,52 @@ class MLPHead(Module):
         return self.fc2(self.dropout(F.hardswish(self.fc1(h))))
 
 
-HEADS = {"linear": LinearHead, "mlp": MLPHead}
+class HopfieldHead(Module):
+    """A modern-Hopfield memory of N learnable stored patterns X (N, d) (SPEC.md section 4):
+
+        xi = W_q LN(h)                       query (B, d)
+        p  = softmax(beta xi X^T)            association with every stored pattern (B, N)
+        xi = p X                             retrieval; repeated ``steps`` times
+        y  = W_o xi + b                      logits (B, K)
+
+    beta = 1 / sqrt(d) unless given; ``learn_beta`` makes log(beta) a parameter.
+    """
+
+    def __init__(self, in_features, num_classes, rng, patterns=32, dim=64, beta=None, steps=1,
+                 learn_beta=False, dropout=0.0):
+        if patterns < num_classes:
+            raise ValueError(f"a Hopfield head needs at least as many patterns as classes ({num_classes}), got {patterns}")
+        if steps not in (1, 2):
+            raise ValueError(f"Hopfield update steps must be 1 or 2, got {steps}")
+        self.norm = LayerNorm(in_features)
+        self.query = Linear(in_features, dim, bias=False, rng=rng, std=1 / math.sqrt(in_features))
+        self.patterns = Parameter(rng.normal(0, 1 / math.sqrt(dim), (patterns, dim)).astype(np.float32))
+        self.log_beta = Parameter(np.array([math.log(beta if beta else 1 / math.sqrt(dim))], np.float32))
+        self.log_beta.requires_grad = learn_beta
+        self.steps = steps
+        self.dropout = Dropout(dropout)
+        self.out = Linear(dim, num_classes, rng=rng)
+
+    def associate(self, xi, patterns=None):
+        """p = softmax(beta xi X^T): (B, d) queries against (N, d) patterns (this head's by default)."""
+        X = self.patterns if patterns is None else patterns
+        return F.softmax((xi @ X.T) * F.exp(self.log_beta), axis=1)         # (B, N)
+
+    def query_of(self, h):
+        return self.query(self.norm(h))                                     # (B, d)
+
+    def forward(self, h, return_association=False):
+        xi = self.query_of(self.dropout(h))
+        first = None
+        for _ in range(self.steps):
+            p = self.associate(xi)
+            first = p if first is None else first
+            xi = p @ self.patterns                                          # (B, d)
+        logits = self.out(xi)
+        return (logits, first) if return_association else logits
+
+
+HEADS = {"linear": LinearHead, "mlp": MLPHead, "hopfield": HopfieldHead}
 
 
 def build_head(spec: dict, in_features: int, num_classes: int, rng) -> Module:

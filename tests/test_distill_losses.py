@@ -1,0 +1,142 @@
+"""SMLDist's losses on small hand-computed cases, and their gradients."""
+import numpy as np
+import pytest
+
+from tinysml import Tensor
+from tinysml import functions as F
+from tinysml.distill import (attention_map, attention_transfer_loss, conditional_target, frequency_attention,
+                             hinton_kd_loss, memory_loss, smoothed_conditional_loss, stage_loss, transplant)
+from tinysml.distill.stage import StageAdapter
+from tinysml.gradcheck import gradcheck
+from tinysml.models.heads import HopfieldHead
+
+R = np.random.default_rng(3)
+
+
+def softmax(a):
+    e = np.exp(a - a.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+# --------------------------------------------------------------------------- logits
+def test_conditional_rule_replaces_the_target_exactly_where_the_teacher_is_wrong():
+    z_t = np.array([[3.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+    y = np.array([0, 0, 2])                               # the teacher is wrong on row 1 only
+    q_tilde, wrong = conditional_target(z_t, y, eta=2.0)
+    assert wrong.tolist() == [False, True, False]
+    np.testing.assert_allclose(q_tilde[1], softmax(np.array([[2.0, 0, 0]]))[0])
+    q0 = softmax(z_t[[0]] / np.linalg.norm(z_t[0]))
+    np.testing.assert_allclose(q_tilde[0], softmax(q0)[0])
+
+
+def test_smoothed_conditional_loss_by_hand():
+    z_s = np.array([[1.0, -2.0, 0.5]])
+    z_t = np.array([[0.2, 0.1, 2.0]])
+    y = np.array([2])
+    lam, T = 0.7, 2.0
+    p = softmax(z_s / np.linalg.norm(z_s))
+    log_pt = np.log(softmax(p))
+    q_t = softmax(softmax(z_t / np.linalg.norm(z_t)))
+    y_hat = np.array([[0.5, 0.5, 0.5]])                   # 1 - 1/T off the label, 1/T on it
+    expected = -(y_hat * log_pt).sum() - lam * (q_t * log_pt).sum()
+    got = smoothed_conditional_loss(Tensor(z_s), z_t, y, lam=lam, T=T).item()
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+def test_logits_losses_gradients():
+    z_t, y = R.standard_normal((4, 5)), np.array([0, 3, 1, 4])
+    gradcheck(lambda z: smoothed_conditional_loss(z, z_t, y, lam=1.3, T=1.5, eta=2.0), R.standard_normal((4, 5)))
+    gradcheck(lambda z: hinton_kd_loss(z, z_t, y, T=3.0, alpha=0.7), R.standard_normal((4, 5)))
+
+
+def test_hinton_kd_at_equal_logits_is_the_ce_part():
+    z, y = R.standard_normal((3, 4)), np.array([0, 1, 2])
+    kd = hinton_kd_loss(Tensor(z), z, y, T=4.0, alpha=0.6).item()
+    assert kd == pytest.approx(0.4 * F.cross_entropy(Tensor(z), y).item(), rel=1e-9)
+
+
+# --------------------------------------------------------------------------- stage
+def test_frequency_attention_sums_to_one_and_favours_the_teacher_energy():
+    t = np.arange(32)
+    f = np.sin(2 * np.pi * 4 * t / 32)[None, None, :] * np.ones((2, 3, 1)) * 10
+    a = frequency_attention(f)
+    assert a.shape == (17,) and a.sum() == pytest.approx(1.0) and a.argmax() == 4
+    np.testing.assert_allclose(frequency_attention(f, uniform=True), np.full(17, 1 / 17))
+    assert frequency_attention(f, tau=100.0).std() < a.std()        # higher temperature: flatter
+
+
+def test_stage_loss_by_hand_and_zero_at_equality():
+    fs, ft = R.standard_normal((2, 3, 8)), R.standard_normal((2, 3, 8))
+    mag = lambda x: np.abs(np.fft.rfft(x, axis=-1))  # noqa: E731
+    a = frequency_attention(ft, tau=0.5)
+    expected = ((fs - ft) ** 2).mean() + 0.3 * (a * ((mag(fs) - mag(ft)) ** 2).mean(axis=(0, 1))).sum()
+    assert stage_loss(Tensor(fs), ft, gamma=0.3, tau=0.5).item() == pytest.approx(expected, rel=1e-10)
+    assert stage_loss(Tensor(ft), ft).item() == pytest.approx(0.0, abs=1e-12)
+    assert stage_loss(Tensor(fs), ft, gamma=0).item() == pytest.approx(((fs - ft) ** 2).mean())
+    gradcheck(lambda x: stage_loss(x, ft, gamma=1.0), fs)
+    with pytest.raises(ValueError, match="adapter"):
+        stage_loss(Tensor(fs), ft[:, :2])
+
+
+def test_adapter_maps_shapes_and_has_gradients():
+    ad = StageAdapter((4, 10), (6, 7), np.random.default_rng(0))
+    assert ad(Tensor(R.standard_normal((2, 4, 10)).astype(np.float32))).shape == (2, 6, 7)
+    ad.conv.weight.data = ad.conv.weight.data.astype(np.float64)
+    gradcheck(lambda x: ad(x), R.standard_normal((2, 4, 10)))
+
+
+# --------------------------------------------------------------------------- memory
+def _heads():
+    rng = np.random.default_rng(0)
+    t = HopfieldHead(8, 3, rng, patterns=5, dim=4)
+    s = HopfieldHead(6, 3, rng, patterns=5, dim=4)
+    for h in (t, s):
+        h.double()
+    return t, s
+
+
+def test_transplant_copies_the_memory_and_output_map():
+    t, s = _heads()
+    transplant(t, s)
+    assert np.array_equal(s.patterns.data, t.patterns.data) and np.array_equal(s.out.weight.data, t.out.weight.data)
+    assert not np.array_equal(s.query.weight.data[:, :6], t.query.weight.data[:, :6])   # the query stays the student's
+
+
+def test_memory_kl_is_zero_when_the_queries_agree_and_positive_otherwise():
+    t, s = _heads()
+    transplant(t, s)
+    h_t = R.standard_normal((4, 8))
+    xi_t = t.query_of(Tensor(h_t))
+    p_t = t.associate(xi_t).data
+    # a student whose query equals the teacher's: make its query map reproduce xi_t exactly
+    h_s = R.standard_normal((4, 6))
+    s.norm.weight.data[:] = 1
+    s.norm.bias.data[:] = 0
+    normed = s.norm(Tensor(h_s)).data
+    s.query.weight.data = np.linalg.lstsq(normed, xi_t.data, rcond=None)[0].T
+    assert memory_loss(s, Tensor(h_s), p_t, t.patterns.data).item() == pytest.approx(0.0, abs=1e-8)
+    s.query.weight.data = -s.query.weight.data  # (a constant shift would vanish after LayerNorm)
+    assert memory_loss(s, Tensor(h_s), p_t, t.patterns.data).item() > 1e-3
+
+
+def test_memory_loss_gradient():
+    t, s = _heads()
+    p_t = t.associate(t.query_of(Tensor(R.standard_normal((3, 8))))).data
+    gradcheck(lambda h: memory_loss(s, h, p_t, t.patterns.data), R.standard_normal((3, 6)))
+
+
+def test_hopfield_head_gradient_and_errors():
+    rng = np.random.default_rng(1)
+    head = HopfieldHead(5, 3, rng, patterns=4, dim=3, steps=2, learn_beta=True).double()
+    gradcheck(lambda h: head(h), R.standard_normal((2, 5)))
+    with pytest.raises(ValueError, match="at least as many patterns as classes"):
+        HopfieldHead(5, 6, rng, patterns=4)
+
+
+# --------------------------------------------------------------------------- baselines
+def test_attention_transfer():
+    fs, ft = R.standard_normal((2, 4, 8)), R.standard_normal((2, 6, 8))
+    a = attention_map(Tensor(fs)).data
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0)
+    assert attention_transfer_loss([Tensor(ft[:, :4])], [ft[:, :4]]).item() == pytest.approx(0, abs=1e-12)
+    gradcheck(lambda x: attention_transfer_loss([x], [ft], beta=2.0), fs)
