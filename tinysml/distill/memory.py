@@ -10,36 +10,45 @@ the way the teacher does.
 from __future__ import annotations
 
 from .. import functions as F
-from ..models.heads import HopfieldHead
+from ..models.heads import HopfieldHead, memory_unit
 from ..tensor import Tensor, no_grad
 
 
-def transplant(teacher_head: HopfieldHead, student_head: HopfieldHead) -> None:
-    """Copy the teacher's memory (patterns, beta) and output map into the student's head."""
-    for head in (teacher_head, student_head):
-        if not isinstance(head, HopfieldHead):
-            raise TypeError(f"memory distillation needs Hopfield heads, got {type(head).__name__}")
-    if teacher_head.patterns.shape != student_head.patterns.shape or \
-            teacher_head.out.weight.shape != student_head.out.weight.shape:
-        raise ValueError(f"memories differ: teacher {teacher_head.patterns.shape} / {teacher_head.out.weight.shape}, "
-                         f"student {student_head.patterns.shape} / {student_head.out.weight.shape}")
-    student_head.patterns.data[...] = teacher_head.patterns.data
-    student_head.log_beta.data[...] = teacher_head.log_beta.data
-    student_head.out.weight.data[...] = teacher_head.out.weight.data
-    student_head.out.bias.data[...] = teacher_head.out.bias.data
+def transplant(teacher_head, student_head) -> str:
+    """Copy the teacher's head into the student's. Same architecture (equal feature widths): the
+    whole head, as the released code does. Otherwise: the memory (patterns, beta) and output map
+    of the Hopfield unit, the student keeping its own query map. Returns which was done."""
+    try:
+        student_head.load_state_dict({k: v.copy() for k, v in teacher_head.state_dict().items()})
+        return "whole head"
+    except ValueError:
+        pass
+    t, s = memory_unit(teacher_head), memory_unit(student_head)
+    if t is None or s is None:
+        raise TypeError(f"memory distillation needs Hopfield memories, got {type(teacher_head).__name__} "
+                        f"and {type(student_head).__name__}")
+    if t.patterns.shape != s.patterns.shape or t.out.weight.shape != s.out.weight.shape:
+        raise ValueError(f"memories differ: teacher {t.patterns.shape} / {t.out.weight.shape}, "
+                         f"student {s.patterns.shape} / {s.out.weight.shape}")
+    s.patterns.data[...] = t.patterns.data
+    s.log_beta.data[...] = t.log_beta.data
+    s.out.weight.data[...] = t.out.weight.data
+    s.out.bias.data[...] = t.out.bias.data
+    return "memory and output map"
 
 
 def teacher_association(teacher, x):
-    """p_T (B, N) and the teacher's memory X_T (N, d), without a graph."""
+    """p_T (B, N) of the teacher's memory unit and its patterns X_T (N, d), without a graph."""
+    unit = memory_unit(teacher.classifier)
+    if unit is None:
+        raise TypeError(f"the teacher's head ({type(teacher.classifier).__name__}) holds no Hopfield memory")
     with no_grad():
-        h = teacher.features(x)
-        head = teacher.classifier
-        p = head.associate(head.query_of(h))
-    return p.data, head.patterns.data
+        p = unit.associate(unit.query_of(teacher.features(x)))
+    return p.data, unit.patterns.data
 
 
-def memory_loss(student_head: HopfieldHead, h_student, p_teacher, teacher_patterns) -> Tensor:
+def memory_loss(student_unit: HopfieldHead, h_student, p_teacher, teacher_patterns) -> Tensor:
     """KL(p_T || p_S) with p_S the student's query associated with the teacher's patterns."""
-    xi = student_head.query_of(h_student)
-    logits = (xi @ Tensor(teacher_patterns).T) * F.exp(student_head.log_beta)
+    xi = student_unit.query_of(h_student)
+    logits = (xi @ Tensor(teacher_patterns).T) * F.exp(student_unit.log_beta)
     return F.kl_div(p_teacher, F.log_softmax(logits, axis=1))

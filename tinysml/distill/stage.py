@@ -82,6 +82,9 @@ class StudentStages(Module):
             params += self.student.blocks[i].parameters()
         return params + self.adapters[s].parameters()
 
+    def forward(self, x):
+        return self.student(x)
+
     def stage_feature(self, x, s: int):
         stages, _ = self.student.forward_stages(x, upto=s)
         return self.adapters[s](stages[s])

@@ -56,7 +56,9 @@ class HopfieldHead(Module):
             raise ValueError(f"Hopfield update steps must be 1 or 2, got {steps}")
         self.norm = LayerNorm(in_features)
         self.query = Linear(in_features, dim, bias=False, rng=rng, std=1 / math.sqrt(in_features))
-        self.patterns = Parameter(rng.normal(0, 1 / math.sqrt(dim), (patterns, dim)).astype(np.float32))
+        # queries have ~unit-variance entries (LayerNorm, then W_q with std 1/sqrt(in)); unit-variance
+        # patterns make beta <xi, x> ~ N(0, 1) at init, so associations start selective, not uniform
+        self.patterns = Parameter(rng.normal(0, 1, (patterns, dim)).astype(np.float32))
         self.log_beta = Parameter(np.array([math.log(beta if beta else 1 / math.sqrt(dim))], np.float32))
         self.log_beta.requires_grad = learn_beta
         self.steps = steps
@@ -82,7 +84,43 @@ class HopfieldHead(Module):
         return (logits, first) if return_association else logits
 
 
-HEADS = {"linear": LinearHead, "mlp": MLPHead, "hopfield": HopfieldHead}
+class MixtureHead(Module):
+    """The released code's gated mixture of heads (SPEC.md section 5):
+
+        y = log sum_i alpha_i softmax(y_i),   alpha = softmax(w), w learnable, starting at 0
+
+    Returned as log-probabilities, which are valid logits (softmax(log p) = p), so every loss
+    treats this head like any other. ``heads`` is a list of head specs, e.g. a Hopfield memory
+    unit and a linear "intuition" unit.
+    """
+
+    def __init__(self, in_features, num_classes, rng, heads=({"kind": "hopfield"}, {"kind": "linear"})):
+        if not heads:
+            raise ValueError("a mixture head needs at least one head")
+        self.members = [build_head(spec, in_features, num_classes, rng) for spec in heads]
+        for i, m in enumerate(self.members):
+            setattr(self, f"head{i}", m)
+        self.gate = Parameter(np.zeros(len(self.members), np.float32))
+
+    def forward(self, h):
+        alpha = F.softmax(self.gate, axis=0)                                    # (H,)
+        mix = None
+        for i, m in enumerate(self.members):
+            term = F.softmax(m(h), axis=1) * alpha[i]
+            mix = term if mix is None else mix + term
+        return F.log(F.clip(mix, 1e-12, None))                                  # (B, K)
+
+
+def memory_unit(head):
+    """The Hopfield memory inside a head (the head itself, or a mixture's member), else None."""
+    if isinstance(head, HopfieldHead):
+        return head
+    if isinstance(head, MixtureHead):
+        return next((m for m in head.members if isinstance(m, HopfieldHead)), None)
+    return None
+
+
+HEADS = {"linear": LinearHead, "mlp": MLPHead, "hopfield": HopfieldHead, "mixture": MixtureHead}
 
 
 def build_head(spec: dict, in_features: int, num_classes: int, rng) -> Module:
