@@ -44,6 +44,32 @@ def _cmd_train(args):
     print(json.dumps(result, indent=2))
 
 
+def _config_from_args(args):
+    from .distill.pipeline import SMLDistConfig
+    overrides = {k: v for k, v in {
+        "dataset": args.dataset, "data_path": args.path, "seed": args.seed, "teacher": args.teacher_preset,
+        "student": args.student_preset, "batch_size": args.batch_size, "teacher_epochs": args.teacher_epochs,
+        "student_epochs": args.student_epochs, "stage_epochs": args.stage_epochs,
+        "method": getattr(args, "method", None), "gamma": 0.0 if getattr(args, "no_freq", False) else args.gamma,
+        "mu": 0.0 if getattr(args, "no_memory", False) else args.mu,
+        "use_stage": not getattr(args, "no_stage", False), "lam": args.lam, "T": args.T, "eta": args.eta,
+        "uniform_freq": getattr(args, "uniform_freq", False)}.items() if v is not None}
+    return SMLDistConfig(**overrides)
+
+
+def _cmd_train_teacher(args):
+    from .distill.pipeline import run_teacher
+    print(json.dumps(run_teacher(_config_from_args(args), args.out, quiet=args.quiet), indent=2))
+
+
+def _cmd_distill(args):
+    from .distill.pipeline import run
+    r = run(_config_from_args(args), args.out, teacher_checkpoint=args.teacher, quiet=args.quiet)
+    print(json.dumps({"student": r["student"]["test"], "teacher": r["teacher"]["test"],
+                      "student_params": r["student"]["params"], "student_macs": r["student"]["macs"],
+                      "cost_ratio_macs": r["cost_ratio_macs"]}, indent=2))
+
+
 def _cmd_evaluate(args):
     from . import io
     from .data import Scaler, load
@@ -92,6 +118,40 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(run=_cmd_train)
+
+    def pipeline_options(q, method: bool):
+        from .distill.pipeline import METHODS
+        q.add_argument("--dataset", default="basicmotions")
+        q.add_argument("--path", default=None, help="folder or file of a data set you downloaded yourself")
+        q.add_argument("--out", required=True, help="run directory (resumed if it exists)")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--teacher-preset", default=None)
+        q.add_argument("--student-preset", default=None)
+        q.add_argument("--batch-size", type=int, default=None)
+        q.add_argument("--teacher-epochs", type=int, default=None)
+        q.add_argument("--student-epochs", type=int, default=None)
+        q.add_argument("--stage-epochs", type=int, default=None)
+        q.add_argument("--gamma", type=float, default=None, help="weight of the frequency term (stage)")
+        q.add_argument("--mu", type=float, default=None, help="weight of the memory loss")
+        q.add_argument("--lam", type=float, default=None, help="lambda of the smoothed conditional rule")
+        q.add_argument("--T", type=float, default=None, help="temperature of the smoothed conditional rule")
+        q.add_argument("--eta", type=float, default=None, help="hardness of the conditional rule")
+        q.add_argument("--quiet", action="store_true")
+        if method:
+            q.add_argument("--method", default="smldist", choices=METHODS)
+            q.add_argument("--teacher", default=None, help="a trained teacher checkpoint to reuse")
+            q.add_argument("--no-freq", action="store_true", help="ablation: no frequency term (gamma = 0)")
+            q.add_argument("--uniform-freq", action="store_true", help="ablation: plain (unweighted) frequency loss")
+            q.add_argument("--no-memory", action="store_true", help="ablation: no memory loss (mu = 0)")
+            q.add_argument("--no-stage", action="store_true", help="ablation: no stage phase")
+
+    tt = sub.add_parser("train-teacher", help="phase 1 of SMLDist: train the teacher")
+    pipeline_options(tt, method=False)
+    tt.set_defaults(run=_cmd_train_teacher)
+
+    di = sub.add_parser("distill", help="distil a student: smldist | kd | fitnet | at | none")
+    pipeline_options(di, method=True)
+    di.set_defaults(run=_cmd_distill)
 
     e = sub.add_parser("evaluate", help="test accuracy, macro-F1 and a per-class report of a checkpoint")
     e.add_argument("checkpoint")

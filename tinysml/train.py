@@ -165,7 +165,7 @@ def fit(model, train, val, config: TrainConfig, loss_fn=None, params=None, evalu
         record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
                   "lr": float(optimizer.lr), **{k: float(v) for k, v in metrics.items()}}
         history.append(record)
-        if score > best["score"]:
+        if score >= best["score"]:           # ties: the later epoch (trained longer)
             best = {"score": score, "epoch": epoch + 1, "state": _copy_state(model)}
         elapsed += time.perf_counter() - t0
         log(f"epoch {epoch + 1:3d}/{config.epochs}  loss {record['loss']:.4f}  "

@@ -232,6 +232,16 @@ class _WithAdapter(Module):
         return self.student(*args, **kwargs)
 
 
+def run_teacher(config: SMLDistConfig, run_dir: str, quiet: bool = False) -> dict:
+    """Phase 1 alone: train (or resume) the teacher in ``run_dir``; returns its test metrics."""
+    log = _Progress(quiet)
+    _check_run_dir(run_dir, config)
+    data = prepare(load(config.dataset, path=config.data_path), config.val_fraction, config.seed, config.scaling)
+    teacher = train_teacher(config, data, run_dir, log)
+    return {"test": evaluate(teacher, *data.test), "val": evaluate(teacher, *data.val),
+            **profile.summary(teacher, data.dataset.window_shape)}
+
+
 # --------------------------------------------------------------------------- the whole run
 def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = None, quiet: bool = False) -> dict:
     """Run the configured method end to end in ``run_dir`` (resuming whatever is already there)."""

@@ -1,0 +1,152 @@
+"""The full comparison: teacher, student alone, KD, FitNets, AT, SMLDist and its ablations, over
+seeds, on one dataset; writes the results table, a confusion matrix and training curves.
+
+    python examples/compare.py --dataset uci-har --seeds 0 1 2 --out runs/compare --doc docs/results.md
+
+Every run is resumable (rerun the same command after a kill). Models are selected on a validation
+split carved from the training subjects; the test subjects are only evaluated, never selected on.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from tinysml.distill.pipeline import SMLDistConfig, run
+
+VARIANTS = {                       # name -> config overrides
+    "student alone": {"method": "none"},
+    "KD (Hinton)": {"method": "kd"},
+    "FitNets": {"method": "fitnet"},
+    "AT": {"method": "at"},
+    "SMLDist": {"method": "smldist"},
+    "SMLDist, no frequency term": {"method": "smldist", "gamma": 0.0},
+    "SMLDist, no memory loss": {"method": "smldist", "mu": 0.0},
+    "SMLDist, no stage phase": {"method": "smldist", "use_stage": False},
+}
+
+
+def slug(name):
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def run_all(args):
+    results = {name: [] for name in ["teacher", *VARIANTS]}
+    for seed in args.seeds:
+        base = SMLDistConfig(dataset=args.dataset, seed=seed, teacher_epochs=args.teacher_epochs,
+                             student_epochs=args.student_epochs, stage_epochs=args.stage_epochs,
+                             batch_size=args.batch_size)
+        teacher_dir = os.path.join(args.out, f"seed{seed}", "teacher")
+        teacher_ckpt = os.path.join(teacher_dir, "teacher.npz")
+        for name, overrides in VARIANTS.items():
+            cfg = dataclasses.replace(base, **overrides)
+            if name == "student alone" and not os.path.exists(teacher_ckpt):
+                # the first run of a seed trains the teacher in its own directory
+                run(dataclasses.replace(base, method="none", student_epochs=0), teacher_dir, quiet=not args.verbose)
+            r = run(cfg, os.path.join(args.out, f"seed{seed}", slug(name)), teacher_checkpoint=teacher_ckpt,
+                    quiet=not args.verbose)
+            results[name].append(r)
+            print(f"seed {seed} {name:<28} test acc {r['student']['test']['accuracy']:.4f} "
+                  f"macro-F1 {r['student']['test']['macro_f1']:.4f}", flush=True)
+        results["teacher"].append(r)
+    return results
+
+
+def table(results, dataset, args) -> str:
+    def ms(values):
+        return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
+    t0 = results["teacher"][0]
+    lines = [f"| model | test accuracy | test macro-F1 | params | MACs | MACs vs teacher |", "|---|---|---|---|---|---|"]
+    t_acc = [r["teacher"]["test"]["accuracy"] for r in results["teacher"]]
+    t_f1 = [r["teacher"]["test"]["macro_f1"] for r in results["teacher"]]
+    lines.append(f"| teacher ({t0['config']['teacher']}) | {ms(t_acc)} | {ms(t_f1)} | {t0['teacher']['params']:,} | "
+                 f"{t0['teacher']['macs'] / 1e6:.2f} M | 1.00 |")
+    for name in VARIANTS:
+        rs = results[name]
+        acc = [r["student"]["test"]["accuracy"] for r in rs]
+        f1 = [r["student"]["test"]["macro_f1"] for r in rs]
+        s = rs[0]["student"]
+        lines.append(f"| {name} | {ms(acc)} | {ms(f1)} | {s['params']:,} | {s['macs'] / 1e6:.2f} M | "
+                     f"{rs[0]['cost_ratio_macs']:.2f} |")
+    return "\n".join(lines)
+
+
+def figures(results, out_dir):
+    """A confusion matrix of SMLDist (seed 0) and validation curves of every method (seed 0)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    from tinysml import io
+    from tinysml.data import Scaler, load
+    from tinysml.metrics import confusion_matrix
+    from tinysml.train import predict_logits
+    os.makedirs(out_dir, exist_ok=True)
+    r = results["SMLDist"][0]
+    run_dir = r["run_dir"]
+    model, tree = io.load_model(os.path.join(run_dir, "student.npz"))
+    data = load(r["config"]["dataset"])
+    X = Scaler.from_tree(tree["scaler"]).transform(data.test.X)
+    M = confusion_matrix(data.test.y, predict_logits(model, X).argmax(1), data.num_classes)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(M / M.sum(1, keepdims=True), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(data.class_names)), data.class_names, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(data.class_names)), data.class_names, fontsize=7)
+    for i in range(len(M)):
+        for j in range(len(M)):
+            ax.text(j, i, M[i, j], ha="center", va="center", fontsize=7)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title("SMLDist student, test subjects (seed 0)")
+    fig.tight_layout()
+    cm_path = os.path.join(out_dir, "confusion_smldist.png")
+    fig.savefig(cm_path, dpi=120)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name in VARIANTS:
+        h = results[name][0]["history"]
+        ax.plot([e["epoch"] for e in h], [e["macro_f1"] for e in h], label=name)
+    ax.set_xlabel("epoch"), ax.set_ylabel("validation macro-F1"), ax.legend(fontsize=7), ax.grid(alpha=0.3)
+    fig.tight_layout()
+    curves_path = os.path.join(out_dir, "curves.png")
+    fig.savefig(curves_path, dpi=120)
+    return [cm_path, curves_path]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="uci-har")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--teacher-epochs", type=int, default=20)
+    p.add_argument("--student-epochs", type=int, default=15)
+    p.add_argument("--stage-epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out", default="runs/compare")
+    p.add_argument("--doc", default="docs/results.md")
+    p.add_argument("--verbose", action="store_true")
+    args = p.parse_args(argv)
+    results = run_all(args)
+    for name, rs in results.items():
+        for seed, r in zip(args.seeds, rs):
+            r["run_dir"] = os.path.join(args.out, f"seed{seed}", slug(name) if name != "teacher" else "teacher")
+    md = table(results, args.dataset, args)
+    pics = figures(results, os.path.dirname(args.doc) or ".")
+    os.makedirs(os.path.dirname(args.doc) or ".", exist_ok=True)
+    cmd = (f"python examples/compare.py --dataset {args.dataset} --seeds {' '.join(map(str, args.seeds))} "
+           f"--teacher-epochs {args.teacher_epochs} --student-epochs {args.student_epochs} "
+           f"--stage-epochs {args.stage_epochs} --batch-size {args.batch_size}")
+    with open(args.doc, "w") as f:
+        f.write(f"# Results on {args.dataset}\n\nProduced by\n\n    {cmd}\n\nmean ± std over seeds "
+                f"{args.seeds}; selection on a validation split of the training subjects.\n\n{md}\n")
+        for pic in pics:
+            f.write(f"\n![{os.path.basename(pic)}]({os.path.basename(pic)})\n")
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump({k: [{"student": r["student"]["test"], "teacher": r["teacher"]["test"]} for r in v]
+                   for k, v in results.items()}, f, indent=2)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
