@@ -51,7 +51,10 @@ _configure_process()
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
-import scipy.linalg.cython_blas  # noqa: E402,F401  (the BLAS Numba's np.dot calls: load it before limiting)
+try:  # the BLAS Numba's np.dot calls (pointwise kernels): load it before limiting BLAS threads
+    import scipy.linalg.cython_blas  # noqa: E402,F401
+except ImportError:  # an inference-only install without SciPy: the depthwise/activation kernels still work
+    pass
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 if os.environ.get("TINYSML_BLAS_THREADS") != "keep":

@@ -82,6 +82,13 @@ def _cmd_evaluate(args):
     print(report(data.test.y, predict_logits(model, X).argmax(1), data.class_names))
 
 
+def _cmd_export(args):
+    from .deploy import Predictor, export
+    export(args.checkpoint, args.out)
+    p = Predictor.load(args.out)
+    print(f"wrote {args.out}: {p.channels} x {p.length} -> {p.num_classes} classes ({', '.join(p.class_names)})")
+
+
 def _cmd_profile(args):
     from . import profile
     from .models import build_model, preset
@@ -158,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dataset", default=None, help="default: the dataset recorded in the checkpoint")
     e.add_argument("--path", default=None, help="folder or file of a data set you downloaded yourself")
     e.set_defaults(run=_cmd_evaluate)
+
+    x = sub.add_parser("export", help="write the deployable checkpoint (batch norm folded) for tinysml.deploy")
+    x.add_argument("checkpoint")
+    x.add_argument("--out", required=True)
+    x.set_defaults(run=_cmd_export)
 
     f = sub.add_parser("profile", help="parameters, MACs, bytes and latency of a preset")
     f.add_argument("--preset", default="har-student", choices=sorted(PRESETS))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
 
 import numpy as np
 
@@ -95,11 +94,13 @@ def load(path) -> dict:
             arrays = {k: data[k] for k in data.files if k != META_KEY}   # reads (and CRC-checks) every entry
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+    except Exception as err:  # noqa: BLE001 - any failure while reading means a corrupt file
+        # (seen under fuzzing: BadZipFile, EOFError, OSError, ValueError, KeyError, JSONDecodeError, and
+        # SyntaxError / tokenize.TokenError from NumPy's parser of a damaged .npy header)
         size = os.path.getsize(path)
         raise CheckpointError(f"checkpoint {path!r} ({size} bytes) is truncated or corrupt and cannot be read "
                               f"({type(err).__name__}: {err}); delete it and re-create it") from err
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("tree"), (dict, list)):
         raise CheckpointError(f"{path!r} is not a tinysml checkpoint")
     if meta.get("version") != VERSION:
         raise CheckpointError(f"{path!r} has checkpoint format version {meta.get('version')}, "

@@ -1,0 +1,286 @@
+"""Embeddable inference: a trained MobileNetV3 as a handful of NumPy operations.
+
+    from tinysml.deploy import Predictor
+    predictor = Predictor.load("student.npz")          # a model or an exported checkpoint
+    probs = predictor.predict_proba(windows)           # (B, C, L) raw sensor windows -> (B, K)
+
+No graph and no training code: importing this module loads NumPy and the checkpoint reader only
+(neither the autograd nor SciPy). At load time every batch norm is folded into the convolution
+before it (w' = w gamma / sqrt(var + eps), b' = beta - mean gamma / sqrt(var + eps)), the
+training-time scaling stored in the checkpoint is applied to every input, and the depthwise
+convolutions use the Numba kernel when Numba is installed (the NumPy reference otherwise).
+
+``StreamingRecognizer`` wraps a Predictor for live sensor streams: feed samples in chunks of any
+size; it classifies a window every ``hop`` samples and smooths the decisions.
+"""
+from __future__ import annotations
+
+import collections
+import math
+import time
+
+import numpy as np
+
+from . import io
+
+EPS = 1e-5
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+# --------------------------------------------------------------------------- elementwise, in place
+def _act(name, x):
+    if name == "hardswish":
+        x *= np.clip(x + 3, 0, 6) / 6
+    elif name == "selu":
+        neg = x <= 0
+        x[neg] = SELU_ALPHA * np.expm1(x[neg])
+        x *= SELU_SCALE
+    elif name == "relu":
+        np.maximum(x, 0, out=x)
+    elif name == "hardsigmoid":
+        x += 3
+        np.clip(x, 0, 6, out=x)
+        x /= 6
+    elif name != "identity":
+        raise ValueError(f"unknown activation {name!r}")
+    return x
+
+
+def _softmax(z, axis=-1):
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _fold(state, conv, bn):
+    """Fold BN ``bn`` into the bias-free conv ``conv``: returns (w (O, C/G, K), b (O,))."""
+    w = state[f"{conv}.weight"].astype(np.float32)
+    scale = state[f"{bn}.weight"] / np.sqrt(state[f"{bn}.running_var"] + EPS)
+    b = state[f"{bn}.bias"] - state[f"{bn}.running_mean"] * scale
+    return (w * scale[:, None, None]).astype(np.float32), b.astype(np.float32)
+
+
+def fold_model(tree: dict) -> dict:
+    """The deployable form of a model checkpoint tree: folded weights, the config, scaling, classes."""
+    cfg, state = tree["config"], tree["state"]
+    layers = []
+    w, b = _fold(state, "stem.0", "stem.1")
+    layers.append({"op": "stem", "w": w, "b": b})
+    for i, spec in enumerate(cfg["blocks"]):
+        p = f"blocks.{i}"
+        we, be = _fold(state, f"{p}.expand.0", f"{p}.expand.1")
+        wd, bd = _fold(state, f"{p}.depthwise.0", f"{p}.depthwise.1")
+        wp, bp = _fold(state, f"{p}.project.0", f"{p}.project.1")
+        block = {"op": "block", "we": we[:, :, 0], "be": be, "wd": wd[:, 0, :], "bd": bd, "wp": wp[:, :, 0], "bp": bp,
+                 "act": spec["act"], "stride": spec["stride"], "kernel": spec["kernel"],
+                 "residual": spec["stride"] == 1 and we.shape[1] == wp.shape[0]}
+        if spec["se"]:
+            block["se1"], block["se2"] = state[f"{p}.se.fc1.weight"], state[f"{p}.se.fc2.weight"]
+        layers.append(block)
+    wh, bh = _fold(state, "head_conv.0", "head_conv.1")
+    layers.append({"op": "head", "w": wh[:, :, 0], "b": bh})
+    classifier = {k[len("classifier."):]: v for k, v in state.items() if k.startswith("classifier.")}
+    return {"kind": "deploy", "config": cfg, "layers": layers, "classifier": classifier,
+            "scaler": tree.get("scaler"), "class_names": tree.get("class_names")}
+
+
+# --------------------------------------------------------------------------- classifier heads
+def _head_logits(spec: dict, params: dict, h: np.ndarray) -> np.ndarray:
+    kind = spec.get("kind", "linear")
+    if kind == "linear":
+        return h @ params["fc.weight"].T + params["fc.bias"]
+    if kind == "mlp":
+        z = h @ params["fc1.weight"].T + params["fc1.bias"]
+        return _act("hardswish", z) @ params["fc2.weight"].T + params["fc2.bias"]
+    if kind == "hopfield":
+        mu, var = h.mean(-1, keepdims=True), h.var(-1, keepdims=True)
+        xi = ((h - mu) / np.sqrt(var + EPS) * params["norm.weight"] + params["norm.bias"]) @ params["query.weight"].T
+        X, beta = params["patterns"], math.exp(float(params["log_beta"][0]))
+        for _ in range(spec.get("steps", 1)):
+            xi = _softmax(beta * (xi @ X.T)) @ X
+        return xi @ params["out.weight"].T + params["out.bias"]
+    if kind == "mixture":
+        alpha = _softmax(params["gate"])
+        mix = 0
+        for i, member in enumerate(spec["heads"]):
+            sub = {k[len(f"head{i}."):]: v for k, v in params.items() if k.startswith(f"head{i}.")}
+            mix = mix + alpha[i] * _softmax(_head_logits(member, sub, h))
+        return np.log(np.maximum(mix, 1e-12))
+    raise ValueError(f"unknown head kind {kind!r} in checkpoint")
+
+
+# --------------------------------------------------------------------------- the predictor
+class Predictor:
+    """Class probabilities for raw (B, C, L) windows from one checkpoint file."""
+
+    def __init__(self, deploy_tree: dict, use_numba: bool | None = None):
+        self.tree = deploy_tree
+        cfg = deploy_tree["config"]
+        self.channels, self.length, self.num_classes = cfg["in_channels"], cfg["length"], cfg["num_classes"]
+        self.head_spec = cfg["head"]
+        self.layers = deploy_tree["layers"]
+        self.classifier = deploy_tree["classifier"]
+        self.class_names = deploy_tree.get("class_names") or [str(k) for k in range(self.num_classes)]
+        sc = deploy_tree.get("scaler")
+        self.scaler = None if sc is None else (np.asarray(sc["shift"], np.float32)[:, None],
+                                               np.asarray(sc["scale"], np.float32)[:, None], sc["low"], sc["high"])
+        self.kernels = _kernels(use_numba)
+
+    @classmethod
+    def load(cls, path, use_numba: bool | None = None) -> "Predictor":
+        """Read a model checkpoint (folded now) or an exported one (``tinysml export``)."""
+        tree = io.load(path)
+        kind = tree.get("kind")
+        if kind == "model":
+            tree = fold_model(tree)
+        elif kind != "deploy":
+            raise io.CheckpointError(f"{path!r} holds a {kind!r} checkpoint; expected a model or deploy checkpoint")
+        try:
+            return cls(tree, use_numba)
+        except (KeyError, TypeError, IndexError) as err:
+            raise io.CheckpointError(f"{path!r} is a tinysml checkpoint with missing or malformed entries ({err!r})") from err
+
+    # ----------------------------------------------------------------- input checks
+    def check(self, windows, nan_policy: str = "raise") -> np.ndarray:
+        """Validate (B, C, L) windows; returns float32. nan_policy "raise" rejects NaN/inf windows,
+        "zero" replaces non-finite values by 0 (a masked sample)."""
+        x = np.asarray(windows)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3 or x.shape[1:] != (self.channels, self.length):
+            raise ValueError(f"expected windows of shape (B, {self.channels}, {self.length}) = (batch, channels, "
+                             f"time steps), got {x.shape}")
+        if x.dtype.kind not in "fiu":
+            raise TypeError(f"expected numeric windows, got dtype {x.dtype}")
+        x = x.astype(np.float32, copy=True)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            if nan_policy == "raise":
+                rows = sorted(set(np.nonzero(bad)[0].tolist()))[:5]
+                raise ValueError(f"windows {rows} contain NaN or inf; clean them or pass nan_policy='zero'")
+            if nan_policy != "zero":
+                raise ValueError(f"nan_policy must be 'raise' or 'zero', got {nan_policy!r}")
+            x[bad] = 0.0
+        return x
+
+    # ----------------------------------------------------------------- forward
+    def logits(self, windows, nan_policy: str = "raise") -> np.ndarray:
+        x = self.check(windows, nan_policy)                               # (B, C, L)
+        if self.scaler is not None:
+            shift, scale, low, high = self.scaler
+            x -= shift
+            x /= scale
+            if low is not None or high is not None:
+                np.clip(x, low, high, out=x)
+        K = self.kernels
+        for layer in self.layers:
+            if layer["op"] == "stem":
+                x = _act("hardswish", K.conv1d_fwd(x, layer["w"], layer["b"], 2, 1, 1, 1))
+            elif layer["op"] == "block":
+                x = self._block(layer, x)
+            else:
+                x = _act("hardswish", np.matmul(layer["w"], x) + layer["b"][:, None])   # (B, H, L)
+        h = _act("hardswish", x.mean(axis=2))                             # (B, H)
+        return _head_logits(self.head_spec, self.classifier, h)
+
+    def _block(self, layer, x):
+        h = _act(layer["act"], np.matmul(layer["we"], x) + layer["be"][:, None])        # expand (B, E, L)
+        h = self.kernels.dw_conv1d_fwd(h, layer["wd"], layer["bd"], layer["stride"], (layer["kernel"] - 1) // 2, 1)
+        if "se1" in layer:
+            s = np.maximum(h.mean(axis=2) @ layer["se1"].T, 0) @ layer["se2"].T           # (B, E)
+            h *= _act("hardsigmoid", s)[:, :, None]
+        h = np.matmul(layer["wp"], _act(layer["act"], h)) + layer["bp"][:, None]         # project (B, O, L')
+        return h + x if layer["residual"] else h
+
+    def predict_proba(self, windows, nan_policy: str = "raise") -> np.ndarray:
+        """(B, K) class probabilities."""
+        return _softmax(self.logits(windows, nan_policy))
+
+    def predict(self, windows, nan_policy: str = "raise") -> np.ndarray:
+        """(B,) class indices."""
+        return self.logits(windows, nan_policy).argmax(axis=1)
+
+
+def _kernels(use_numba):
+    """Numba's kernels when available (or required), else the NumPy reference. With use_numba None,
+    ``TINYSML_BACKEND=numpy`` chooses NumPy alone (no Numba import: the fastest cold start)."""
+    import os
+    from .kernels import reference
+    if use_numba is None and os.environ.get("TINYSML_BACKEND", "").lower() == "numpy":
+        use_numba = False
+    if use_numba is False:
+        return reference
+    try:
+        from .kernels import cpu
+        return cpu
+    except ImportError:
+        if use_numba:
+            raise
+        return reference
+
+
+def export(model_checkpoint: str, out: str) -> None:
+    """Write the deployable checkpoint (folded weights, config, scaling, class names)."""
+    tree = io.load(model_checkpoint)
+    if tree.get("kind") != "model":
+        raise io.CheckpointError(f"{model_checkpoint!r} is not a model checkpoint")
+    io.save(out, fold_model(tree))
+
+
+# --------------------------------------------------------------------------- streaming
+Decision = collections.namedtuple("Decision", "sample label name probability raw_label latency_ms")
+
+
+class StreamingRecognizer:
+    """Live recognition on a sensor stream.
+
+    ``push(samples)`` takes (n, C) samples in arrival order (any n); whenever ``hop`` new samples
+    have arrived and a full window is buffered, the last ``length`` samples are classified. The
+    decision is smoothed over the last ``k`` windows: "mean" averages the probabilities,
+    "majority" votes on the labels. Each Decision carries its latency (classify + smooth).
+    """
+
+    def __init__(self, predictor: Predictor, hop: int | None = None, k: int = 3, smoothing: str = "mean"):
+        if smoothing not in ("mean", "majority"):
+            raise ValueError(f"smoothing must be 'mean' or 'majority', got {smoothing!r}")
+        self.p, self.k, self.smoothing = predictor, k, smoothing
+        self.hop = hop or predictor.length // 2
+        self.buffer = np.zeros((predictor.channels, 2 * predictor.length), np.float32)    # ring, doubled
+        self.filled = 0
+        self.seen = 0
+        self.since = 0
+        self.recent = collections.deque(maxlen=k)
+
+    def push(self, samples) -> list:
+        samples = np.asarray(samples, np.float32)
+        if samples.ndim == 1:
+            samples = samples[None]
+        if samples.ndim != 2 or samples.shape[1] != self.p.channels:
+            raise ValueError(f"expected samples of shape (n, {self.p.channels}), got {samples.shape}")
+        out, L = [], self.p.length
+        for row in samples:
+            pos = self.seen % L
+            self.buffer[:, pos] = row                 # write twice so that a window is always contiguous
+            self.buffer[:, pos + L] = row
+            self.seen += 1
+            self.filled = min(self.filled + 1, L)
+            self.since += 1
+            if self.filled == L and self.since >= self.hop:
+                self.since = 0
+                start = self.seen % L
+                out.append(self._decide(self.buffer[:, start:start + L]))
+        return out
+
+    def _decide(self, window) -> Decision:
+        t0 = time.perf_counter()
+        probs = self.p.predict_proba(window[None], nan_policy="zero")[0]
+        self.recent.append(probs)
+        if self.smoothing == "mean":
+            smoothed = np.mean(self.recent, axis=0)
+            label = int(smoothed.argmax())
+            confidence = float(smoothed[label])
+        else:
+            votes = np.bincount([int(p.argmax()) for p in self.recent], minlength=len(probs))
+            label = int(votes.argmax())
+            confidence = float(votes[label] / len(self.recent))
+        return Decision(self.seen, label, self.p.class_names[label], confidence, int(probs.argmax()),
+                        (time.perf_counter() - t0) * 1e3)
