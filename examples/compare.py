@@ -23,6 +23,7 @@ VARIANTS = {                       # name -> config overrides
     "FitNets": {"method": "fitnet"},
     "AT": {"method": "at"},
     "SMLDist": {"method": "smldist"},
+    "SMLDist + head search": {"method": "smldist", "search": True},
     "SMLDist, no frequency term": {"method": "smldist", "gamma": 0.0},
     "SMLDist, no memory loss": {"method": "smldist", "mu": 0.0},
     "SMLDist, no stage phase": {"method": "smldist", "use_stage": False},

@@ -53,7 +53,8 @@ def _config_from_args(args):
         "method": getattr(args, "method", None), "gamma": 0.0 if getattr(args, "no_freq", False) else args.gamma,
         "mu": 0.0 if getattr(args, "no_memory", False) else args.mu,
         "use_stage": not getattr(args, "no_stage", False), "lam": args.lam, "T": args.T, "eta": args.eta,
-        "uniform_freq": getattr(args, "uniform_freq", False)}.items() if v is not None}
+        "uniform_freq": getattr(args, "uniform_freq", False), "search": getattr(args, "search", False),
+        "search_budget": getattr(args, "search_budget", None)}.items() if v is not None}
     return SMLDistConfig(**overrides)
 
 
@@ -64,10 +65,33 @@ def _cmd_train_teacher(args):
 
 def _cmd_distill(args):
     from .distill.pipeline import run
-    r = run(_config_from_args(args), args.out, teacher_checkpoint=args.teacher, quiet=args.quiet)
+    executor = None
+    if args.scheduler:
+        from .search import dask_executor
+        executor = dask_executor(args.scheduler)
+    r = run(_config_from_args(args), args.out, teacher_checkpoint=args.teacher, quiet=args.quiet, executor=executor)
     print(json.dumps({"student": r["student"]["test"], "teacher": r["teacher"]["test"],
                       "student_params": r["student"]["params"], "student_macs": r["student"]["macs"],
                       "cost_ratio_macs": r["cost_ratio_macs"]}, indent=2))
+
+
+def _cmd_search(args):
+    """Search heads on the features of a trained student checkpoint."""
+    from . import io
+    from . import search as S
+    from .data import Scaler, load, validation_split
+    model, tree = io.load_model(args.student)
+    data = load(args.dataset, path=args.path)
+    train, val = validation_split(data.train, args.val_fraction, args.seed)
+    scale = Scaler.from_tree(tree["scaler"]).transform if "scaler" in tree else (lambda X: X)
+    specs = S.candidates(S.DEFAULT_SPACE)
+    if args.budget:
+        specs = S.sample(S.DEFAULT_SPACE, args.budget, args.seed)
+    executor = S.dask_executor(args.scheduler) if args.scheduler else None
+    board = S.search(specs, S.compute_features(model, scale(train.X)), train.y, S.compute_features(model, scale(val.X)),
+                     val.y, data.num_classes, executor, epochs=args.epochs, seed=args.seed)
+    board.save(args.out)
+    print(board.markdown())
 
 
 def _cmd_evaluate(args):
@@ -151,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--uniform-freq", action="store_true", help="ablation: plain (unweighted) frequency loss")
             q.add_argument("--no-memory", action="store_true", help="ablation: no memory loss (mu = 0)")
             q.add_argument("--no-stage", action="store_true", help="ablation: no stage phase")
+            q.add_argument("--search", action="store_true", help="auto-search the student's classifier head")
+            q.add_argument("--search-budget", type=int, default=None, help="random sample of that many heads")
+            q.add_argument("--scheduler", default=None, help="dask scheduler address (tcp://host:port) for the search")
 
     tt = sub.add_parser("train-teacher", help="phase 1 of SMLDist: train the teacher")
     pipeline_options(tt, method=False)
@@ -159,6 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
     di = sub.add_parser("distill", help="distil a student: smldist | kd | fitnet | at | none")
     pipeline_options(di, method=True)
     di.set_defaults(run=_cmd_distill)
+
+    se = sub.add_parser("search", help="auto-search classifier heads on a trained student's features")
+    se.add_argument("--student", required=True, help="student model checkpoint")
+    se.add_argument("--dataset", default="basicmotions")
+    se.add_argument("--path", default=None)
+    se.add_argument("--out", default="leaderboard", help="prefix of the CSV and markdown leaderboard")
+    se.add_argument("--budget", type=int, default=None)
+    se.add_argument("--epochs", type=int, default=30)
+    se.add_argument("--val-fraction", type=float, default=0.2)
+    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--scheduler", default=None, help="dask scheduler address (tcp://host:port); default: local processes")
+    se.set_defaults(run=_cmd_search)
 
     e = sub.add_parser("evaluate", help="test accuracy, macro-F1 and a per-class report of a checkpoint")
     e.add_argument("checkpoint")

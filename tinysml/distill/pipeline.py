@@ -14,6 +14,7 @@ Model selection always uses the validation split carved from the training subjec
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
@@ -71,6 +72,11 @@ class SMLDistConfig:
     lam: float = 1.0
     T: float = 1.0
     eta: float = 1.0
+    # head auto-search (SPEC 5): candidates trained on the stage-distilled student's features
+    search: bool = False
+    search_space: dict | None = None        # None: tinysml.search.DEFAULT_SPACE
+    search_budget: int | None = None        # random sample of that many candidates; None: the whole grid
+    search_epochs: int = 30
     # baselines
     kd_T: float = 4.0
     kd_alpha: float = 0.9
@@ -191,12 +197,47 @@ def stage_distillation(config, teacher, student, data, run_dir, log) -> None:
     io.save(done, {"state": student.state_dict()})
 
 
+# --------------------------------------------------------------------------- phase 3: head search
+def search_head(config, teacher, student, data, run_dir, log, executor=None) -> dict:
+    """Search the student's head on its (stage-distilled) features; install the winner, trained,
+    as the student's classifier. Returns the winner's row. Validation labels select; test labels
+    are never read."""
+    from .. import search as S
+    from ..models.heads import build_head
+    done = os.path.join(run_dir, "search.npz")
+    if os.path.exists(done):
+        saved = io.load(done)
+        winner = saved["winner"]
+        log(f"[search] reusing {done}: {winner['spec']}")
+    else:
+        h_train = S.compute_features(student, data.train[0])
+        h_val = S.compute_features(student, data.val[0])
+        with no_grad():
+            z = np.concatenate([teacher(Tensor(data.train[0][i:i + 256])).numpy() for i in range(0, len(data.train[0]), 256)])
+        soft = np.exp(z - z.max(1, keepdims=True))
+        soft /= soft.sum(1, keepdims=True)
+        space = config.search_space or S.DEFAULT_SPACE
+        specs = S.sample(space, config.search_budget, config.seed) if config.search_budget else S.candidates(space)
+        board = S.search(specs, h_train, data.train[1], h_val, data.val[1], data.dataset.num_classes, executor,
+                         soft_train=soft.astype(np.float32), epochs=config.search_epochs, seed=config.seed, log=log)
+        board.save(os.path.join(run_dir, "leaderboard"))
+        log("[search] leaderboard:\n" + board.markdown())
+        winner = board.winner
+        io.save(done, {"winner": winner})
+    student.classifier = build_head(winner["spec"], student.config.head_width, student.config.num_classes,
+                                    np.random.default_rng(config.seed))
+    student.classifier.load_state_dict(winner["state"])
+    student.config = dataclasses.replace(student.config, head=dict(winner["spec"]))
+    return winner
+
+
 # --------------------------------------------------------------------------- phase 4 losses
 def final_loss(config: SMLDistConfig, teacher, student, extra: dict):
     """loss_fn(model, x, y) of the method's end-to-end phase."""
     method = config.method
-    unit = memory_unit(student.classifier)
-    use_memory = method == "smldist" and config.mu > 0 and unit is not None
+    unit, t_unit = memory_unit(student.classifier), memory_unit(teacher.classifier)
+    use_memory = (method == "smldist" and config.mu > 0 and unit is not None and t_unit is not None
+                  and unit.patterns.shape[1] == t_unit.patterns.shape[1])
 
     def loss_fn(model, x, y):
         if method == "none":
@@ -243,8 +284,10 @@ def run_teacher(config: SMLDistConfig, run_dir: str, quiet: bool = False) -> dic
 
 
 # --------------------------------------------------------------------------- the whole run
-def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = None, quiet: bool = False) -> dict:
-    """Run the configured method end to end in ``run_dir`` (resuming whatever is already there)."""
+def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = None, quiet: bool = False,
+        executor=None) -> dict:
+    """Run the configured method end to end in ``run_dir`` (resuming whatever is already there).
+    ``executor``: where head-search candidates run (default: a local process pool)."""
     log = _Progress(quiet)
     _check_run_dir(run_dir, config)
     results_path = os.path.join(run_dir, "results.json")
@@ -265,7 +308,10 @@ def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = No
     _, student = _models_for(config, shape, data.dataset.num_classes)
     if config.method == "smldist" and config.use_stage:
         stage_distillation(config, teacher, student, data, run_dir, log)
-    if config.method == "smldist" and config.transplant_head and config.mu > 0:
+    searched = None
+    if config.method == "smldist" and config.search:
+        searched = search_head(config, teacher, student, data, run_dir, log, executor)
+    elif config.method == "smldist" and config.transplant_head and config.mu > 0:
         what = transplant(teacher.classifier, student.classifier)
         log(f"[head] transplanted the teacher's {what} into the student")
 
@@ -289,7 +335,8 @@ def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = No
         "config": asdict(config),
         "teacher": {"test": evaluate(teacher, *data.test), "val": evaluate(teacher, *data.val), **t_cost},
         "student": {"test": evaluate(student, *data.test), "val": evaluate(student, *data.val),
-                    "best_epoch": result.best_epoch, **s_cost},
+                    "best_epoch": result.best_epoch, "head": student.config.head, **s_cost},
+        "search": None if searched is None else {"spec": searched["spec"], "val_macro_f1": searched["macro_f1"]},
         "cost_ratio_macs": s_cost["macs"] / t_cost["macs"],
         "cost_ratio_params": s_cost["params"] / t_cost["params"],
         "history": result.history,
