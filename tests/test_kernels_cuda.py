@@ -1,0 +1,80 @@
+"""The CUDA backend: every .cu file compiles with nvcc (always, when nvcc is installed); the
+kernels equal the reference on a GPU (skipped, with the reason, where there is none)."""
+import glob
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from helpers import assert_close
+from tinysml.kernels import reference as ref
+
+CU_FILES = sorted(glob.glob(os.path.join(os.path.dirname(ref.__file__), "cuda", "*.cu")))
+
+
+def test_there_are_cuda_sources():
+    assert {os.path.basename(f) for f in CU_FILES} >= {"depthwise.cu", "bn_act.cu"}
+
+
+@pytest.mark.parametrize("path", CU_FILES, ids=os.path.basename)
+@pytest.mark.parametrize("arch", ["sm_87", "sm_90"])          # Jetson Orin, H100/H200
+def test_cu_file_compiles_with_nvcc(path, arch, tmp_path):
+    nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
+    if nvcc is None:
+        pytest.skip("nvcc is not installed on this machine")
+    proc = subprocess.run([nvcc, "--ptx", f"-arch={arch}", "-std=c++14", path, "-o", str(tmp_path / "out.ptx")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def _gpu():
+    try:
+        import cupy
+        cupy.zeros(1)
+        return cupy
+    except Exception as err:  # noqa: BLE001 - ImportError, CUDARuntimeError, ...
+        pytest.skip(f"no usable CUDA device: {type(err).__name__}: {str(err)[:100]}")
+
+
+@pytest.mark.parametrize("B, C, L, K, S, P, D", [(1, 3, 17, 3, 1, 1, 1), (4, 16, 33, 5, 2, 2, 1), (2, 8, 40, 9, 1, 4, 1),
+                                                 (3, 5, 21, 7, 2, 3, 2), (2, 4, 9, 1, 1, 0, 1)])
+def test_depthwise_equals_reference_on_gpu(B, C, L, K, S, P, D):
+    cp = _gpu()
+    from tinysml.kernels import cuda
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((B, C, L), (C, K), (C,)))
+    y = cuda.dw_conv1d_fwd(cp.asarray(x), cp.asarray(w), cp.asarray(b), S, P, D)
+    assert_close(y.get(), ref.dw_conv1d_fwd(x, w, b, S, P, D))
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    for ours, theirs in zip(cuda.dw_conv1d_bwd(cp.asarray(gy), cp.asarray(x), cp.asarray(w), S, P, D),
+                            ref.dw_conv1d_bwd(gy, x, w, S, P, D)):
+        assert_close(ours.get(), theirs)
+
+
+@pytest.mark.parametrize("act", ref.ACTIVATIONS)
+def test_bn_act_and_channel_scale_on_gpu(act):
+    cp = _gpu()
+    from tinysml.kernels import cuda
+    rng = np.random.default_rng(1)
+    x, g, b, m, s = (rng.standard_normal(sh).astype(np.float32) for sh in ((3, 6, 11), (6,), (6,), (6,), (3, 6)))
+    v = np.abs(rng.standard_normal(6).astype(np.float32)) + 0.5
+    y = cuda.bn_act_eval(*(cp.asarray(a) for a in (x, g, b, m, v)), 1e-5, act)
+    assert_close(y.get(), ref.act_fwd(act, ref.bn_eval_fwd(x, g, b, m, v, 1e-5)))
+    assert_close(cuda.channel_scale_fwd(cp.asarray(x), cp.asarray(s)).get(), ref.channel_scale_fwd(x, s))
+
+
+def test_training_step_on_gpu_matches_cpu():
+    cp = _gpu()
+    from tinysml import Tensor
+    from tinysml import functions as F
+    from tinysml.models import build_model, preset
+    x = np.random.default_rng(2).standard_normal((8, 6, 64)).astype(np.float32)
+    y = np.arange(8) % 4
+    cpu_model = build_model(preset("har-student", 6, 64, 4), seed=0)
+    gpu_model = build_model(preset("har-student", 6, 64, 4), seed=0).to("cuda")
+    F.cross_entropy(cpu_model(Tensor(x)), y).backward()
+    F.cross_entropy(gpu_model(Tensor(cp.asarray(x))), cp.asarray(y)).backward()
+    for (name, a), (_, b) in zip(cpu_model.named_parameters(), gpu_model.named_parameters()):
+        assert_close(b.grad.get(), a.grad, rtol=1e-4)
