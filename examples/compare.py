@@ -24,6 +24,7 @@ VARIANTS = {                       # name -> config overrides
     "AT": {"method": "at"},
     "SMLDist": {"method": "smldist"},
     "SMLDist + head search": {"method": "smldist", "search": True},
+    "SMLDist, direct logits loss [ours]": {"method": "smldist", "logits_form": "direct"},
     "SMLDist, no frequency term": {"method": "smldist", "gamma": 0.0},
     "SMLDist, no memory loss": {"method": "smldist", "mu": 0.0},
     "SMLDist, no stage phase": {"method": "smldist", "use_stage": False},

@@ -49,6 +49,16 @@ def test_logits_losses_gradients():
     gradcheck(lambda z: hinton_kd_loss(z, z_t, y, T=3.0, alpha=0.7), R.standard_normal((4, 5)))
 
 
+def test_direct_conditional_loss_by_hand_and_gradient():
+    from tinysml.distill import direct_conditional_loss
+    z_s, z_t, y = R.standard_normal((3, 4)), R.standard_normal((3, 4)), np.array([0, 1, 3])
+    q, _ = conditional_target(z_t, y, 1.0)
+    logp = np.log(softmax(z_s))
+    expected = -logp[np.arange(3), y].mean() - 0.5 * (q * logp).sum(1).mean()
+    assert direct_conditional_loss(Tensor(z_s), z_t, y, lam=0.5).item() == pytest.approx(expected, rel=1e-10)
+    gradcheck(lambda z: direct_conditional_loss(z, z_t, y, lam=0.5), z_s)
+
+
 def test_hinton_kd_at_equal_logits_is_the_ce_part():
     z, y = R.standard_normal((3, 4)), np.array([0, 1, 2])
     kd = hinton_kd_loss(Tensor(z), z, y, T=4.0, alpha=0.6).item()

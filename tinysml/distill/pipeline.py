@@ -31,7 +31,7 @@ from ..nn import Module
 from ..tensor import Tensor, no_grad
 from ..train import TrainConfig, evaluate, fit
 from .baselines import attention_transfer_loss, fitnet_hint_loss
-from .logits import hinton_kd_loss, smoothed_conditional_loss
+from .logits import direct_conditional_loss, hinton_kd_loss, smoothed_conditional_loss
 from .memory import memory_loss, teacher_association, transplant
 from .stage import StageAdapter, StudentStages, stage_loss
 
@@ -72,6 +72,7 @@ class SMLDistConfig:
     lam: float = 1.0
     T: float = 1.0
     eta: float = 1.0
+    logits_form: str = "released"   # "released": SPEC 6 as in the authors' code; "direct" [ours]: CE on q~
     # head auto-search (SPEC 5): candidates trained on the stage-distilled student's features
     search: bool = False
     search_space: dict | None = None        # None: tinysml.search.DEFAULT_SPACE
@@ -84,6 +85,8 @@ class SMLDistConfig:
     at_beta: float = 1000.0
 
     def __post_init__(self):
+        if self.logits_form not in ("released", "direct"):
+            raise ValueError(f"logits_form must be 'released' or 'direct', got {self.logits_form!r}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; expected one of {METHODS}")
 
@@ -112,7 +115,8 @@ def _check_run_dir(run_dir: str, config: SMLDistConfig) -> None:
     path = os.path.join(run_dir, "config.json")
     current = asdict(config)
     if os.path.exists(path):
-        saved = json.load(open(path))
+        # options added after a run was written count as their defaults (which keep the old behaviour)
+        saved = {**asdict(SMLDistConfig()), **json.load(open(path))}
         diffs = [f"{k}: saved {saved.get(k)!r} vs now {current.get(k)!r}" for k in sorted(set(saved) | set(current))
                  if saved.get(k) != current.get(k)]
         if diffs:
@@ -246,7 +250,11 @@ def final_loss(config: SMLDistConfig, teacher, student, extra: dict):
             z_t, t_stages = teacher(x, return_stages=True)
         if method == "smldist":
             h = student.features(x)
-            loss = smoothed_conditional_loss(student.classifier(h), z_t.data, y, config.lam, config.T, config.eta)
+            z_s = student.classifier(h)
+            if config.logits_form == "direct":
+                loss = direct_conditional_loss(z_s, z_t.data, y, config.lam, config.eta)
+            else:
+                loss = smoothed_conditional_loss(z_s, z_t.data, y, config.lam, config.T, config.eta)
             if use_memory:
                 p_t, patterns = teacher_association(teacher, x)
                 loss = loss + config.mu * memory_loss(unit, h, p_t, patterns)
