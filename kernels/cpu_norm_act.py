@@ -1,0 +1,264 @@
+"""Numba CPU backend, part 3: batch norm, activations and squeeze-excite scaling (see cpu.py)."""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .cpu_runtime import _FAST, _alloc, _launch
+from .reference import ACTIVATIONS, SELU_ALPHA, SELU_SCALE
+
+
+# =========================================================================== batch norm
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _bn_train_fwd(x, gamma, beta, eps, y, mean, var, invstd):
+    B, C, L = x.shape
+    n = B * L
+    for c in prange(C):                               # statistics and normalisation of channel c
+        s = 0.0
+        for bi in range(B):
+            r = x[bi, c]
+            row = r[0] * 0
+            for i in range(L):
+                row += r[i]
+            s += row
+        mu = s / n
+        ss = 0.0
+        for bi in range(B):
+            r = x[bi, c]
+            row = 0.0
+            for i in range(L):
+                d = r[i] - mu
+                row += d * d
+            ss += row
+        v = ss / n
+        inv = 1.0 / np.sqrt(v + eps)
+        mean[c], var[c], invstd[c] = mu, v, inv
+        scale = gamma[c] * inv
+        shift = beta[c] - mu * scale
+        for bi in range(B):
+            r, o = x[bi, c], y[bi, c]
+            for i in range(L):
+                o[i] = r[i] * scale + shift
+
+
+def bn_train_fwd(x, gamma, beta, eps):
+    """Batch norm with batch statistics (float64 accumulation), one pass per channel in parallel:
+    y = gamma (x - mean) invstd + beta. Returns y, mean, var (biased), invstd."""
+    x = np.ascontiguousarray(x)
+    C = x.shape[1]
+    y = _alloc(x.shape, x.dtype)
+    mean, var, invstd = (_alloc(C, x.dtype) for _ in range(3))
+    _launch(_bn_train_fwd, x.size, x, gamma.astype(x.dtype, copy=False), beta.astype(x.dtype, copy=False), eps, y, mean, var, invstd)
+    return y, mean, var, invstd
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _affine(x, scale, shift, y):
+    B, C, L = x.shape
+    for bc in prange(B * C):
+        bi, c = bc // C, bc % C
+        r, o = x[bi, c], y[bi, c]
+        s, t = scale[c], shift[c]
+        for i in range(L):
+            o[i] = r[i] * s + t
+
+
+def bn_eval_fwd(x, gamma, beta, running_mean, running_var, eps):
+    """Eval-mode batch norm as a per-channel affine map y = x scale + shift."""
+    scale = (gamma / np.sqrt(running_var + eps)).astype(x.dtype)
+    shift = (beta - running_mean * scale).astype(x.dtype)
+    y = _alloc(x.shape, x.dtype)
+    _launch(_affine, x.size, np.ascontiguousarray(x), scale, shift, y)
+    return y
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _bn_bwd(gy, x, gamma, mean, invstd, gx, ggamma, gbeta):
+    B, C, L = x.shape
+    n = B * L
+    for c in prange(C):
+        mu, inv = mean[c], invstd[c]
+        sg, sgx = 0.0, 0.0
+        for bi in range(B):
+            g, r = gy[bi, c], x[bi, c]
+            row_g = g[0] * 0
+            row_gx = g[0] * 0
+            for i in range(L):
+                row_g += g[i]
+                row_gx += g[i] * (r[i] - mu)
+            sg += row_g
+            sgx += row_gx
+        gbeta[c] = sg
+        gg = sgx * inv                                # sum gy * xhat
+        ggamma[c] = gg
+        k = gamma[c] * inv / n
+        a = k * n
+        bcoef = k * gg * inv                          # multiplies (x - mean)
+        ccoef = k * sg
+        for bi in range(B):
+            g, r, o = gy[bi, c], x[bi, c], gx[bi, c]
+            for i in range(L):
+                o[i] = a * g[i] - bcoef * (r[i] - mu) - ccoef
+
+
+def bn_bwd(gy, x, gamma, mean, invstd):
+    """Batch norm gradients per channel in parallel: gbeta = sum gy, ggamma = sum gy xhat,
+    gx = gamma invstd / N (N gy - gbeta - xhat ggamma)."""
+    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    C = x.shape[1]
+    gx = _alloc(x.shape, x.dtype)
+    ggamma, gbeta = _alloc(C, x.dtype), _alloc(C, x.dtype)
+    _launch(_bn_bwd, x.size, gy, x, gamma.astype(x.dtype, copy=False), mean, invstd, gx, ggamma, gbeta)
+    return gx, ggamma, gbeta
+
+
+# =========================================================================== activations
+# One branch-free kernel per activation (a dispatch inside the element loop stops vectorisation).
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _relu_fwd(x, y):
+    for i in prange(x.shape[0]):
+        y[i] = max(x[i], 0.0)
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _relu_bwd(x, g, gx):
+    for i in prange(x.shape[0]):
+        gx[i] = g[i] if x[i] > 0 else 0.0
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _relu6_fwd(x, y):
+    for i in prange(x.shape[0]):
+        y[i] = min(max(x[i], 0.0), 6.0)
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _relu6_bwd(x, g, gx):
+    for i in prange(x.shape[0]):
+        gx[i] = g[i] if 0 < x[i] < 6 else 0.0
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _hardswish_fwd(x, y):
+    for i in prange(x.shape[0]):
+        v = x[i]
+        y[i] = v * (min(max(v + 3.0, 0.0), 6.0) * (1.0 / 6.0))
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _hardswish_bwd(x, g, gx):
+    for i in prange(x.shape[0]):
+        v = x[i]
+        d = 0.0 if v < -3 else (v * (1.0 / 3.0) + 0.5 if v <= 3 else 1.0)
+        gx[i] = g[i] * d
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _hardsigmoid_fwd(x, y):
+    for i in prange(x.shape[0]):
+        y[i] = min(max(x[i] + 3.0, 0.0), 6.0) * (1.0 / 6.0)
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _hardsigmoid_bwd(x, g, gx):
+    for i in prange(x.shape[0]):
+        gx[i] = g[i] * (1.0 / 6.0) if -3 < x[i] < 3 else 0.0
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _selu_fwd(x, y):
+    for i in prange(x.shape[0]):
+        v = x[i]
+        y[i] = SELU_SCALE * v if v > 0 else (SELU_SCALE * SELU_ALPHA) * np.expm1(v)
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _selu_bwd(x, g, gx):
+    for i in prange(x.shape[0]):
+        v = x[i]
+        gx[i] = g[i] * (SELU_SCALE if v > 0 else (SELU_SCALE * SELU_ALPHA) * np.exp(v))
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _sigmoid_fwd(x, y):
+    for i in prange(x.shape[0]):
+        y[i] = 0.5 * (np.tanh(0.5 * x[i]) + 1.0)
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _sigmoid_bwd(x, g, gx):
+    for i in prange(x.shape[0]):
+        s = 0.5 * (np.tanh(0.5 * x[i]) + 1.0)
+        gx[i] = g[i] * s * (1.0 - s)
+
+
+_ACT = {"relu": (_relu_fwd, _relu_bwd), "relu6": (_relu6_fwd, _relu6_bwd),
+        "hardswish": (_hardswish_fwd, _hardswish_bwd), "hardsigmoid": (_hardsigmoid_fwd, _hardsigmoid_bwd),
+        "selu": (_selu_fwd, _selu_bwd), "sigmoid": (_sigmoid_fwd, _sigmoid_bwd)}
+
+
+def act_fwd(name, x):
+    """y = act(x) elementwise over the flattened array, in parallel (see reference.act_fwd)."""
+    if name == "identity":
+        return x.copy()
+    if name not in _ACT:
+        raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
+    x = np.ascontiguousarray(x)
+    y = _alloc(x.shape, x.dtype)
+    _launch(_ACT[name][0], x.size, x.reshape(-1), y.reshape(-1))
+    return y
+
+
+def act_bwd(name, x, gy):
+    """gx = act'(x) gy elementwise (see reference.act_bwd for the derivatives at the kinks)."""
+    if name == "identity":
+        return gy.copy()
+    if name not in _ACT:
+        raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
+    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    gx = _alloc(x.shape, x.dtype)
+    _launch(_ACT[name][1], x.size, x.reshape(-1), gy.reshape(-1), gx.reshape(-1))
+    return gx
+
+
+# =========================================================================== squeeze-excite
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _scale_fwd(x, s, y):
+    B, C, L = x.shape
+    for bc in prange(B * C):
+        bi, c = bc // C, bc % C
+        r, o = x[bi, c], y[bi, c]
+        f = s[bi, c]
+        for i in range(L):
+            o[i] = r[i] * f
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _scale_bwd(gy, x, s, gx, gs):
+    B, C, L = x.shape
+    for bc in prange(B * C):
+        bi, c = bc // C, bc % C
+        g, r, o = gy[bi, c], x[bi, c], gx[bi, c]
+        f = s[bi, c]
+        acc = g[0] * 0
+        for i in range(L):
+            o[i] = g[i] * f
+            acc += g[i] * r[i]
+        gs[bi, c] = acc
+
+
+def channel_scale_fwd(x, s):
+    """y[b, c, l] = x[b, c, l] s[b, c], parallel over rows (b, c)."""
+    x = np.ascontiguousarray(x)
+    y = _alloc(x.shape, x.dtype)
+    _launch(_scale_fwd, x.size, x, np.ascontiguousarray(s, dtype=x.dtype), y)
+    return y
+
+
+def channel_scale_bwd(gy, x, s):
+    """gx = gy s;  gs[b, c] = sum_l gy[b, c, l] x[b, c, l] — one pass, parallel over rows."""
+    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    gx = _alloc(x.shape, x.dtype)
+    gs = _alloc(x.shape[:2], x.dtype)
+    _launch(_scale_bwd, x.size, gy, x, np.ascontiguousarray(s, dtype=x.dtype), gx, gs)
+    return gx, gs

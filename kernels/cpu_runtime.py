@@ -1,0 +1,98 @@
+"""Numba CPU backend, part 1: process set-up and the helpers every kernel uses.
+
+(The kernels: ``cpu.py`` (convolutions) and ``cpu_norm_act.py`` (batch norm, activations, SE).)
+
+What every kernel here does to be fast on a small CPU (measured in ``bench/``):
+
+* ``prange`` runs over *independent outputs only* (a row (b, c), a channel c): no two iterations
+  ever write the same element, so there are no races and results do not depend on thread timing.
+* Padding is never materialised: for tap k the valid outputs l satisfy 0 <= l*S + k*D - P < L, so
+  the kernel computes that range [lo, hi) once and runs a plain loop from 0 over a slice
+  (Numba vectorises ``for i in range(n): y[i] += w * x[i]``, not loops that start at an offset).
+* Reductions (weight and bias gradients, batch statistics) sum each row in the array's dtype with
+  reassociation allowed (so they vectorise) and add the row sums into a float64 accumulator.
+* Pointwise (1x1) convolutions are matrix products: OpenBLAS through NumPy's ``matmul``.
+
+Process-wide settings, applied on import before Numba starts its threads (override by setting them):
+* One thread pool: BLAS (used for the pointwise GEMMs) runs single-threaded (``threadpoolctl``;
+  ``TINYSML_BLAS_THREADS=N`` or ``keep`` to change that) and Numba owns the cores. Two pools that
+  both spin fight for 2 cores (7-40x slowdowns measured here); with one, OpenMP's default short
+  spin keeps back-to-back kernel launches cheap (~1 us instead of ~50 us for a sleeping pool).
+* ``NUMBA_CACHE_DIR``: compiled kernels are cached (``cache=True``); when the package folder is
+  not writable the cache goes to ``$XDG_CACHE_HOME/tinysml/numba`` (else ``~/.cache/...``), so
+  import never fails on a read-only install.
+* glibc's malloc keeps freed memory instead of returning it to the OS (``mallopt``), so the large
+  temporaries of every step reuse already-mapped pages instead of page-faulting (~2 us a page here).
+  Set ``TINYSML_KEEP_MALLOC=1`` to leave the allocator alone.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+
+def _configure_process() -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    if "NUMBA_CACHE_DIR" not in os.environ and not os.access(os.path.join(here, "__pycache__") if os.path.isdir(
+            os.path.join(here, "__pycache__")) else here, os.W_OK):
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        os.environ["NUMBA_CACHE_DIR"] = os.path.join(base, "tinysml", "numba")
+    if os.environ.get("TINYSML_KEEP_MALLOC") != "1":
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+            libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+            libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+        except (OSError, AttributeError):   # not glibc: nothing to tune
+            pass
+
+
+_configure_process()
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+try:  # the BLAS Numba's np.dot calls (pointwise kernels): load it before limiting BLAS threads
+    import scipy.linalg.cython_blas  # noqa: E402,F401
+except ImportError:  # an inference-only install without SciPy: the depthwise/activation kernels still work
+    pass
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+if os.environ.get("TINYSML_BLAS_THREADS") != "keep":
+    threadpool_limits(int(os.environ.get("TINYSML_BLAS_THREADS", "1")), user_api="blas")
+
+
+if "NUMBA_CACHE_DIR" in os.environ and numba.config.CACHE_DIR != os.environ["NUMBA_CACHE_DIR"]:
+    numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]   # numba was imported before us
+
+_FAST = {"reassoc", "contract"}            # allow vectorised sums; no assumptions about NaN or inf
+_poison = False
+
+
+def set_poison(flag: bool) -> None:
+    """Testing aid: when on, every output buffer starts filled with NaN, so an element a kernel
+    forgets to write shows up in the comparison with the reference."""
+    global _poison
+    _poison = bool(flag)
+
+
+SMALL_WORK = 1 << 15      # below this many elements a kernel runs on the calling thread alone
+
+
+def _launch(kernel, work, *args):
+    """Run a prange kernel on all of Numba's threads, or on one for small work: waking a sleeping
+    thread costs ~50 us here, more than a small kernel takes."""
+    threads = 1 if work < SMALL_WORK else _MAX_THREADS
+    if numba.get_num_threads() != threads:
+        numba.set_num_threads(threads)
+    kernel(*args)
+
+
+_MAX_THREADS = numba.config.NUMBA_NUM_THREADS
+
+
+def _alloc(shape, dtype):
+    return np.full(shape, np.nan, dtype) if _poison else np.empty(shape, dtype)
+
+
+_EMPTY = {np.dtype(np.float32): np.zeros(0, np.float32), np.dtype(np.float64): np.zeros(0, np.float64)}
