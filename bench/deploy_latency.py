@@ -19,6 +19,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import median_ms  # noqa: E402
+
 COLD = """
 import time
 t0 = time.perf_counter()
@@ -32,15 +35,6 @@ print(t1 - t0, int(hwm) / 1024)
 """
 
 
-def median_ms(fn, repeats):
-    for _ in range(10):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(ts))
 
 
 def main(argv=None):
@@ -65,7 +59,7 @@ def main(argv=None):
         p = Predictor.load(path, use_numba=use_numba)
         with torch.no_grad():
             assert np.allclose(p.logits(x), twin(xt).numpy(), atol=1e-4)
-        rows.append((name, median_ms(lambda: p.predict_proba(x), args.repeats)))
+        rows.append((name, median_ms(lambda: p.predict_proba(x), args.repeats, warmup=10)))
 
     def torch_eager():
         with torch.no_grad():

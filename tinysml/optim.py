@@ -75,7 +75,10 @@ class AdamW(Optimizer):
         super().__init__(params, lr)
         self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
 
-    def _moments(self, g, state):
+    def _decay_and_moments(self, w, g, state):
+        """Decoupled weight decay on w, then the updated moments (m, v) of g."""
+        if self.weight_decay:
+            w *= 1 - self.lr * self.weight_decay
         xp = get_array_module(g)
         b1, b2 = self.betas
         if "m" not in state:
@@ -89,9 +92,7 @@ class AdamW(Optimizer):
 
     def update(self, w, g, state):
         xp = get_array_module(w)
-        if self.weight_decay:
-            w *= 1 - self.lr * self.weight_decay
-        m, v = self._moments(g, state)
+        m, v = self._decay_and_moments(w, g, state)
         b1, b2 = self.betas
         t = self.steps
         step = self.lr / (1 - b1 ** t)
@@ -108,9 +109,7 @@ class RAdam(AdamW):
 
     def update(self, w, g, state):
         xp = get_array_module(w)
-        if self.weight_decay:
-            w *= 1 - self.lr * self.weight_decay
-        m, v = self._moments(g, state)
+        m, v = self._decay_and_moments(w, g, state)
         b1, b2 = self.betas
         t = self.steps
         m_hat = m / (1 - b1 ** t)
