@@ -59,6 +59,8 @@ def run_all(args):
 
 def table(results, dataset, args) -> str:
     def ms(values):
+        if len(values) == 1:
+            return f"{values[0]:.4f} (1 seed)"       # no spread to report from one run
         return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
     t0 = results["teacher"][0]
     lines = [f"| model | test accuracy | test macro-F1 | params | MACs | MACs vs teacher |", "|---|---|---|---|---|---|"]
@@ -139,8 +141,9 @@ def main(argv=None):
     cmd = (f"python examples/compare.py --dataset {args.dataset} --seeds {' '.join(map(str, args.seeds))} "
            f"--teacher-epochs {args.teacher_epochs} --student-epochs {args.student_epochs} "
            f"--stage-epochs {args.stage_epochs} --batch-size {args.batch_size}")
+    spread = "mean ± std over seeds" if len(args.seeds) > 1 else "one seed (no spread yet):"
     with open(args.doc, "w") as f:
-        f.write(f"# Results on {args.dataset}\n\nProduced by\n\n    {cmd}\n\nmean ± std over seeds "
+        f.write(f"# Results on {args.dataset}\n\nProduced by\n\n    {cmd}\n\n{spread} "
                 f"{args.seeds}; selection on a validation split of the training subjects.\n\n{md}\n")
         for pic in pics:
             f.write(f"\n![{os.path.basename(pic)}]({os.path.basename(pic)})\n")
