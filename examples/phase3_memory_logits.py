@@ -36,8 +36,9 @@ unit = memory_unit(student.classifier)
 
 def loss_fn(model, x, y):
     with no_grad():
-        z_t = teacher(x).data                                    # teacher logits, constants
-    p_t, patterns = teacher_association(teacher, x)              # (B, N) and (N, d)
+        h_t = teacher.features(x)                                # (B, head_width), one teacher forward
+        z_t = teacher.classifier(h_t).data                       # teacher logits, constants
+    p_t, patterns = teacher_association(teacher.classifier, h_t)  # (B, N) and (N, d)
     h = student.features(x)                                      # (B, head_width)
     loss = smoothed_conditional_loss(student.classifier(h), z_t, y, lam=1.0, T=1.0, eta=1.0)
     return loss + args.mu * memory_loss(unit, h, p_t, patterns)

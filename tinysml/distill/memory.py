@@ -37,13 +37,15 @@ def transplant(teacher_head, student_head) -> str:
     return "memory and output map"
 
 
-def teacher_association(teacher, x):
-    """p_T (B, N) of the teacher's memory unit and its patterns X_T (N, d), without a graph."""
-    unit = memory_unit(teacher.classifier)
+def teacher_association(teacher_head, h_teacher):
+    """p_T (B, N) of the teacher's memory unit for its pooled features h_teacher (B, d_h), and the
+    patterns X_T (N, d), without a graph. Takes the features, not the windows, so that a training
+    step runs the teacher's backbone once for its logits and its memory alike."""
+    unit = memory_unit(teacher_head)
     if unit is None:
-        raise TypeError(f"the teacher's head ({type(teacher.classifier).__name__}) holds no Hopfield memory")
+        raise TypeError(f"the teacher's head ({type(teacher_head).__name__}) holds no Hopfield memory")
     with no_grad():
-        p = unit.associate(unit.query_of(teacher.features(x)))
+        p = unit.associate(unit.query_of(h_teacher))
     return p.data, unit.patterns.data
 
 

@@ -177,14 +177,17 @@ def stage_distillation(config, teacher, student, data, run_dir, log) -> None:
                 target = teacher.forward_stages(x, upto=s)[0][s].data
             return stage_loss(wrapped.stage_feature(x, s), target, config.gamma, config.tau, config.uniform_freq)
 
-        def val_score(model, s=s):
+        # the frozen teacher's validation features at this anchor: constants, computed once per anchor
+        val_batches = [Tensor(xp_val[start:start + 256]) for start in range(0, len(xp_val), 256)]
+        with no_grad():
+            val_targets = [teacher.forward_stages(x, upto=s)[0][s].data for x in val_batches]
+
+        def val_score(model, s=s, val_batches=val_batches, val_targets=val_targets):
             total, n = 0.0, 0
             was = student.training
             student.eval()
             with no_grad():
-                for start in range(0, len(xp_val), 256):
-                    x = Tensor(xp_val[start:start + 256])
-                    target = teacher.forward_stages(x, upto=s)[0][s].data
+                for x, target in zip(val_batches, val_targets):
                     total += stage_loss(wrapped.stage_feature(x, s), target, config.gamma, config.tau,
                                         config.uniform_freq).item() * len(x)
                     n += len(x)
@@ -247,7 +250,8 @@ def final_loss(config: SMLDistConfig, teacher, student, extra: dict):
         if method == "none":
             return F.cross_entropy(student(x), y)
         with no_grad():
-            z_t, t_stages = teacher(x, return_stages=True)
+            h_t, t_stages = teacher.features(x, return_stages=True)        # one teacher forward per step
+            z_t = teacher.classifier(h_t)
         if method == "smldist":
             h = student.features(x)
             z_s = student.classifier(h)
@@ -256,7 +260,7 @@ def final_loss(config: SMLDistConfig, teacher, student, extra: dict):
             else:
                 loss = smoothed_conditional_loss(z_s, z_t.data, y, config.lam, config.T, config.eta)
             if use_memory:
-                p_t, patterns = teacher_association(teacher, x)
+                p_t, patterns = teacher_association(teacher.classifier, h_t)
                 loss = loss + config.mu * memory_loss(unit, h, p_t, patterns)
             return loss
         if method == "kd":

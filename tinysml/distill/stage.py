@@ -51,7 +51,7 @@ class StageAdapter(Module):
     when the channels differ, linear interpolation when the lengths differ; identity otherwise."""
 
     def __init__(self, student_shape, teacher_shape, rng=None):
-        (cs, ls), (ct, lt) = student_shape, teacher_shape
+        (cs, _), (ct, lt) = student_shape, teacher_shape
         self.conv = Conv1d(cs, ct, 1, bias=False, rng=rng or np.random.default_rng(0)) if cs != ct else None
         self.length = lt
 

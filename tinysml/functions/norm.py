@@ -6,14 +6,14 @@ from ..tensor import Function
 
 
 class BatchNorm(Function):
-    """Training-mode batch norm (batch statistics). The statistics are returned to the caller
-    through ``ctx.batch_mean`` / ``ctx.batch_var`` for the running-average update."""
+    """Training-mode batch norm (batch statistics). The batch mean and biased variance are written
+    into the caller's ``stats`` dict for the running-average update (with or without a graph)."""
 
     @staticmethod
-    def forward(ctx, x, gamma, beta, eps):
+    def forward(ctx, x, gamma, beta, eps, stats):
         y, mean, var, invstd = kernels_for(x).bn_train_fwd(x, gamma, beta, eps)
         ctx.save(x, gamma, mean, invstd)
-        ctx.batch_mean, ctx.batch_var = mean, var
+        stats["mean"], stats["var"] = mean, var
         return y
 
     @staticmethod
@@ -53,24 +53,14 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
     n = x.shape[0] * x.shape[2]
     if n < 2:
         raise ValueError(f"batch_norm in training mode needs more than one value per channel, got input {tuple(x.shape)}")
-    out = BatchNorm.apply(x, gamma, beta, eps=eps)
-    ctx_mean, ctx_var = _last_batch_stats(out, x, gamma, beta, eps)
+    stats = {}
+    out = BatchNorm.apply(x, gamma, beta, eps=eps, stats=stats)
     if running_mean is not None:
         running_mean *= (1 - momentum)
-        running_mean += momentum * ctx_mean
+        running_mean += momentum * stats["mean"]
         running_var *= (1 - momentum)
-        running_var += momentum * ctx_var * (n / (n - 1))
+        running_var += momentum * stats["var"] * (n / (n - 1))
     return out
-
-
-def _last_batch_stats(out, x, gamma, beta, eps):
-    """Batch mean and biased variance of the forward just run (kept on its ctx; recomputed when
-    no graph was recorded, e.g. training-mode BN under no_grad)."""
-    if out._ctx is not None:
-        return out._ctx.batch_mean, out._ctx.batch_var
-    data = x.data
-    mean = data.mean(axis=(0, 2))
-    return mean, data.var(axis=(0, 2))
 
 
 class LayerNorm(Function):
