@@ -18,37 +18,14 @@ Process-wide settings, applied on import before Numba starts its threads (overri
   ``TINYSML_BLAS_THREADS=N`` or ``keep`` to change that) and Numba owns the cores. Two pools that
   both spin fight for 2 cores (7-40x slowdowns measured here); with one, OpenMP's default short
   spin keeps back-to-back kernel launches cheap (~1 us instead of ~50 us for a sleeping pool).
-* ``NUMBA_CACHE_DIR``: compiled kernels are cached (``cache=True``); when the package folder is
-  not writable the cache goes to ``$XDG_CACHE_HOME/tinysml/numba`` (else ``~/.cache/...``), so
-  import never fails on a read-only install.
-* glibc's malloc keeps freed memory instead of returning it to the OS (``mallopt``), so the large
-  temporaries of every step reuse already-mapped pages instead of page-faulting (~2 us a page here).
-  Set ``TINYSML_KEEP_MALLOC=1`` to leave the allocator alone.
+* The Numba cache folder and glibc's allocator: ``cpu_process.py`` (shared with the deployment
+  kernel, which must not import SciPy).
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 
-
-def _configure_process() -> None:
-    here = os.path.dirname(os.path.abspath(__file__))
-    if "NUMBA_CACHE_DIR" not in os.environ and not os.access(os.path.join(here, "__pycache__") if os.path.isdir(
-            os.path.join(here, "__pycache__")) else here, os.W_OK):
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        os.environ["NUMBA_CACHE_DIR"] = os.path.join(base, "tinysml", "numba")
-    if os.environ.get("TINYSML_KEEP_MALLOC") != "1":
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-            libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
-            libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
-        except (OSError, AttributeError):   # not glibc: nothing to tune
-            pass
-
-
-_configure_process()
+from . import cpu_process  # noqa: F401  (cache folder and allocator: set before Numba compiles)
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
@@ -61,9 +38,6 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 if os.environ.get("TINYSML_BLAS_THREADS") != "keep":
     threadpool_limits(int(os.environ.get("TINYSML_BLAS_THREADS", "1")), user_api="blas")
 
-
-if "NUMBA_CACHE_DIR" in os.environ and numba.config.CACHE_DIR != os.environ["NUMBA_CACHE_DIR"]:
-    numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]   # numba was imported before us
 
 _FAST = {"reassoc", "contract"}            # allow vectorised sums; no assumptions about NaN or inf
 _poison = False

@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tinysml import Tensor, io, no_grad
 from tinysml.data import fit_scaler, load
-from tinysml.deploy import Predictor, StreamingRecognizer, export
+from tinysml.deploy import Predictor, StreamingRecognizer, export, fold_model
 from tinysml.models import build_model, preset
+from tinysml.models.mobilenet import BlockSpec, MobileNetConfig
 from tinysml.train import TrainConfig, fit
 
 HEADS = [{"kind": "linear"}, {"kind": "mlp", "hidden": 16}, {"kind": "hopfield", "patterns": 8, "dim": 8, "steps": 2},
@@ -45,6 +46,49 @@ def test_equals_training_model_on_random_windows(tmp_path, head, use_numba):
     io.save_model(tmp_path / "m.npz", model)
     got = Predictor.load(tmp_path / "m.npz", use_numba=use_numba).logits(X)
     np.testing.assert_allclose(got, _eval_logits(model, X), rtol=1e-5, atol=1e-5)
+
+
+def _randomise_batchnorm(model, rng):
+    """Trained-looking batch norms (a fresh one is the identity and hides folding mistakes)."""
+    state = {k: v.copy() for k, v in model.state_dict().items()}
+    for k, v in state.items():
+        if k.endswith("running_mean"):
+            state[k] = rng.normal(0, 0.3, v.shape).astype(v.dtype)
+        elif k.endswith("running_var"):
+            state[k] = rng.uniform(0.3, 2.0, v.shape).astype(v.dtype)
+        elif k.endswith((".1.weight", ".1.bias")):                    # BN affine parameters
+            state[k] = rng.normal(1.0 if k.endswith("weight") else 0.0, 0.3, v.shape).astype(v.dtype)
+    model.load_state_dict(state)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_fused_trunk_equals_the_numpy_path_and_the_model(data):
+    """The one-call Numba trunk (kernels/cpu_network.py) on random architectures: every odd kernel
+    size 1-9, stride 1 and 2, odd lengths, SE on and off, every activation, batch 1 and batches
+    large enough to run in parallel; against the NumPy layer-by-layer path and the model itself."""
+    draw = data.draw
+    c_in, length = draw(st.integers(1, 7)), draw(st.integers(5, 70))
+    width = draw(st.integers(2, 12))
+    blocks = []
+    for _ in range(draw(st.integers(1, 3))):
+        out = draw(st.sampled_from([width, draw(st.integers(2, 16))]))
+        blocks.append(BlockSpec(draw(st.sampled_from([1, 3, 5, 7, 9])), draw(st.integers(2, 24)), width, out,
+                                draw(st.booleans()), draw(st.sampled_from(["selu", "hardswish", "relu"])),
+                                draw(st.sampled_from([1, 2]))))
+        width = out
+    cfg = MobileNetConfig(tuple(blocks), c_in, length, 3, head_width=draw(st.integers(4, 40)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    model = build_model(cfg, seed=1)
+    _randomise_batchnorm(model, rng)
+    tree = fold_model(io.model_tree(model))
+    X = (rng.standard_normal((draw(st.sampled_from([1, 2, 5])), c_in, length)) * 2).astype(np.float32)
+    fused, numpy_path = Predictor(tree, use_numba=True), Predictor(tree, use_numba=False)
+    assert fused.network is not None and numpy_path.network is None
+    ref = _eval_logits(model, X)
+    scale = np.abs(ref).max() + 1e-3
+    np.testing.assert_allclose(fused.logits(X) / scale, numpy_path.logits(X) / scale, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(fused.logits(X) / scale, ref / scale, rtol=0, atol=2e-5)
 
 
 def test_equals_training_model_on_real_windows_with_scaling(trained, tmp_path):

@@ -6,9 +6,11 @@
 
 No graph and no training code: importing this module loads NumPy and the checkpoint reader only
 (neither the autograd nor SciPy). At load time every batch norm is folded into the convolution
-before it (w' = w gamma / sqrt(var + eps), b' = beta - mean gamma / sqrt(var + eps)), the
-training-time scaling stored in the checkpoint is applied to every input, and the depthwise
-convolutions use the Numba kernel when Numba is installed (the NumPy reference otherwise).
+before it (w' = w gamma / sqrt(var + eps), b' = beta - mean gamma / sqrt(var + eps)) and the
+training-time scaling stored in the checkpoint is applied to every input. With Numba installed the
+whole trunk (scaling, stem, every bottleneck, the pooled head conv) runs as one compiled call over
+buffers planned once per batch size (``kernels/cpu_network.py``); without it, or with
+``TINYSML_BACKEND=numpy``, the same arithmetic runs layer by layer in NumPy (the fastest cold start).
 
 ``StreamingRecognizer`` wraps a Predictor for live sensor streams: feed samples in chunks of any
 size; it classifies a window every ``hop`` samples and smooths the decisions.
@@ -22,6 +24,7 @@ import time
 import numpy as np
 
 from . import io
+from .kernels import reference
 
 EPS = 1e-5
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
@@ -83,6 +86,65 @@ def fold_model(tree: dict) -> dict:
             "scaler": tree.get("scaler"), "class_names": tree.get("class_names")}
 
 
+def pack(deploy_tree: dict):
+    """The trunk of a deploy tree as the fused kernel's input (``kernels/cpu_network.py``):
+    params (every folded weight in one float32 buffer, transposed for channels-last loops), plan (one int64 row per layer), scaling
+    (shift (C,), scale (C,), low, high) and the work shape (N, V) a window needs."""
+    from .kernels import cpu_network as net
+    cfg, layers = deploy_tree["config"], deploy_tree["layers"]
+    chunks, offset = [], 0
+
+    def put(a):
+        nonlocal offset
+        a = np.ascontiguousarray(a, np.float32).ravel()
+        chunks.append(a)
+        offset += a.size
+        return offset - a.size
+
+    plan, N, V = [], 0, 1
+    C, L = cfg["in_channels"], cfg["length"]
+    for layer in layers:
+        row = [0] * net.PLAN_WIDTH
+        row[net.C_IN], row[net.L_IN] = C, L
+        if layer["op"] == "stem":
+            O, _, K = layer["w"].shape
+            S, P = 2, 1
+            Lout = (L + 2 * P - K) // S + 1
+            row[net.OP], row[net.K], row[net.STRIDE], row[net.PAD] = net.OP_STEM, K, S, P
+            row[net.ACT] = net.ACT_CODES["hardswish"]
+            row[net.W1], row[net.B1] = put(layer["w"].transpose(2, 1, 0)), put(layer["b"])     # (K, C, O)
+            N = max(N, C * (L + 2 * P), O * Lout, Lout * K * C)
+        elif layer["op"] == "block":
+            E, O, K, S = layer["we"].shape[0], layer["wp"].shape[0], layer["kernel"], layer["stride"]
+            P = (K - 1) // 2
+            Lout = (L + 2 * P - K) // S + 1
+            row[net.OP], row[net.C_MID], row[net.K], row[net.STRIDE], row[net.PAD] = net.OP_BLOCK, E, K, S, P
+            row[net.ACT], row[net.RESIDUAL] = net.ACT_CODES[layer["act"]], int(layer["residual"])
+            row[net.W1], row[net.B1] = put(layer["we"].T), put(layer["be"])
+            row[net.W2], row[net.B2] = put(layer["wd"].T), put(layer["bd"])
+            row[net.W3], row[net.B3] = put(layer["wp"].T), put(layer["bp"])
+            if "se1" in layer:
+                row[net.SE_HIDDEN] = layer["se1"].shape[0]
+                row[net.SE1], row[net.SE2] = put(layer["se1"]), put(layer["se2"].T)
+                V = max(V, E + row[net.SE_HIDDEN])
+            N = max(N, C * L, E * (L + 2 * P), E * Lout, O * Lout)
+        else:                                                    # head: 1x1 conv, pooled
+            O, Lout = layer["w"].shape[0], L
+            row[net.OP], row[net.ACT] = net.OP_HEAD, net.ACT_CODES["hardswish"]
+            row[net.W1], row[net.B1] = put(layer["w"].T), put(layer["b"])
+            N = max(N, C * L, L * O)
+        row[net.C_OUT], row[net.L_OUT] = O, Lout
+        plan.append(row)
+        C, L = O, Lout
+    sc = deploy_tree.get("scaler")
+    shift = np.zeros(cfg["in_channels"]) if sc is None else np.asarray(sc["shift"])
+    scale = np.ones(cfg["in_channels"]) if sc is None else np.asarray(sc["scale"])
+    low = -np.inf if sc is None or sc["low"] is None else sc["low"]
+    high = np.inf if sc is None or sc["high"] is None else sc["high"]
+    scaling = np.concatenate([shift, scale, [low, high]]).astype(np.float32)
+    return np.concatenate(chunks), np.asarray(plan, np.int64), scaling, (N, V)
+
+
 # --------------------------------------------------------------------------- classifier heads
 def _head_logits(spec: dict, params: dict, h: np.ndarray) -> np.ndarray:
     kind = spec.get("kind", "linear")
@@ -123,7 +185,10 @@ class Predictor:
         sc = deploy_tree.get("scaler")
         self.scaler = None if sc is None else (np.asarray(sc["shift"], np.float32)[:, None],
                                                np.asarray(sc["scale"], np.float32)[:, None], sc["low"], sc["high"])
-        self.kernels = _kernels(use_numba)
+        self.network = _network_kernel(use_numba)               # None: the NumPy layer-by-layer path
+        if self.network is not None:
+            self.params, self.plan, self.scaling, self.work_shape = pack(deploy_tree)
+            self.buffers = {}                                  # batch size -> (work, vec, out), planned once
 
     @classmethod
     def load(cls, path, use_numba: bool | None = None) -> "Predictor":
@@ -151,40 +216,54 @@ class Predictor:
                              f"time steps), got {x.shape}")
         if x.dtype.kind not in "fiu":
             raise TypeError(f"expected numeric windows, got dtype {x.dtype}")
-        x = x.astype(np.float32, copy=True)
-        bad = ~np.isfinite(x)
-        if bad.any():
+        x = np.ascontiguousarray(x, dtype=np.float32)                      # no copy when already so
+        if not np.isfinite(x).all():
+            bad = ~np.isfinite(x)
             if nan_policy == "raise":
                 rows = sorted(set(np.nonzero(bad)[0].tolist()))[:5]
                 raise ValueError(f"windows {rows} contain NaN or inf; clean them or pass nan_policy='zero'")
             if nan_policy != "zero":
                 raise ValueError(f"nan_policy must be 'raise' or 'zero', got {nan_policy!r}")
-            x[bad] = 0.0
+            x = np.where(bad, np.float32(0), x)
         return x
 
     # ----------------------------------------------------------------- forward
-    def logits(self, windows, nan_policy: str = "raise") -> np.ndarray:
+    def features(self, windows, nan_policy: str = "raise") -> np.ndarray:
+        """(B, H) pooled features of the trunk (what the classifier head reads)."""
         x = self.check(windows, nan_policy)                               # (B, C, L)
+        if self.network is not None:                                       # one compiled call
+            B = x.shape[0]
+            if B not in self.buffers:
+                if len(self.buffers) > 8:
+                    self.buffers.clear()
+                N, V = self.work_shape
+                self.buffers[B] = (np.empty((B, 4, N), np.float32), np.empty((B, V), np.float32),
+                                   np.empty((B, self.plan[-1, 3]), np.float32))
+            work, vec, out = self.buffers[B]
+            run = self.network.network_forward_parallel if B >= 4 else self.network.network_forward
+            run(x, self.params, self.plan, self.scaling, work, vec, out)
+            return out.copy()
         if self.scaler is not None:
             shift, scale, low, high = self.scaler
-            x -= shift
-            x /= scale
+            x = (x - shift) / scale
             if low is not None or high is not None:
                 np.clip(x, low, high, out=x)
-        K = self.kernels
         for layer in self.layers:
             if layer["op"] == "stem":
-                x = _act("hardswish", K.conv1d_fwd(x, layer["w"], layer["b"], 2, 1, 1, 1))
+                x = _act("hardswish", reference.conv1d_fwd(x, layer["w"], layer["b"], 2, 1, 1, 1))
             elif layer["op"] == "block":
                 x = self._block(layer, x)
             else:
                 x = _act("hardswish", np.matmul(layer["w"], x) + layer["b"][:, None])   # (B, H, L)
-        h = _act("hardswish", x.mean(axis=2))                             # (B, H)
-        return _head_logits(self.head_spec, self.classifier, h)
+        return _act("hardswish", x.mean(axis=2))                          # (B, H)
+
+    def logits(self, windows, nan_policy: str = "raise") -> np.ndarray:
+        """(B, K) class scores (log-probabilities up to a constant)."""
+        return _head_logits(self.head_spec, self.classifier, self.features(windows, nan_policy))
 
     def _block(self, layer, x):
         h = _act(layer["act"], np.matmul(layer["we"], x) + layer["be"][:, None])        # expand (B, E, L)
-        h = self.kernels.dw_conv1d_fwd(h, layer["wd"], layer["bd"], layer["stride"], (layer["kernel"] - 1) // 2, 1)
+        h = reference.dw_conv1d_fwd(h, layer["wd"], layer["bd"], layer["stride"], (layer["kernel"] - 1) // 2, 1)
         if "se1" in layer:
             s = np.maximum(h.mean(axis=2) @ layer["se1"].T, 0) @ layer["se2"].T           # (B, E)
             h *= _act("hardsigmoid", s)[:, :, None]
@@ -200,22 +279,18 @@ class Predictor:
         return self.logits(windows, nan_policy).argmax(axis=1)
 
 
-def _kernels(use_numba):
-    """Numba's kernels when available (or required), else the NumPy reference. With use_numba None,
-    ``TINYSML_BACKEND=numpy`` chooses NumPy alone (no Numba import: the fastest cold start)."""
+def _network_kernel(use_numba):
+    """The fused trunk kernel (``kernels/cpu_network.py``) when Numba may be used, else None."""
     import os
-    from .kernels import reference
-    if use_numba is None and os.environ.get("TINYSML_BACKEND", "").lower() == "numpy":
-        use_numba = False
-    if use_numba is False:
-        return reference
+    if use_numba is False or (use_numba is None and os.environ.get("TINYSML_BACKEND", "").lower() == "numpy"):
+        return None
     try:
-        from .kernels import cpu
-        return cpu
+        from .kernels import cpu_network
+        return cpu_network
     except ImportError:
         if use_numba:
             raise
-        return reference
+        return None
 
 
 def export(model_checkpoint: str, out: str) -> None:
