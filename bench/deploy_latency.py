@@ -6,7 +6,7 @@ peak memory of a deployment process.
 Model: ``har-student`` on (9, 128), linear head (the PyTorch twin supports it), batch norm folded
 by tinysml.deploy. Cold start = a new Python process that imports tinysml.deploy, loads the
 checkpoint and predicts once (Numba's cache warm, as after the first run of a deployment).
-onnxruntime is compared when installed (it is not a dependency).
+onnxruntime runs the graph ``tinysml export`` writes (extra ``onnx``), when installed.
 """
 from __future__ import annotations
 
@@ -52,34 +52,42 @@ def main(argv=None):
     twin = build_torch_twin(model).eval()
     path = os.path.join(tempfile.mkdtemp(), "student.npz")
     io.save_model(path, model)
-    x = np.random.default_rng(0).standard_normal((1, 9, 128)).astype(np.float32)
-    xt = torch.from_numpy(x)
-    rows = []
-    for name, use_numba in (("tinysml.deploy (numba)", None), ("tinysml.deploy (numpy only)", False)):
-        p = Predictor.load(path, use_numba=use_numba)
-        with torch.no_grad():
-            assert np.allclose(p.logits(x), twin(xt).numpy(), atol=1e-4)
-        rows.append((name, median_ms(lambda: p.predict_proba(x), args.repeats, warmup=10)))
-
-    def torch_eager():
-        with torch.no_grad():
-            twin(xt)
-    t_torch = median_ms(torch_eager, args.repeats)
-    rows.append(("torch eager", t_torch))
+    onnx_path = path.replace(".npz", ".onnx")
     try:
         import onnxruntime as ort
-        onnx_path = path.replace(".npz", ".onnx")
-        torch.onnx.export(twin, xt, onnx_path, input_names=["x"], dynamo=False)
+        from tinysml.onnx_export import to_onnx
+        to_onnx(path, onnx_path)                        # tinysml's own export: the same folded graph
         so = ort.SessionOptions()
         so.intra_op_num_threads = args.threads
-        sess = ort.InferenceSession(onnx_path, so)
-        rows.append(("onnxruntime", median_ms(lambda: sess.run(None, {"x": x}), args.repeats)))
+        sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
     except Exception as err:  # noqa: BLE001 - optional peer
+        sess = None
         print(f"(onnxruntime not compared: {type(err).__name__}: {str(err)[:80]})")
-    print(f"\nbatch-1 latency, har-student (9, 128), {args.threads} threads")
-    print(f"{'path':<30}{'median ms':>10}{'vs torch':>10}")
-    for name, ms in rows:
-        print(f"{name:<30}{ms:>10.3f}{ms / t_torch:>10.2f}")
+    predictors = {"tinysml.deploy (numba)": Predictor.load(path), "tinysml.deploy (numpy only)":
+                  Predictor.load(path, use_numba=False)}
+    for batch in (1, 64):
+        x = np.random.default_rng(0).standard_normal((batch, 9, 128)).astype(np.float32)
+        xt = torch.from_numpy(x)
+        with torch.no_grad():
+            want = twin(xt).numpy()
+        rows = []
+        for name, p in predictors.items():
+            assert np.allclose(p.logits(x), want, atol=1e-4), name
+            rows.append((name, median_ms(lambda: p.predict_proba(x), args.repeats, warmup=10)))
+
+        def torch_eager():
+            with torch.no_grad():
+                twin(xt)
+        t_torch = median_ms(torch_eager, args.repeats)
+        rows.append(("torch eager", t_torch))
+        if sess is not None:
+            assert np.allclose(sess.run(["logits"], {"windows": x})[0], want, atol=1e-4)
+            rows.append(("onnxruntime (tinysml export)",
+                         median_ms(lambda: sess.run(["probabilities"], {"windows": x}), args.repeats)))
+        print(f"\nbatch-{batch} latency, har-student (9, 128), {args.threads} threads")
+        print(f"{'path':<30}{'median ms':>10}{'vs torch':>10}")
+        for name, ms in rows:
+            print(f"{name:<30}{ms:>10.3f}{ms / t_torch:>10.2f}")
     print("\ncold start (new process: import, load, first prediction) and peak RSS, median of 3:")
     for label, backend in (("with numba (cache warm)", "numba"), ("numpy only", "numpy")):
         env = dict(os.environ, TINYSML_BACKEND=backend)

@@ -17,6 +17,11 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert result["params"] > 0 and 0 <= result["test"]["accuracy"] <= 1
     assert main(["evaluate", out]) == 0
     assert "macro_f1" in capsys.readouterr().out
+    assert main(["export", out, "--out", str(tmp_path / "d.npz")]) == 0
+    assert "classes" in capsys.readouterr().out
+    assert main(["export", out, "--out", str(tmp_path / "s.onnx")]) == 0
+    printed = capsys.readouterr().out
+    assert (tmp_path / "s.onnx").stat().st_size > 0 and ("checked with onnxruntime" in printed or "not installed" in printed)
 
 
 def test_errors_are_one_clear_line(tmp_path, capsys):

@@ -160,3 +160,23 @@ def test_fuzzed_checkpoints_give_a_clear_error(trained, tmp_path, data):
         return
     # a flip that survived every check (e.g. inside a weight's mantissa) still predicts
     assert p.predict_proba(np.zeros((1, 6, 100))).shape == (1, 4)
+
+
+@pytest.mark.parametrize("head", HEADS, ids=[h["kind"] for h in HEADS])
+def test_onnx_export_runs_in_onnxruntime_and_matches(tmp_path, head):
+    """Every head kind, trained batch norms and scaling: onnxruntime equals tinysml.deploy."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from tinysml.onnx_export import check, to_onnx
+    from tinysml.data.scaling import Scaler
+    model = build_model(preset("har-student", 6, 100, 4, head=head), seed=3)
+    rng = np.random.default_rng(1)
+    _randomise_batchnorm(model, rng)
+    scaler = Scaler("standard", rng.normal(0, 1, 6), rng.uniform(0.5, 2, 6), -5.0, 5.0)
+    io.save_model(tmp_path / "m.npz", model, scaler=scaler.to_tree())
+    to_onnx(str(tmp_path / "m.npz"), str(tmp_path / "m.onnx"))
+    X = (rng.standard_normal((3, 6, 100)) * 3).astype(np.float32)
+    assert check(str(tmp_path / "m.onnx"), str(tmp_path / "m.npz"), X) < 1e-4
+    import onnxruntime as ort
+    probs = ort.InferenceSession(str(tmp_path / "m.onnx")).run(["probabilities"], {"windows": X[:1]})[0]
+    np.testing.assert_allclose(probs, Predictor.load(tmp_path / "m.npz").predict_proba(X[:1]), atol=1e-5)

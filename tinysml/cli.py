@@ -108,6 +108,19 @@ def _cmd_evaluate(args):
 
 def _cmd_export(args):
     from .deploy import Predictor, export
+    if args.out.endswith(".onnx"):
+        import numpy as np
+        from . import onnx_export
+        onnx_export.to_onnx(args.checkpoint, args.out)
+        p = Predictor.load(args.checkpoint, use_numba=False)
+        print(f"wrote {args.out} (ONNX opset {onnx_export.OPSET}): {p.channels} x {p.length} -> {p.num_classes} classes")
+        try:
+            windows = np.random.default_rng(0).standard_normal((4, p.channels, p.length)).astype(np.float32)
+            diff = onnx_export.check(args.out, args.checkpoint, windows)
+            print(f"checked with onnxruntime: max |logit difference| {diff:.2e}")
+        except ImportError:
+            print("(onnxruntime is not installed: the file was not run)")
+        return
     export(args.checkpoint, args.out)
     p = Predictor.load(args.out)
     print(f"wrote {args.out}: {p.channels} x {p.length} -> {p.num_classes} classes ({', '.join(p.class_names)})")
@@ -205,9 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--path", default=None, help="folder or file of a data set you downloaded yourself")
     e.set_defaults(run=_cmd_evaluate)
 
-    x = sub.add_parser("export", help="write the deployable checkpoint (batch norm folded) for tinysml.deploy")
+    x = sub.add_parser("export", help="write the deployable checkpoint (batch norm folded) for tinysml.deploy, "
+                                      "or an ONNX file when --out ends in .onnx (extra: onnx)")
     x.add_argument("checkpoint")
-    x.add_argument("--out", required=True)
+    x.add_argument("--out", required=True, help="a .npz deploy checkpoint, or a .onnx file (checked with "
+                                                 "onnxruntime when it is installed)")
     x.set_defaults(run=_cmd_export)
 
     f = sub.add_parser("profile", help="parameters, MACs, bytes and latency of a preset")
