@@ -112,6 +112,189 @@ def bn_bwd(gy, x, gamma, mean, invstd):
     return gx, ggamma, gbeta
 
 
+# =========================================================================== batch norm + activation
+# act codes for the fused kernels; each helper branches once per row, outside the element loop,
+# so every loop stays vectorised.
+_ACT_CODE = {"identity": 0, "relu": 1, "relu6": 2, "hardswish": 3, "hardsigmoid": 4, "selu": 5, "sigmoid": 6}
+
+
+_0, _1, _3, _6, _HALF = np.float32(0), np.float32(1), np.float32(3), np.float32(6), np.float32(0.5)   # exact in
+# float32, so float32 rows stay float32 (a float64 literal would halve the vector width) and
+# float64 rows lose nothing
+
+
+@njit(cache=True, fastmath=_FAST, inline="always")
+def _affine_act_row(r, scale, shift, o, act):
+    """o = act(r scale + shift) over one row."""
+    n = r.shape[0]
+    if act == 0:
+        for i in range(n):
+            o[i] = r[i] * scale + shift
+    elif act == 1:
+        for i in range(n):
+            o[i] = max(r[i] * scale + shift, _0)
+    elif act == 2:
+        for i in range(n):
+            o[i] = min(max(r[i] * scale + shift, _0), _6)
+    elif act == 3:
+        for i in range(n):
+            v = r[i] * scale + shift
+            o[i] = v * min(max(v + _3, _0), _6) / _6
+    elif act == 4:
+        for i in range(n):
+            o[i] = min(max(r[i] * scale + shift + _3, _0), _6) / _6
+    elif act == 5:
+        for i in range(n):
+            v = r[i] * scale + shift
+            o[i] = SELU_SCALE * v if v > 0 else (SELU_SCALE * SELU_ALPHA) * np.expm1(v)
+    else:
+        for i in range(n):
+            o[i] = _1 / (_1 + np.exp(-(r[i] * scale + shift)))
+
+
+@njit(cache=True, fastmath=_FAST, inline="always")
+def _act_grad_row(r, scale, shift, g, o, act):
+    """o = act'(r scale + shift) g over one row (derivatives at the kinks as reference.act_bwd)."""
+    n = r.shape[0]
+    if act == 0:
+        for i in range(n):
+            o[i] = g[i]
+    elif act == 1:
+        for i in range(n):
+            o[i] = g[i] if r[i] * scale + shift > _0 else _0
+    elif act == 2:
+        for i in range(n):
+            v = r[i] * scale + shift
+            o[i] = g[i] if (v > _0) and (v < _6) else _0
+    elif act == 3:
+        for i in range(n):
+            v = r[i] * scale + shift
+            o[i] = g[i] * (_0 if v < -_3 else (v / _3 + _HALF if v <= _3 else _1))
+    elif act == 4:
+        for i in range(n):
+            v = r[i] * scale + shift
+            o[i] = g[i] / _6 if (v > -_3) and (v < _3) else _0
+    elif act == 5:
+        for i in range(n):
+            v = r[i] * scale + shift
+            o[i] = g[i] * (SELU_SCALE if v > 0 else (SELU_SCALE * SELU_ALPHA) * np.exp(v))
+    else:
+        for i in range(n):
+            sg = _1 / (_1 + np.exp(-(r[i] * scale + shift)))
+            o[i] = g[i] * sg * (_1 - sg)
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _bn_act_train_fwd(x, gamma, beta, eps, act, y, mean, var, invstd):
+    B, C, L = x.shape
+    n = B * L
+    for c in prange(C):
+        s = 0.0
+        for bi in range(B):
+            r = x[bi, c]
+            row = r[0] * 0
+            for i in range(L):
+                row += r[i]
+            s += row
+        mu = s / n
+        ss = 0.0
+        for bi in range(B):
+            r = x[bi, c]
+            row = 0.0
+            for i in range(L):
+                d = r[i] - mu
+                row += d * d
+            ss += row
+        v = ss / n
+        inv = 1.0 / np.sqrt(v + eps)
+        mean[c], var[c], invstd[c] = mu, v, inv
+        scale = gamma[c] * inv
+        shift = beta[c] - mu * scale
+        for bi in range(B):
+            _affine_act_row(x[bi, c], x.dtype.type(scale), x.dtype.type(shift), y[bi, c], act)
+
+
+def bn_act_train_fwd(x, gamma, beta, eps, act):
+    """act(batch norm) in one kernel: the statistics pass, then y = act(x scale + shift) written
+    once (the separate kernels write the normalised x, then read it back for the activation).
+    Returns y, mean, var, invstd (see reference.bn_act_train_fwd)."""
+    if act not in _ACT_CODE:
+        raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
+    x = np.ascontiguousarray(x)
+    C = x.shape[1]
+    y = _alloc(x.shape, x.dtype)
+    mean, var, invstd = (_alloc(C, x.dtype) for _ in range(3))
+    _launch(_bn_act_train_fwd, x.size, x, gamma.astype(x.dtype, copy=False), beta.astype(x.dtype, copy=False), eps,
+            _ACT_CODE[act], y, mean, var, invstd)
+    return y, mean, var, invstd
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _bn_act_bwd(gy, x, gamma, beta, mean, invstd, act, gx, ggamma, gbeta):
+    B, C, L = x.shape
+    n = B * L
+    for c in prange(C):
+        mu, inv = mean[c], invstd[c]
+        scale = x.dtype.type(gamma[c] * inv)
+        shift = x.dtype.type(beta[c] - mu * gamma[c] * inv)
+        sg, sgx = 0.0, 0.0
+        for bi in range(B):
+            g, r, o = gy[bi, c], x[bi, c], gx[bi, c]
+            _act_grad_row(r, scale, shift, g, o, act)       # gx holds g' = act'(pre) gy for now
+            row_g = o[0] * 0
+            row_gx = o[0] * 0
+            for i in range(L):
+                row_g += o[i]
+                row_gx += o[i] * (r[i] - mu)
+            sg += row_g
+            sgx += row_gx
+        gbeta[c] = sg
+        gg = sgx * inv
+        ggamma[c] = gg
+        k = gamma[c] * inv / n
+        a = k * n
+        bcoef = k * gg * inv
+        ccoef = k * sg
+        for bi in range(B):
+            r, o = x[bi, c], gx[bi, c]
+            for i in range(L):
+                o[i] = a * o[i] - bcoef * (r[i] - mu) - ccoef
+
+
+def bn_act_bwd(gy, x, gamma, beta, mean, invstd, act):
+    """Gradients of ``bn_act_train_fwd`` per channel in parallel: the activation's derivative is
+    applied while summing (pre recomputed from x, never stored), then the batch-norm gradient
+    is written over it in place. Returns gx, ggamma, gbeta."""
+    if act not in _ACT_CODE:
+        raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
+    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    C = x.shape[1]
+    gx = _alloc(x.shape, x.dtype)
+    ggamma, gbeta = _alloc(C, x.dtype), _alloc(C, x.dtype)
+    _launch(_bn_act_bwd, x.size, gy, x, gamma.astype(x.dtype, copy=False), beta.astype(x.dtype, copy=False), mean,
+            invstd, _ACT_CODE[act], gx, ggamma, gbeta)
+    return gx, ggamma, gbeta
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _affine_act(x, scale, shift, act, y):
+    B, C, L = x.shape
+    for bc in prange(B * C):
+        bi, c = bc // C, bc % C
+        _affine_act_row(x[bi, c], scale[c], shift[c], y[bi, c], act)
+
+
+def bn_act_eval(x, gamma, beta, running_mean, running_var, eps, act):
+    """act(eval-mode batch norm) in one pass: y = act(x scale + shift)."""
+    if act not in _ACT_CODE:
+        raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
+    scale = (gamma / np.sqrt(running_var + eps)).astype(x.dtype)
+    shift = (beta - running_mean * scale).astype(x.dtype)
+    y = _alloc(x.shape, x.dtype)
+    _launch(_affine_act, x.size, np.ascontiguousarray(x), scale, shift, _ACT_CODE[act], y)
+    return y
+
+
 # =========================================================================== activations
 # One branch-free kernel per activation (a dispatch inside the element loop stops vectorisation).
 @njit(parallel=True, cache=True, fastmath=_FAST)

@@ -194,6 +194,28 @@ def bn_bwd(gy, x, gamma, mean, invstd):
 
 
 # --------------------------------------------------------------------------- activations
+def bn_act_train_fwd(x, gamma, beta, eps, act):
+    """act(batch norm with batch statistics): y = act(gamma (x - mean) invstd + beta).
+    Returns y, mean, var, invstd as ``bn_train_fwd``; the pre-activation is not kept (the
+    backward recomputes it from x and the statistics)."""
+    y, mean, var, invstd = bn_train_fwd(x, gamma, beta, eps)
+    return act_fwd(act, y), mean, var, invstd
+
+
+def bn_act_bwd(gy, x, gamma, beta, mean, invstd, act):
+    """Gradients of ``bn_act_train_fwd``: recompute pre = gamma xhat + beta, take
+    g = act'(pre) gy, then the batch-norm gradients of g. Returns gx, ggamma, gbeta."""
+    xhat = (x - mean[None, :, None]) * invstd[None, :, None]
+    pre = xhat * gamma[None, :, None] + beta[None, :, None]
+    return bn_bwd(act_bwd(act, pre, gy), x, gamma, mean, invstd)
+
+
+def bn_act_eval(x, gamma, beta, running_mean, running_var, eps, act):
+    """act(eval-mode batch norm): y = act(x scale + shift), scale = gamma / sqrt(var + eps),
+    shift = beta - mean scale (the stored statistics)."""
+    return act_fwd(act, bn_eval_fwd(x, gamma, beta, running_mean, running_var, eps))
+
+
 def act_fwd(name, x):
     """y = act(x), elementwise, for act in ACTIVATIONS:
 

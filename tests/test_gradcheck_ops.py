@@ -134,6 +134,14 @@ def test_batch_norm_train_and_eval():
     gradcheck(lambda x, g, b: F.batch_norm(x, g, b, mean, var, training=False), rand(3, 4, 5), rand(4), rand(4))
 
 
+@pytest.mark.parametrize("act", ["hardswish", "selu", "relu", "sigmoid", "identity"])
+def test_batch_norm_act_train_and_eval(act):
+    gradcheck(lambda x, g, b: F.batch_norm_act(x, g, b, training=True, act=act), rand(3, 4, 5), rand(4), rand(4))
+    mean, var = rand(4), np.abs(rand(4)) + 0.5
+    gradcheck(lambda x, g, b: F.batch_norm_act(x, g, b, mean, var, training=False, act=act),
+              rand(3, 4, 5), rand(4), rand(4))
+
+
 def test_layer_norm():
     gradcheck(F.layer_norm, rand(3, 6), rand(6), rand(6))
     gradcheck(F.layer_norm, rand(2, 3, 6), rand(6), rand(6))

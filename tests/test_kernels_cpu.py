@@ -97,6 +97,28 @@ def test_batch_norm(B, C, L, seed):
     assert_close(cpu.bn_eval_fwd(x, g, b, rm, rv, 1e-5), ref.bn_eval_fwd(x, g, b, rm, rv, 1e-5))
 
 
+@pytest.mark.parametrize("act", ref.ACTIVATIONS)
+@SETTINGS
+@given(st.integers(1, 5), st.integers(1, 20), st.integers(1, 37), st.integers(0, 999))
+def test_fused_batch_norm_act(act, B, C, L, seed):
+    """The fused BN + activation kernels against the composition of the reference kernels (float64)."""
+    assume(B * L >= 2)
+    x, g, b, gy = arrays(seed, (B, C, L), (C,), (C,), (B, C, L))
+    x = x * 3 + 2
+    assume((x.std(axis=(0, 2)) > 0.3).all())
+    x64, g64, b64, gy64 = (a.astype(np.float64) for a in (x, g, b, gy))
+    ours, exact = cpu.bn_act_train_fwd(x, g, b, 1e-5, act), ref.bn_act_train_fwd(x64, g64, b64, 1e-5, act)
+    for o, t in zip(ours, exact):
+        assert o.dtype == np.float32
+        assert_close(o, t)
+    mean, invstd = exact[1], exact[3]
+    ours = cpu.bn_act_bwd(gy, x, g, b, mean.astype(np.float32), invstd.astype(np.float32), act)
+    for o, t in zip(ours, ref.bn_act_bwd(gy64, x64, g64, b64, mean, invstd, act)):
+        assert_close(o, t, rtol=2e-5)
+    rm, rv = x.mean(axis=(0, 2)), x.var(axis=(0, 2)) + 0.5
+    assert_close(cpu.bn_act_eval(x, g, b, rm, rv, 1e-5, act), ref.bn_act_eval(x, g, b, rm, rv, 1e-5, act))
+
+
 @pytest.mark.parametrize("name", ref.ACTIVATIONS)
 @SETTINGS
 @given(shape=st.tuples(st.integers(1, 4), st.integers(1, 9), st.integers(1, 40)), seed=st.integers(0, 999))

@@ -56,10 +56,72 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
     stats = {}
     out = BatchNorm.apply(x, gamma, beta, eps=eps, stats=stats)
     if running_mean is not None:
-        running_mean *= (1 - momentum)
-        running_mean += momentum * stats["mean"]
-        running_var *= (1 - momentum)
-        running_var += momentum * stats["var"] * (n / (n - 1))
+        _update_running(running_mean, running_var, stats, momentum, n)
+    return out
+
+
+def _update_running(running_mean, running_var, stats, momentum, n):
+    """r = (1 - momentum) r + momentum s in place, with the unbiased variance (as PyTorch)."""
+    running_mean *= (1 - momentum)
+    running_mean += momentum * stats["mean"]
+    running_var *= (1 - momentum)
+    running_var += momentum * stats["var"] * (n / (n - 1))
+
+
+class BatchNormAct(Function):
+    """act(training-mode batch norm) as one kernel pair: the pre-activation is never stored (the
+    backward recomputes it from x and the batch statistics), which saves a pass and a buffer."""
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, eps, act, stats):
+        y, mean, var, invstd = kernels_for(x).bn_act_train_fwd(x, gamma, beta, eps, act)
+        ctx.save(x, gamma, beta, mean, invstd)
+        ctx.act = act
+        stats["mean"], stats["var"] = mean, var
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, gamma, beta, mean, invstd = ctx.saved
+        return kernels_for(x).bn_act_bwd(g, x, gamma, beta, mean, invstd, ctx.act)
+
+
+class BatchNormActEval(Function):
+    """act(eval-mode batch norm) in one pass: y = act(x scale + shift) with the stored statistics."""
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, running_mean, running_var, eps, act):
+        xp = get_array_module(x)
+        ctx.save(x, gamma, beta, running_mean)
+        ctx.invstd, ctx.act = 1 / xp.sqrt(running_var + eps), act
+        return kernels_for(x).bn_act_eval(x, gamma, beta, running_mean, running_var, eps, act)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, gamma, beta, mean = ctx.saved
+        K = kernels_for(x)
+        xhat = (x - mean[None, :, None]) * ctx.invstd[None, :, None]
+        g = K.act_bwd(ctx.act, xhat * gamma[None, :, None] + beta[None, :, None], g)        # through act
+        return (g * (gamma * ctx.invstd)[None, :, None], (g * xhat).sum(axis=(0, 2)), g.sum(axis=(0, 2)),
+                None, None)
+
+
+def batch_norm_act(x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5,
+                   act="identity"):
+    """act(batch_norm(x, ...)) with one fused kernel per direction; same arguments, same running-
+    statistics update as ``batch_norm``."""
+    C = gamma.shape[0]
+    if x.ndim != 3 or x.shape[1] != C:
+        raise ValueError(f"batch_norm_act expected input of shape (B, {C}, L), got {tuple(x.shape)}")
+    if not training:
+        return BatchNormActEval.apply(x, gamma, beta, running_mean, running_var, eps=eps, act=act)
+    n = x.shape[0] * x.shape[2]
+    if n < 2:
+        raise ValueError(f"batch_norm in training mode needs more than one value per channel, got input {tuple(x.shape)}")
+    stats = {}
+    out = BatchNormAct.apply(x, gamma, beta, eps=eps, act=act, stats=stats)
+    if running_mean is not None:
+        _update_running(running_mean, running_var, stats, momentum, n)
     return out
 
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .. import functions as F
-from ..nn import Activation, BatchNorm1d, Conv1d, Module, Sequential, SqueezeExcite
+from ..nn import Activation, BatchNorm1d, Conv1d, ConvBNAct, Module, Sequential, SqueezeExcite
 from .heads import build_head
 
 
@@ -146,7 +146,7 @@ class Bottleneck(Module):
 
     def __init__(self, spec: BlockSpec, in_ch: int, exp: int, out_ch: int, rng):
         k, s = spec.kernel, spec.stride
-        self.expand = Sequential(Conv1d(in_ch, exp, 1, bias=False, rng=rng), BatchNorm1d(exp), Activation(spec.act))
+        self.expand = ConvBNAct(Conv1d(in_ch, exp, 1, bias=False, rng=rng), BatchNorm1d(exp), Activation(spec.act))
         self.depthwise = Sequential(Conv1d(exp, exp, k, stride=s, padding=(k - 1) // 2, groups=exp, bias=False, rng=rng),
                                     BatchNorm1d(exp))
         self.se = SqueezeExcite(exp, rng=rng) if spec.se else None
@@ -171,7 +171,7 @@ class MobileNetV3(Module):
         rng = np.random.default_rng(seed)
         width = lambda c: make_divisible(c * config.width_mult)  # noqa: E731
         c0 = width(config.blocks[0].in_ch)
-        self.stem = Sequential(Conv1d(config.in_channels, c0, 3, stride=2, padding=1, bias=False, rng=rng),
+        self.stem = ConvBNAct(Conv1d(config.in_channels, c0, 3, stride=2, padding=1, bias=False, rng=rng),
                                BatchNorm1d(c0), Activation("hardswish"))
         blocks, prev = [], c0
         for spec in config.blocks:
@@ -179,7 +179,7 @@ class MobileNetV3(Module):
             blocks.append(Bottleneck(spec, prev, width(spec.expand), out, rng))
             prev = out
         self.blocks = Sequential(*blocks)
-        self.head_conv = Sequential(Conv1d(prev, config.head_width, 1, bias=False, rng=rng),
+        self.head_conv = ConvBNAct(Conv1d(prev, config.head_width, 1, bias=False, rng=rng),
                                     BatchNorm1d(config.head_width), Activation("hardswish"))
         self.classifier = build_head(config.head, config.head_width, config.num_classes, rng)
         self.anchors = tuple(i for i, spec in enumerate(config.blocks) if spec.anchor)

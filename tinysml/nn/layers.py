@@ -171,6 +171,24 @@ class Sequential(Module):
         return x
 
 
+class ConvBNAct(Sequential):
+    """Conv1d -> BatchNorm1d -> Activation with the last two fused (``F.batch_norm_act``: one kernel
+    per direction, no stored pre-activation) for the activations where that measured faster. The children are named '0', '1', '2' exactly as in a
+    Sequential, so state dicts, checkpoints and the PyTorch twin see the same parameters."""
+
+    def __init__(self, conv: "Conv1d", bn: BatchNorm1d, act: Activation):
+        super().__init__(conv, bn, act)
+
+    unfused = ("selu",)      # measured slower fused (bench/fusions.py): its exp is scalar in both passes
+
+    def forward(self, x):
+        conv, bn, act = self[0], self[1], self[2]
+        if act.name in self.unfused:
+            return act(bn(conv(x)))
+        return F.batch_norm_act(conv(x), bn.weight, bn.bias, bn.running_mean, bn.running_var, training=bn.training,
+                                momentum=bn.momentum, eps=bn.eps, act=act.name)
+
+
 class SqueezeExcite(Module):
     """Squeeze-and-excitation over time:
     s = hardsigmoid(W2 relu(W1 mean_l x)),  y = x * s[:, :, None];  W1 (C/4, C), W2 (C, C/4), no biases."""
