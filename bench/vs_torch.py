@@ -1,6 +1,8 @@
 """tinysml against PyTorch, side by side in one process, on the HAR shapes.
 
     python bench/vs_torch.py [--batch 64] [--channels 9] [--length 128] [--threads 2] [--repeats 30]
+    python bench/vs_torch.py --device cuda [--batch 1024]    # CuPy backend vs torch CUDA, GB/s vs the device
+
 
 Builds the small student (``har-student``) in tinysml and its PyTorch twin with identical weights,
 checks that their outputs agree, then times, with the same number of threads:
@@ -57,7 +59,9 @@ def main(argv=None):
     parser.add_argument("--preset", default="har-student")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--backend", default="numba")
+    parser.add_argument("--backend", default="numba", help="CPU backend (numba | numpy); --device cuda uses cupy")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="cuda: tinysml's CuPy backend against torch CUDA (when this torch has CUDA)")
     args = parser.parse_args(argv)
 
     import torch
@@ -70,25 +74,48 @@ def main(argv=None):
     from tinysml.torch_twin import build_torch_twin
 
     torch.set_num_threads(args.threads)
+    if args.device == "cuda":                  # arrays on the GPU, every timed call synchronised
+        import cupy as cp
+        args.backend = "cupy"
+        dev, host, sync = cp.asarray, cp.asnumpy, cp.cuda.Device().synchronize
+        tdev = "cuda" if torch.cuda.is_available() else None
+        if tdev is None:
+            print("(this torch has no CUDA: tinysml's times only, no ratios)")
+    else:
+        dev, host, sync, tdev = (lambda a: a), (lambda a: a), (lambda: None), "cpu"
     tinysml.set_backend(args.backend)
     if args.backend == "numba":
         import numba
         numba.set_num_threads(args.threads)
-    K = kernels_for(np.zeros(1, np.float32))
+    K = kernels_for(dev(np.zeros(1, np.float32)))
+
+    def t_ours(fn, repeats=args.repeats):
+        return median_ms(lambda: (fn(), sync()), repeats)
+
+    def t_torch(fn, repeats=args.repeats):
+        if tdev is None:
+            return float("nan")
+        tsync = torch.cuda.synchronize if tdev == "cuda" else (lambda: None)
+        return median_ms(lambda: (fn(), tsync()), repeats)
+
+    def T(a):                                  # a NumPy array as a torch tensor on the peer's device
+        return torch.from_numpy(np.ascontiguousarray(a)).to(tdev or "cpu")
 
     B, C, L = args.batch, args.channels, args.length
     model = build_model(preset(args.preset, C, L, args.classes), seed=0)
-    twin = build_torch_twin(model)
+    twin = build_torch_twin(model).to(tdev or "cpu")
+    model.to(args.device)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((B, C, L)).astype(np.float32)
     y = rng.integers(0, args.classes, B)
     # agreement first: train-mode and eval-mode outputs
-    diff_train = np.abs(model(Tensor(x)).data - twin(torch.from_numpy(x)).detach().numpy()).max()
+    diff_train = np.abs(host(model(Tensor(dev(x))).data) - twin(T(x)).detach().cpu().numpy()).max()
     model.eval(), twin.eval()
     with no_grad(), torch.no_grad():
-        diff_eval = np.abs(model(Tensor(x)).data - twin(torch.from_numpy(x)).numpy()).max()
+        diff_eval = np.abs(host(model(Tensor(dev(x))).data) - twin(T(x)).cpu().numpy()).max()
     model.train(), twin.train()
-    print(f"{args.preset} on ({B}, {C}, {L}), backend {args.backend}, {args.threads} threads; "
+    where = f"{args.threads} threads" if args.device == "cpu" else _gpu_name()
+    print(f"{args.preset} on ({B}, {C}, {L}), backend {args.backend}, {where}; "
           f"max |logit difference| train {diff_train:.2e}, eval {diff_eval:.2e}")
     assert diff_train < 1e-3 and diff_eval < 1e-3, "tinysml and torch disagree"
 
@@ -103,13 +130,14 @@ def main(argv=None):
         xi = rng.standard_normal((B, E, L_in)).astype(np.float32)
         wi = rng.standard_normal((E, k)).astype(np.float32)
         gyi = rng.standard_normal((B, E, L_out)).astype(np.float32)
-        tx, tw, tgy = torch.from_numpy(xi), torch.from_numpy(wi[:, None, :].copy()), torch.from_numpy(gyi)
+        tx, tw, tgy = T(xi), T(wi[:, None, :]), T(gyi)
         nbytes = 4 * (xi.size + gyi.size)
-        f_ours = median_ms(lambda: K.dw_conv1d_fwd(xi, wi, None, s, p, 1), args.repeats)
-        f_torch = median_ms(lambda: torch.nn.functional.conv1d(tx, tw, None, s, p, 1, E), args.repeats)
-        b_ours = median_ms(lambda: K.dw_conv1d_bwd(gyi, xi, wi, s, p, 1), args.repeats)
-        b_torch = median_ms(lambda: torch.ops.aten.convolution_backward(
-            tgy, tx, tw, None, [s], [p], [1], False, [0], E, [True, True, False]), args.repeats)
+        xi, wi, gyi = dev(xi), dev(wi), dev(gyi)
+        f_ours = t_ours(lambda: K.dw_conv1d_fwd(xi, wi, None, s, p, 1))
+        f_torch = t_torch(lambda: torch.nn.functional.conv1d(tx, tw, None, s, p, 1, E))
+        b_ours = t_ours(lambda: K.dw_conv1d_bwd(gyi, xi, wi, s, p, 1))
+        b_torch = t_torch(lambda: torch.ops.aten.convolution_backward(
+            tgy, tx, tw, None, [s], [p], [1], False, [0], E, [True, True, False]))
         key = ("dw", E, L_in, k, s)
         if key not in seen:
             seen.add(key)
@@ -122,13 +150,14 @@ def main(argv=None):
             xi = rng.standard_normal((B, Ci, Lp)).astype(np.float32)
             wi = rng.standard_normal((Co, Ci)).astype(np.float32)
             gyi = rng.standard_normal((B, Co, Lp)).astype(np.float32)
-            tx, tw, tgy = torch.from_numpy(xi), torch.from_numpy(wi[:, :, None].copy()), torch.from_numpy(gyi)
+            tx, tw, tgy = T(xi), T(wi[:, :, None]), T(gyi)
             flops = 2 * B * Ci * Co * Lp
-            f_ours = median_ms(lambda: K.pw_conv1d_fwd(xi, wi, None), args.repeats)
-            f_torch = median_ms(lambda: torch.nn.functional.conv1d(tx, tw), args.repeats)
-            b_ours = median_ms(lambda: K.pw_conv1d_bwd(gyi, xi, wi), args.repeats)
-            b_torch = median_ms(lambda: torch.ops.aten.convolution_backward(
-                tgy, tx, tw, None, [1], [0], [1], False, [0], 1, [True, True, False]), args.repeats)
+            xi, wi, gyi = dev(xi), dev(wi), dev(gyi)
+            f_ours = t_ours(lambda: K.pw_conv1d_fwd(xi, wi, None))
+            f_torch = t_torch(lambda: torch.nn.functional.conv1d(tx, tw))
+            b_ours = t_ours(lambda: K.pw_conv1d_bwd(gyi, xi, wi))
+            b_torch = t_torch(lambda: torch.ops.aten.convolution_backward(
+                tgy, tx, tw, None, [1], [0], [1], False, [0], 1, [True, True, False]))
             row(kernels, f"block {i} {name} fwd ({B},{Ci},{Lp})->{Co}", f_ours, f_torch, flops, "GFLOP/s")
             row(kernels, f"block {i} {name} bwd", b_ours, b_torch, 2 * flops, "GFLOP/s")
             totals["pw fwd"][0] += f_ours; totals["pw fwd"][1] += f_torch
@@ -142,12 +171,12 @@ def main(argv=None):
     # ------------------------------------------------------------------ a whole training step
     opt = AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
     topt = torch.optim.AdamW(twin.parameters(), lr=1e-3, weight_decay=1e-2)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    xs = Tensor(x)
+    xt, yt = T(x), T(y)
+    xs, ys = Tensor(dev(x)), dev(y)
 
     def step_ours():
         opt.zero_grad()
-        F.cross_entropy(model(xs), y).backward()
+        F.cross_entropy(model(xs), ys).backward()
         opt.step()
 
     def step_torch():
@@ -155,11 +184,10 @@ def main(argv=None):
         torch.nn.functional.cross_entropy(twin(xt), yt).backward()
         topt.step()
 
-    row(summary, f"training step, batch {B} (fwd+bwd+AdamW)", median_ms(step_ours, args.repeats),
-        median_ms(step_torch, args.repeats))
+    row(summary, f"training step, batch {B} (fwd+bwd+AdamW)", t_ours(step_ours), t_torch(step_torch))
     model.eval(), twin.eval()
     x1 = x[:1].copy()
-    x1s, x1t = Tensor(x1), torch.from_numpy(x1)
+    x1s, x1t = Tensor(dev(x1)), T(x1)
 
     def infer_ours():
         with no_grad():
@@ -169,9 +197,36 @@ def main(argv=None):
         with torch.no_grad():
             twin(x1t)
 
-    row(summary, "inference, batch 1 (autograd path / eager)", median_ms(infer_ours, args.repeats * 3),
-        median_ms(infer_torch, args.repeats * 3))
+    row(summary, "inference, batch 1 (autograd path / eager)", t_ours(infer_ours, args.repeats * 3),
+        t_torch(infer_torch, args.repeats * 3))
     print_table("Totals", summary)
+    if args.device == "cuda":
+        peak = _gpu_bandwidth_gbs()
+        best = max((float(r[4].split()[0]) for r in kernels if r[4].endswith("GB/s")), default=0.0)
+        print(f"\ndepthwise kernels: best {best:.0f} GB/s = {100 * best / peak:.0f}% of the device's {peak:.0f} GB/s "
+              f"(use --batch 1024 or more for the bandwidth target)")
+
+
+def _gpu_name() -> str:
+    import cupy as cp
+    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    name = props["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def _gpu_bandwidth_gbs() -> float:
+    """Peak DRAM bandwidth: 2 x memory clock x bus width, or the datasheet figure where CUDA 13's
+    device properties no longer report the clock."""
+    import cupy as cp
+    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    clock_khz, bus_bits = props.get("memoryClockRate", 0), props.get("memoryBusWidth", 0)
+    if clock_khz and bus_bits:
+        return 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9
+    name = _gpu_name()
+    for key, gbs in (("H200", 4800.0), ("H100 PCIe", 2000.0), ("H100", 3350.0), ("A100", 2039.0), ("Orin", 204.8)):
+        if key in name:
+            return gbs
+    raise RuntimeError(f"unknown peak bandwidth for {name!r}")
 
 
 if __name__ == "__main__":

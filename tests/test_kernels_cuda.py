@@ -78,3 +78,31 @@ def test_training_step_on_gpu_matches_cpu():
     F.cross_entropy(gpu_model(Tensor(cp.asarray(x))), cp.asarray(y)).backward()
     for (name, a), (_, b) in zip(cpu_model.named_parameters(), gpu_model.named_parameters()):
         assert_close(b.grad.get(), a.grad, rtol=1e-4)
+
+
+@pytest.mark.parametrize("act", ["hardswish", "selu", "relu"])
+def test_fused_batch_norm_act_on_gpu(act):
+    cp = _gpu()
+    from tinysml.kernels import cuda
+    x, g, b, gy = (rng.standard_normal(sh).astype(np.float32) for sh in ((4, 6, 19), (6,), (6,), (4, 6, 19)))
+    ours = cuda.bn_act_train_fwd(*(cp.asarray(a) for a in (x, g, b)), 1e-5, act)
+    exact = ref.bn_act_train_fwd(x, g, b, 1e-5, act)
+    for o, t in zip(ours, exact):
+        assert_close(o.get(), t, rtol=1e-4)
+    mean, invstd = exact[1], exact[3]
+    for o, t in zip(cuda.bn_act_bwd(*(cp.asarray(a) for a in (gy, x, g, b, mean, invstd)), act),
+                    ref.bn_act_bwd(gy, x, g, b, mean, invstd, act)):
+        assert_close(o.get(), t, rtol=1e-4)
+
+
+def test_smldist_pipeline_runs_on_the_gpu(tmp_path):
+    """The whole pipeline (teacher, stage, memory + logits, evaluation) with device='cuda'."""
+    _gpu()
+    from tinysml import io
+    from tinysml.distill.pipeline import SMLDistConfig, run
+    cfg = SMLDistConfig(dataset="basicmotions", val_fraction=0.25, batch_size=16, teacher_epochs=2,
+                        student_epochs=2, stage_epochs=1, device="cuda")
+    r = run(cfg, str(tmp_path), quiet=True)
+    assert 0 <= r["student"]["test"]["accuracy"] <= 1
+    model, _ = io.load_model(str(tmp_path / "student.npz"))        # saved as NumPy arrays
+    assert isinstance(model.parameters()[0].data, np.ndarray)

@@ -48,3 +48,16 @@ def test_resumes_after_a_kill_in_any_phase(tmp_path, kill_at):
     a = json.load(open(tmp_path / "a" / "results.json"))
     b = json.load(open(tmp_path / "b" / "results.json"))
     assert a["student"]["test"] == b["student"]["test"] and a["teacher"]["test"] == b["teacher"]["test"]
+
+
+def test_device_is_checked_and_may_change_on_resume(tmp_path, teacher_ckpt):
+    """A finished CPU run resumes under device='cuda' (the device does not change results), and
+    asking for a GPU without CuPy says what to install."""
+    run(TINY, str(tmp_path), teacher_checkpoint=teacher_ckpt, quiet=True)
+    assert run(dataclasses.replace(TINY, device="cuda"), str(tmp_path), quiet=True)["student"]
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install 'tinysml\\[cuda12\\]'"):
+            run(dataclasses.replace(TINY, device="cuda"), str(tmp_path / "gpu"), teacher_checkpoint=teacher_ckpt,
+                quiet=True)

@@ -54,7 +54,7 @@ def _config_from_args(args):
         "mu": 0.0 if getattr(args, "no_memory", False) else args.mu,
         "use_stage": not getattr(args, "no_stage", False), "lam": args.lam, "T": args.T, "eta": args.eta,
         "uniform_freq": getattr(args, "uniform_freq", False), "search": getattr(args, "search", False),
-        "search_budget": getattr(args, "search_budget", None)}.items() if v is not None}
+        "search_budget": getattr(args, "search_budget", None), "device": args.device}.items() if v is not None}
     return SMLDistConfig(**overrides)
 
 
@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--lam", type=float, default=None, help="lambda of the smoothed conditional rule")
         q.add_argument("--T", type=float, default=None, help="temperature of the smoothed conditional rule")
         q.add_argument("--eta", type=float, default=None, help="hardness of the conditional rule")
+        q.add_argument("--device", default=None, choices=["cpu", "cuda"],
+                       help="where models and batches live (cuda: CuPy, extra cuda12 or cuda13)")
         q.add_argument("--quiet", action="store_true")
         if method:
             q.add_argument("--method", default="smldist", choices=METHODS)

@@ -43,6 +43,7 @@ class SMLDistConfig:
     """Every hyper-parameter of a run; saved as ``config.json`` in the run directory."""
     dataset: str = "basicmotions"
     data_path: str | None = None
+    device: str = "cpu"             # "cuda": every model and batch on the GPU (CuPy); results do not depend on it
     method: str = "smldist"
     seed: int = 0
     teacher: str = "har-teacher"
@@ -110,6 +111,15 @@ class _Progress:
             print(msg, flush=True)
 
 
+RESUMABLE_ANYWHERE = ("device",)     # config keys a run may change when it resumes
+
+
+def _on_device(module: Module, array):
+    """``array`` (NumPy) on the device of ``module``'s parameters."""
+    from ..backend import get_array_module
+    return get_array_module(module.parameters()[0].data).asarray(array)
+
+
 def _check_run_dir(run_dir: str, config: SMLDistConfig) -> None:
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, "config.json")
@@ -118,7 +128,7 @@ def _check_run_dir(run_dir: str, config: SMLDistConfig) -> None:
         # options added after a run was written count as their defaults (which keep the old behaviour)
         saved = {**asdict(SMLDistConfig()), **json.load(open(path))}
         diffs = [f"{k}: saved {saved.get(k)!r} vs now {current.get(k)!r}" for k in sorted(set(saved) | set(current))
-                 if saved.get(k) != current.get(k)]
+                 if saved.get(k) != current.get(k) and k not in RESUMABLE_ANYWHERE]
         if diffs:
             raise ValueError(f"run directory {run_dir!r} holds a run with another configuration; refusing to resume:\n  "
                              + "\n  ".join(diffs) + "\nuse another directory, or remove it to start afresh")
@@ -148,8 +158,9 @@ def train_teacher(config: SMLDistConfig, data, run_dir: str, log) -> Module:
     if os.path.exists(path):
         teacher, _ = io.load_model(path)
         log(f"[teacher] reusing {path}")
-        return teacher
+        return teacher.to(config.device)
     teacher, _ = _models_for(config, data.dataset.window_shape, data.dataset.num_classes)
+    teacher.to(config.device)
     log(f"[teacher] {config.teacher}: {teacher.num_parameters():,} parameters")
     fit(teacher, data.train, data.val, _train_config(config, config.teacher_epochs, config.teacher_lr),
         checkpoint=os.path.join(run_dir, "teacher.train.npz"), fingerprint={"model": teacher.config.to_dict()},
@@ -167,7 +178,7 @@ def stage_distillation(config, teacher, student, data, run_dir, log) -> None:
         student.load_state_dict(io.load(done)["state"])
         log(f"[stage] reusing {done}")
         return
-    wrapped = StudentStages(student, teacher, seed=config.seed)
+    wrapped = StudentStages(student, teacher, seed=config.seed).to(config.device)
     teacher.eval()
     xp_val = data.val[0]
 
@@ -178,7 +189,7 @@ def stage_distillation(config, teacher, student, data, run_dir, log) -> None:
             return stage_loss(wrapped.stage_feature(x, s), target, config.gamma, config.tau, config.uniform_freq)
 
         # the frozen teacher's validation features at this anchor: constants, computed once per anchor
-        val_batches = [Tensor(xp_val[start:start + 256]) for start in range(0, len(xp_val), 256)]
+        val_batches = [Tensor(_on_device(student, xp_val[start:start + 256])) for start in range(0, len(xp_val), 256)]
         with no_grad():
             val_targets = [teacher.forward_stages(x, upto=s)[0][s].data for x in val_batches]
 
@@ -220,7 +231,8 @@ def search_head(config, teacher, student, data, run_dir, log, executor=None) -> 
         h_train = S.compute_features(student, data.train[0])
         h_val = S.compute_features(student, data.val[0])
         with no_grad():
-            z = np.concatenate([teacher(Tensor(data.train[0][i:i + 256])).numpy() for i in range(0, len(data.train[0]), 256)])
+            z = np.concatenate([teacher(Tensor(_on_device(teacher, data.train[0][i:i + 256]))).numpy()
+                                for i in range(0, len(data.train[0]), 256)])
         soft = np.exp(z - z.max(1, keepdims=True))
         soft /= soft.sum(1, keepdims=True)
         space = config.search_space or S.DEFAULT_SPACE
@@ -234,6 +246,7 @@ def search_head(config, teacher, student, data, run_dir, log, executor=None) -> 
     student.classifier = build_head(winner["spec"], student.config.head_width, student.config.num_classes,
                                     np.random.default_rng(config.seed))
     student.classifier.load_state_dict(winner["state"])
+    student.classifier.to(config.device)
     student.config = dataclasses.replace(student.config, head=dict(winner["spec"]))
     return winner
 
@@ -311,6 +324,7 @@ def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = No
 
     if teacher_checkpoint:
         teacher, tree = io.load_model(teacher_checkpoint)
+        teacher.to(config.device)
         log(f"[teacher] loaded {teacher_checkpoint}")
     else:
         teacher = train_teacher(config, data, run_dir, log)
@@ -318,6 +332,7 @@ def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = No
     teacher.requires_grad_(False)
 
     _, student = _models_for(config, shape, data.dataset.num_classes)
+    student.to(config.device)
     if config.method == "smldist" and config.use_stage:
         stage_distillation(config, teacher, student, data, run_dir, log)
     searched = None
@@ -331,7 +346,7 @@ def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = No
     if config.method == "fitnet":
         mid = len(student.anchors) // 2
         extra["hint_adapter"] = StageAdapter(student.stage_shapes()[mid], teacher.stage_shapes()[mid],
-                                             np.random.default_rng(config.seed))
+                                             np.random.default_rng(config.seed)).to(config.device)
         trainable = _WithAdapter(student, extra["hint_adapter"])
     log(f"[final] {config.method}: student {config.student}, {student.num_parameters():,} parameters")
     result = fit(trainable, data.train, data.val, _train_config(config, config.student_epochs, config.student_lr),
