@@ -366,4 +366,5 @@ def _channel_sum(a):
 
 
 from .cpu_norm_act import (act_bwd, act_fwd, bn_act_bwd, bn_act_eval, bn_act_train_fwd,  # noqa: E402,F401
-                           bn_bwd, bn_eval_fwd, bn_train_fwd, channel_scale_bwd, channel_scale_fwd)
+                           bn_bwd, bn_eval_fwd, bn_train_fwd, channel_scale_act_bwd, channel_scale_act_fwd,
+                           channel_scale_bwd, channel_scale_fwd)

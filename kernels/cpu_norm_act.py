@@ -445,3 +445,46 @@ def channel_scale_bwd(gy, x, s):
     gs = _alloc(x.shape[:2], x.dtype)
     _launch(_scale_bwd, x.size, gy, x, np.ascontiguousarray(s, dtype=x.dtype), gx, gs)
     return gx, gs
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _scale_act_fwd(x, s, act, y):
+    B, C, L = x.shape
+    for bc in prange(B * C):
+        bi, c = bc // C, bc % C
+        _affine_act_row(x[bi, c], s[bi, c], x.dtype.type(0), y[bi, c], act)
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _scale_act_bwd(gy, x, s, act, gx, gs):
+    B, C, L = x.shape
+    for bc in prange(B * C):
+        bi, c = bc // C, bc % C
+        r, o, sc = x[bi, c], gx[bi, c], s[bi, c]
+        _act_grad_row(r, sc, x.dtype.type(0), gy[bi, c], o, act)      # o = act'(x s) gy
+        acc = o[0] * 0
+        for i in range(L):
+            acc += o[i] * r[i]
+            o[i] *= sc
+        gs[bi, c] = acc
+
+
+def channel_scale_act_fwd(x, s, act):
+    """y = act(x s[:, :, None]) in one pass (squeeze-excite's scaling fused with the activation)."""
+    if act not in _ACT_CODE:
+        raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
+    x = np.ascontiguousarray(x)
+    y = _alloc(x.shape, x.dtype)
+    _launch(_scale_act_fwd, x.size, x, np.ascontiguousarray(s, dtype=x.dtype), _ACT_CODE[act], y)
+    return y
+
+
+def channel_scale_act_bwd(gy, x, s, act):
+    """gx = act'(x s) gy s and gs = sum_l act'(x s) gy x in one pass per row (x s recomputed)."""
+    if act not in _ACT_CODE:
+        raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
+    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    gx = _alloc(x.shape, x.dtype)
+    gs = _alloc(x.shape[:2], x.dtype)
+    _launch(_scale_act_bwd, x.size, gy, x, np.ascontiguousarray(s, dtype=x.dtype), _ACT_CODE[act], gx, gs)
+    return gx, gs

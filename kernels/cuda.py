@@ -117,3 +117,5 @@ bn_act_bwd = reference.bn_act_bwd
 act_fwd = reference.act_fwd
 act_bwd = reference.act_bwd
 channel_scale_bwd = reference.channel_scale_bwd
+channel_scale_act_fwd = reference.channel_scale_act_fwd     # composed from the kernels above
+channel_scale_act_bwd = reference.channel_scale_act_bwd

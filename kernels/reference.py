@@ -271,3 +271,13 @@ def channel_scale_fwd(x, s):
 def channel_scale_bwd(gy, x, s):
     """gx = gy s[:, :, None];  gs[b, c] = sum_l gy[b, c, l] x[b, c, l]."""
     return gy * s[:, :, None], (gy * x).sum(axis=2)
+
+
+def channel_scale_act_fwd(x, s, act):
+    """Squeeze-excite's scaling and the activation after it: y = act(x[b, c, l] s[b, c])."""
+    return act_fwd(act, channel_scale_fwd(x, s))
+
+
+def channel_scale_act_bwd(gy, x, s, act):
+    """Gradients of ``channel_scale_act_fwd``: g = act'(x s) gy, then gx = g s, gs = sum_l g x."""
+    return channel_scale_bwd(act_bwd(act, channel_scale_fwd(x, s), gy), x, s)

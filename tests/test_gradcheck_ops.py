@@ -125,6 +125,8 @@ def test_dw_conv1d(B, C, L, K, stride, padding, dilation):
 def test_pw_conv1d_and_channel_scale():
     gradcheck(F.pw_conv1d, rand(2, 3, 5), rand(4, 3), rand(4))
     gradcheck(F.channel_scale, rand(2, 3, 5), rand(2, 3))
+    for act in ("hardswish", "selu", "relu", "sigmoid"):
+        gradcheck(lambda x, s: F.channel_scale_act(x, s, act), rand(2, 3, 5), rand(2, 3))
     gradcheck(F.global_avg_pool, rand(2, 3, 5))
 
 

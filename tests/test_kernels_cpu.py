@@ -139,6 +139,18 @@ def test_channel_scale(B, C, L, seed):
         assert_close(o, t)
 
 
+@pytest.mark.parametrize("act", ref.ACTIVATIONS)
+@SETTINGS
+@given(st.integers(1, 4), st.integers(1, 20), st.integers(1, 40), st.integers(0, 999))
+def test_fused_channel_scale_act(act, B, C, L, seed):
+    x, s, gy = arrays(seed, (B, C, L), (B, C), (B, C, L))
+    x = x * 4
+    x64, s64, gy64 = (a.astype(np.float64) for a in (x, s, gy))
+    assert_close(cpu.channel_scale_act_fwd(x, s, act), ref.channel_scale_act_fwd(x64, s64, act))
+    for o, t in zip(cpu.channel_scale_act_bwd(gy, x, s, act), ref.channel_scale_act_bwd(gy64, x64, s64, act)):
+        assert_close(o, t, rtol=2e-5)
+
+
 def test_float64_and_grouped_fallback():
     x, w, b, wg = arrays(0, (2, 6, 21), (6, 5), (6,), (4, 3, 3), dtype=np.float64)
     np.testing.assert_allclose(cpu.dw_conv1d_fwd(x, w, b, 2, 2, 1), ref.dw_conv1d_fwd(x, w, b, 2, 2, 1), rtol=1e-12)

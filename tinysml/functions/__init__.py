@@ -6,7 +6,7 @@ from .activation import relu, relu6, hardswish, hardsigmoid, sigmoid, selu, acti
 from .reduce import sum, mean, max, var
 from .shape import reshape, transpose, getitem, concat, stack, pad, interpolate_linear, flatten
 from .linalg import matmul, linear
-from .conv import conv1d, dw_conv1d, pw_conv1d, global_avg_pool, channel_scale
+from .conv import conv1d, dw_conv1d, pw_conv1d, global_avg_pool, channel_scale, channel_scale_act
 from .norm import batch_norm, batch_norm_act, layer_norm
 from .spectral import rfft_magnitude
 from .loss import cross_entropy, mse_loss, kl_div, nll_loss

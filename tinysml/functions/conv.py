@@ -68,6 +68,22 @@ class ChannelScale(Function):
         return kernels_for(x).channel_scale_bwd(g, x, s)
 
 
+class ChannelScaleAct(Function):
+    """y = act(x[b, c, l] s[b, c]): squeeze-excite's re-weighting and the activation after it, one
+    kernel per direction (x s is recomputed in the backward, not stored)."""
+
+    @staticmethod
+    def forward(ctx, x, s, act):
+        ctx.save(x, s)
+        ctx.act = act
+        return kernels_for(x).channel_scale_act_fwd(x, s, act)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, s = ctx.saved
+        return kernels_for(x).channel_scale_act_bwd(g, x, s, ctx.act)
+
+
 def _args(*tensors):
     return tuple(t for t in tensors if t is not None)
 
@@ -100,3 +116,8 @@ def global_avg_pool(x):
 
 def channel_scale(x, s):
     return ChannelScale.apply(x, s)
+
+
+def channel_scale_act(x, s, act: str):
+    """act(channel_scale(x, s)) fused (see ChannelScaleAct)."""
+    return ChannelScaleAct.apply(x, s, act=act)

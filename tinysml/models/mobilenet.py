@@ -141,6 +141,9 @@ def preset(name: str, in_channels: int, length: int, num_classes: int, **overrid
     return replace(MobileNetConfig(blocks, in_channels, length, num_classes, head_width, name=name), **overrides)
 
 
+FUSE_SKIP = ConvBNAct.unfused      # activations whose fused kernels measured slower (bench/fusions.py)
+
+
 class Bottleneck(Module):
     """Inverted residual: expand (1x1) -> depthwise (k, stride) -> [SE] -> project (1x1)."""
 
@@ -157,9 +160,11 @@ class Bottleneck(Module):
     def forward(self, x):                       # x (B, in, L)
         h = self.expand(x)                      # (B, exp, L)
         h = self.depthwise(h)                   # (B, exp, L / stride)
-        if self.se is not None:
-            h = self.se(h)
-        h = self.project(self.act(h))           # (B, out, L / stride)
+        if self.se is not None and self.act.name not in FUSE_SKIP:
+            h = self.se(h, act=self.act.name)   # SE scaling and the activation, one fused kernel
+        else:
+            h = self.act(self.se(h) if self.se is not None else h)
+        h = self.project(h)                     # (B, out, L / stride)
         return h + x if self.residual else h
 
 

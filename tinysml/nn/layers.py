@@ -197,7 +197,8 @@ class SqueezeExcite(Module):
         self.fc1 = Linear(channels, channels // reduction, bias=False, rng=rng)
         self.fc2 = Linear(channels // reduction, channels, bias=False, rng=rng)
 
-    def forward(self, x):                                     # x (B, C, L)
+    def forward(self, x, act: str = "identity"):              # x (B, C, L)
+        """The re-weighted x; ``act`` applies an activation to it in the same fused kernel."""
         s = F.global_avg_pool(x)                              # (B, C)
         s = F.hardsigmoid(self.fc2(F.relu(self.fc1(s))))      # (B, C)
-        return F.channel_scale(x, s)
+        return F.channel_scale(x, s) if act == "identity" else F.channel_scale_act(x, s, act)
