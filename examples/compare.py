@@ -36,14 +36,15 @@ def slug(name):
 
 
 def run_all(args):
-    results = {name: [] for name in ["teacher", *VARIANTS]}
+    variants = {name: VARIANTS[name] for name in VARIANTS if name in args.variants or name == "student alone"}
+    results = {name: [] for name in ["teacher", *variants]}
     for seed in args.seeds:
         base = SMLDistConfig(dataset=args.dataset, seed=seed, teacher_epochs=args.teacher_epochs,
                              student_epochs=args.student_epochs, stage_epochs=args.stage_epochs,
                              batch_size=args.batch_size)
         teacher_dir = os.path.join(args.out, f"seed{seed}", "teacher")
         teacher_ckpt = os.path.join(teacher_dir, "teacher.npz")
-        for name, overrides in VARIANTS.items():
+        for name, overrides in variants.items():
             cfg = dataclasses.replace(base, **overrides)
             if name == "student alone" and not os.path.exists(teacher_ckpt):
                 # the first run of a seed trains the teacher in its own directory
@@ -62,24 +63,46 @@ def table(results, dataset, args) -> str:
         if len(values) == 1:
             return f"{values[0]:.4f} (1 seed)"       # no spread to report from one run
         return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
+
+    def signed(values):
+        if len(values) == 1:
+            return f"{values[0]:+.4f}"
+        return f"{np.mean(values):+.4f} ± {np.std(values):.4f}"
     t0 = results["teacher"][0]
-    lines = [f"| model | test accuracy | test macro-F1 | params | MACs | MACs vs teacher |", "|---|---|---|---|---|---|"]
+    lines = ["| model | test accuracy | test macro-F1 | accuracy vs student alone (paired by seed) | params | MACs | "
+             "MACs vs teacher |", "|---|---|---|---|---|---|---|"]
     t_acc = [r["teacher"]["test"]["accuracy"] for r in results["teacher"]]
     t_f1 = [r["teacher"]["test"]["macro_f1"] for r in results["teacher"]]
-    lines.append(f"| teacher ({t0['config']['teacher']}) | {ms(t_acc)} | {ms(t_f1)} | {t0['teacher']['params']:,} | "
+    alone = [r["student"]["test"]["accuracy"] for r in results["student alone"]]
+    lines.append(f"| teacher ({t0['config']['teacher']}) | {ms(t_acc)} | {ms(t_f1)} | "
+                 f"{signed([t - a for t, a in zip(t_acc, alone)])} | {t0['teacher']['params']:,} | "
                  f"{t0['teacher']['macs'] / 1e6:.2f} M | 1.00 |")
-    for name in VARIANTS:
+    for name in results:
+        if name == "teacher":
+            continue
         rs = results[name]
         acc = [r["student"]["test"]["accuracy"] for r in rs]
         f1 = [r["student"]["test"]["macro_f1"] for r in rs]
         s = rs[0]["student"]
-        lines.append(f"| {name} | {ms(acc)} | {ms(f1)} | {s['params']:,} | {s['macs'] / 1e6:.2f} M | "
+        delta = "—" if name == "student alone" else signed([a - b for a, b in zip(acc, alone)])
+        lines.append(f"| {name} | {ms(acc)} | {ms(f1)} | {delta} | {s['params']:,} | {s['macs'] / 1e6:.2f} M | "
                      f"{rs[0]['cost_ratio_macs']:.2f} |")
     return "\n".join(lines)
 
 
+def per_seed(results, seeds) -> str:
+    """Test accuracy and validation macro-F1 (the selection metric) of every run, seed by seed."""
+    head = " | ".join(f"seed {s} test acc / val F1" for s in seeds)
+    lines = [f"| model | {head} |", "|---|" + "---|" * len(seeds)]
+    for name, rs in results.items():
+        part = "student" if name != "teacher" else "teacher"
+        cells = [f"{r[part]['test']['accuracy']:.4f} / {r[part]['val']['macro_f1']:.4f}" for r in rs]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def figures(results, out_dir):
-    """A confusion matrix of SMLDist (seed 0) and validation curves of every method (seed 0)."""
+    """A confusion matrix of SMLDist (first seed) and validation curves of every method (first seed)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -91,7 +114,7 @@ def figures(results, out_dir):
     from tinysml.metrics import confusion_matrix
     from tinysml.train import predict_logits
     os.makedirs(out_dir, exist_ok=True)
-    r = results["SMLDist"][0]
+    r = results["SMLDist" if "SMLDist" in results else "student alone"][0]      # the confusion matrix's run
     run_dir = r["run_dir"]
     model, tree = io.load_model(os.path.join(run_dir, "student.npz"))
     data = load(r["config"]["dataset"])
@@ -104,12 +127,15 @@ def figures(results, out_dir):
     for i in range(len(M)):
         for j in range(len(M)):
             ax.text(j, i, M[i, j], ha="center", va="center", fontsize=7)
-    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title("SMLDist student, test subjects (seed 0)")
+    shown = "SMLDist" if "SMLDist" in results else "student alone"
+    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(f"{shown} student, test subjects (first seed)")
     fig.tight_layout()
     cm_path = os.path.join(out_dir, "confusion_smldist.png")
     fig.savefig(cm_path, dpi=120)
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name in VARIANTS:
+    for name in results:
+        if name == "teacher":
+            continue
         h = results[name][0]["history"]
         ax.plot([e["epoch"] for e in h], [e["macro_f1"] for e in h], label=name)
     ax.set_xlabel("epoch"), ax.set_ylabel("validation macro-F1"), ax.legend(fontsize=7), ax.grid(alpha=0.3)
@@ -129,6 +155,8 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", default="runs/compare")
     p.add_argument("--doc", default="docs/results.md")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="NAME",
+                   help="a subset of the methods (the student alone always runs: the table pairs with it)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     results = run_all(args)
@@ -144,7 +172,8 @@ def main(argv=None):
     spread = "mean ± std over seeds" if len(args.seeds) > 1 else "one seed (no spread yet):"
     with open(args.doc, "w") as f:
         f.write(f"# Results on {args.dataset}\n\nProduced by\n\n    {cmd}\n\n{spread} "
-                f"{args.seeds}; selection on a validation split of the training subjects.\n\n{md}\n")
+                f"{args.seeds}; selection on a validation split of the training subjects.\n\n{md}\n\n"
+                f"Every run, seed by seed:\n\n{per_seed(results, args.seeds)}\n")
         for pic in pics:
             f.write(f"\n![{os.path.basename(pic)}]({os.path.basename(pic)})\n")
     with open(os.path.join(args.out, "summary.json"), "w") as f:
