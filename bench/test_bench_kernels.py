@@ -67,6 +67,37 @@ def test_batchnorm_and_activation(benchmark, kernels):
     benchmark(run)
 
 
+def test_fused_batchnorm_and_activation(benchmark, kernels):
+    benchmark.group = "bn + hardswish fwd+bwd (64, 144, 32)"
+    x, g, b = f32(64, 144, 32), f32(144), f32(144)
+
+    def run():
+        y, mean, _, invstd = kernels.bn_act_train_fwd(x, g, b, 1e-5, "hardswish")
+        kernels.bn_act_bwd(y, x, g, b, mean, invstd, "hardswish")
+    benchmark(run)
+
+
+def test_fused_se_scale_and_activation(benchmark, kernels):
+    benchmark.group = "SE scale + hardswish fwd+bwd (64, 240, 8)"
+    x, s = f32(64, 240, 8), np.abs(f32(64, 240))
+
+    def run():
+        y = kernels.channel_scale_act_fwd(x, s, "hardswish")
+        kernels.channel_scale_act_bwd(y, x, s, "hardswish")
+    benchmark(run)
+
+
+def test_se_scale_then_activation(benchmark, kernels):
+    benchmark.group = "SE scale + hardswish fwd+bwd (64, 240, 8)"
+    x, s = f32(64, 240, 8), np.abs(f32(64, 240))
+
+    def run():
+        y = kernels.channel_scale_fwd(x, s)
+        a = kernels.act_fwd("hardswish", y)
+        kernels.channel_scale_bwd(kernels.act_bwd("hardswish", y, a), x, s)
+    benchmark(run)
+
+
 def test_training_step(benchmark, kernels):
     benchmark.group = "student training step (64, 9, 128)"
     model = build_model(preset("har-student", 9, 128, 6))
@@ -89,3 +120,16 @@ def test_inference_batch1(benchmark, kernels):
         with no_grad():
             model(x)
     benchmark(infer)
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+@pytest.mark.parametrize("use_numba", [False, True], ids=["numpy", "numba-fused"])
+def test_deploy_predict(benchmark, tmp_path, batch, use_numba):
+    """tinysml.deploy: the folded network, layer by layer in NumPy or one fused Numba call."""
+    from tinysml import io
+    from tinysml.deploy import Predictor
+    benchmark.group = f"deploy predict_proba, batch {batch}"
+    io.save_model(tmp_path / "m.npz", build_model(preset("har-student", 9, 128, 6)))
+    p = Predictor.load(tmp_path / "m.npz", use_numba=use_numba)
+    x = f32(batch, 9, 128)
+    benchmark(lambda: p.predict_proba(x))
