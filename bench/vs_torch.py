@@ -28,7 +28,6 @@ if os.environ.get("GLIBC_TUNABLES") != TUNABLES and __name__ == "__main__":
     os.environ["GLIBC_TUNABLES"] = TUNABLES
     os.execv(sys.executable, [sys.executable] + sys.argv)
 
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 

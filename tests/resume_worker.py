@@ -4,7 +4,6 @@ import os
 import signal
 import sys
 
-import numpy as np
 
 from tinysml import functions as F, io
 from tinysml.data import fit_scaler, load, validation_split

@@ -4,14 +4,11 @@ import hashlib
 import io
 import os
 import pickle
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
 import pytest
 
-from tinysml.data import fetch
 from tinysml.data.fetch import FetchError, Source, fetch_member
 from tinysml.data.safe_pickle import load_object_npy, safe_load
 

@@ -1,6 +1,5 @@
 """Readers of the official layouts, on small files the tests write in exactly those layouts;
 windowing, resampling, filtering, gaps, splits, and scaling that never sees held-out subjects."""
-import io
 import os
 import zipfile
 

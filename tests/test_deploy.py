@@ -1,6 +1,5 @@
 """The embeddable inference path: equality with the training model, input checks, streaming,
 export, import hygiene, and a fuzzed loader that never crashes or unpickles."""
-import os
 import subprocess
 import sys
 

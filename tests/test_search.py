@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tinysml import search as S
-from tinysml.data import HARDataset, WindowSet
+from tinysml.data import WindowSet
 from tinysml.distill import pipeline
 
 SPACE = {"linear": {"dropout": [0.0, 0.3]}, "mlp": {"hidden": [16]},

@@ -101,7 +101,6 @@ def test_bottleneck(spec):
     twin = build_torch_twin(build_model(preset("har-student", 6, 64, 4)))._modules["blocks"][0].__class__(block)
     load_into_torch(twin, block)
     x = f32(4, spec.in_ch, 32)
-    params = block.parameters()
     xo = Tensor(x, requires_grad=True)
     xt = torch.tensor(x, requires_grad=True)
     yo, yt = block(xo), twin(xt)
