@@ -59,19 +59,16 @@ def unpack(skeleton, arrays):
     return skeleton
 
 
-def save(path, tree: dict) -> None:
-    """Write ``tree`` atomically to ``path`` (a .npz file)."""
+def write_atomic(path, write) -> None:
+    """Call ``write(f)`` on a binary file beside ``path``, then move it into place: readers see the
+    old file or the complete new one, never a part; on any failure the temporary file is removed."""
     path = os.fspath(path)
-    arrays, skeleton = pack(tree)
-    if META_KEY in arrays:
-        raise ValueError(f"{META_KEY!r} is reserved")
-    meta = json.dumps({"format": FORMAT, "version": VERSION, "tree": skeleton})
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{META_KEY: np.array(meta)}, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -79,6 +76,20 @@ def save(path, tree: dict) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json(path, obj) -> None:
+    """``obj`` as indented JSON, written atomically."""
+    write_atomic(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+
+
+def save(path, tree: dict) -> None:
+    """Write ``tree`` atomically to ``path`` (a .npz file)."""
+    arrays, skeleton = pack(tree)
+    if META_KEY in arrays:
+        raise ValueError(f"{META_KEY!r} is reserved")
+    meta = json.dumps({"format": FORMAT, "version": VERSION, "tree": skeleton})
+    write_atomic(path, lambda f: np.savez(f, **{META_KEY: np.array(meta)}, **arrays))
 
 
 def load(path) -> dict:

@@ -153,20 +153,14 @@ def build(deploy_tree: dict):
 
 
 def to_onnx(checkpoint: str, out: str) -> None:
-    """Write ``out`` (.onnx) from a model or deploy checkpoint; atomically (tmp file + rename)."""
-    import os
+    """Write ``out`` (.onnx) from a model or deploy checkpoint, atomically (``io.write_atomic``)."""
     tree = io.load(checkpoint)
     if tree.get("kind") == "model":
         tree = fold_model(tree)
     elif tree.get("kind") != "deploy":
         raise io.CheckpointError(f"{checkpoint!r} holds a {tree.get('kind')!r} checkpoint; expected a model")
     data = build(tree).SerializeToString()
-    tmp = f"{out}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, out)
+    io.write_atomic(out, lambda f: f.write(data))
 
 
 def check(onnx_path: str, checkpoint: str, windows: np.ndarray, atol: float = 1e-4) -> float:

@@ -133,10 +133,7 @@ def _check_run_dir(run_dir: str, config: SMLDistConfig) -> None:
             raise ValueError(f"run directory {run_dir!r} holds a run with another configuration; refusing to resume:\n  "
                              + "\n  ".join(diffs) + "\nuse another directory, or remove it to start afresh")
     else:
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(current, f, indent=2)
-        os.replace(tmp, path)
+        io.write_json(path, current)
 
 
 def _train_config(config: SMLDistConfig, epochs, lr, **overrides) -> TrainConfig:
@@ -368,10 +365,7 @@ def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = No
         "cost_ratio_params": s_cost["params"] / t_cost["params"],
         "history": result.history,
     }
-    tmp = results_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(tmp, results_path)
+    io.write_json(results_path, results)
     log(f"[done] student test accuracy {results['student']['test']['accuracy']:.4f}, macro-F1 "
         f"{results['student']['test']['macro_f1']:.4f}; teacher {results['teacher']['test']['accuracy']:.4f}; "
         f"MACs ratio {results['cost_ratio_macs']:.3f}")
