@@ -12,7 +12,8 @@ What every kernel here does to be fast on a small CPU (measured in ``bench/``):
 * Pointwise (1x1) convolutions are matrix products: OpenBLAS through NumPy's ``matmul``.
 
 Process-wide settings (one thread pool, the Numba cache folder, glibc's allocator) are made on
-import by ``cpu_runtime.py``; batch norm, activations and squeeze-excite live in ``cpu_norm_act.py``.
+import by ``cpu_runtime.py``; batch norm lives in ``cpu_norm.py``, activations and squeeze-excite in
+``cpu_act.py``.
 This module is the backend: it re-exports those, so ``tinysml.kernels.cpu`` has every kernel.
 """
 from __future__ import annotations
@@ -146,11 +147,11 @@ def _dw_fwd_k9(x, w, b, y, stride, padding):
     _dw_fwd_taps(x, w, b, y, stride, padding, 9)
 
 
-def _taps_kernel(K, stride, dilation, table):
-    """The unrolled kernel for K taps, or None where the general kernel must run."""
+def _dw_fwd_unrolled(K, stride, dilation):
+    """The unrolled-taps forward kernel for K taps, or None where the general kernel must run."""
     if dilation != 1 or stride not in (1, 2) or K > 9:
         return None
-    return table[0] if K <= 3 else table[1] if K <= 5 else table[2]
+    return _dw_fwd_k3 if K <= 3 else _dw_fwd_k5 if K <= 5 else _dw_fwd_k9
 
 
 def dw_conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1):
@@ -168,7 +169,7 @@ def dw_conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1):
     y = _alloc((B, C, conv_out_len(L, K, stride, padding, dilation)), x.dtype)
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
     b = _EMPTY[x.dtype] if b is None else np.ascontiguousarray(b, dtype=x.dtype)
-    fast = _taps_kernel(K, stride, dilation, (_dw_fwd_k3, _dw_fwd_k5, _dw_fwd_k9))
+    fast = _dw_fwd_unrolled(K, stride, dilation)
     if fast is not None:
         _launch(fast, x.size, x, w, b, y, stride, padding)
     else:
@@ -365,6 +366,7 @@ def _channel_sum(a):
     return out
 
 
-from .cpu_norm_act import (act_bwd, act_fwd, bn_act_bwd, bn_act_eval, bn_act_train_fwd,  # noqa: E402,F401
-                           bn_bwd, bn_eval_fwd, bn_train_fwd, channel_scale_act_bwd, channel_scale_act_fwd,
-                           channel_scale_bwd, channel_scale_fwd)
+from .cpu_act import (act_bwd, act_fwd, channel_scale_act_bwd, channel_scale_act_fwd,  # noqa: E402,F401
+                      channel_scale_bwd, channel_scale_fwd)
+from .cpu_norm import (bn_act_bwd, bn_act_eval, bn_act_train_fwd, bn_bwd, bn_eval_fwd,  # noqa: E402,F401
+                       bn_train_fwd)

@@ -1,6 +1,7 @@
 """Numba CPU backend, part 1: process set-up and the helpers every kernel uses.
 
-(The kernels: ``cpu.py`` (convolutions) and ``cpu_norm_act.py`` (batch norm, activations, SE).)
+(The kernels: ``cpu.py`` (convolutions), ``cpu_norm.py`` (batch norm), ``cpu_act.py``
+(activations, squeeze-excite).)
 
 What every kernel here does to be fast on a small CPU (measured in ``bench/``):
 

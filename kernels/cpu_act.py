@@ -1,4 +1,6 @@
-"""Numba CPU backend, part 3: batch norm, activations and squeeze-excite scaling (see cpu.py)."""
+"""Numba CPU backend: activations and squeeze-excite's channel scaling, plain and fused with an
+activation (see ``cpu.py``, which re-exports every kernel). The per-row activation helpers here
+are shared with the fused batch-norm kernels of ``cpu_norm.py``."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,113 +10,9 @@ from .cpu_runtime import _FAST, _alloc, _launch
 from .reference import ACTIVATIONS, SELU_ALPHA, SELU_SCALE
 
 
-# =========================================================================== batch norm
-@njit(parallel=True, cache=True, fastmath=_FAST)
-def _bn_train_fwd(x, gamma, beta, eps, y, mean, var, invstd):
-    B, C, L = x.shape
-    n = B * L
-    for c in prange(C):                               # statistics and normalisation of channel c
-        s = 0.0
-        for bi in range(B):
-            r = x[bi, c]
-            row = r[0] * 0
-            for i in range(L):
-                row += r[i]
-            s += row
-        mu = s / n
-        ss = 0.0
-        for bi in range(B):
-            r = x[bi, c]
-            row = 0.0
-            for i in range(L):
-                d = r[i] - mu
-                row += d * d
-            ss += row
-        v = ss / n
-        inv = 1.0 / np.sqrt(v + eps)
-        mean[c], var[c], invstd[c] = mu, v, inv
-        scale = gamma[c] * inv
-        shift = beta[c] - mu * scale
-        for bi in range(B):
-            r, o = x[bi, c], y[bi, c]
-            for i in range(L):
-                o[i] = r[i] * scale + shift
-
-
-def bn_train_fwd(x, gamma, beta, eps):
-    """Batch norm with batch statistics (float64 accumulation), one pass per channel in parallel:
-    y = gamma (x - mean) invstd + beta. Returns y, mean, var (biased), invstd."""
-    x = np.ascontiguousarray(x)
-    C = x.shape[1]
-    y = _alloc(x.shape, x.dtype)
-    mean, var, invstd = (_alloc(C, x.dtype) for _ in range(3))
-    _launch(_bn_train_fwd, x.size, x, gamma.astype(x.dtype, copy=False), beta.astype(x.dtype, copy=False), eps, y, mean, var, invstd)
-    return y, mean, var, invstd
-
-
-@njit(parallel=True, cache=True, fastmath=_FAST)
-def _affine(x, scale, shift, y):
-    B, C, L = x.shape
-    for bc in prange(B * C):
-        bi, c = bc // C, bc % C
-        r, o = x[bi, c], y[bi, c]
-        s, t = scale[c], shift[c]
-        for i in range(L):
-            o[i] = r[i] * s + t
-
-
-def bn_eval_fwd(x, gamma, beta, running_mean, running_var, eps):
-    """Eval-mode batch norm as a per-channel affine map y = x scale + shift."""
-    scale = (gamma / np.sqrt(running_var + eps)).astype(x.dtype)
-    shift = (beta - running_mean * scale).astype(x.dtype)
-    y = _alloc(x.shape, x.dtype)
-    _launch(_affine, x.size, np.ascontiguousarray(x), scale, shift, y)
-    return y
-
-
-@njit(parallel=True, cache=True, fastmath=_FAST)
-def _bn_bwd(gy, x, gamma, mean, invstd, gx, ggamma, gbeta):
-    B, C, L = x.shape
-    n = B * L
-    for c in prange(C):
-        mu, inv = mean[c], invstd[c]
-        sg, sgx = 0.0, 0.0
-        for bi in range(B):
-            g, r = gy[bi, c], x[bi, c]
-            row_g = g[0] * 0
-            row_gx = g[0] * 0
-            for i in range(L):
-                row_g += g[i]
-                row_gx += g[i] * (r[i] - mu)
-            sg += row_g
-            sgx += row_gx
-        gbeta[c] = sg
-        gg = sgx * inv                                # sum gy * xhat
-        ggamma[c] = gg
-        k = gamma[c] * inv / n
-        a = k * n
-        bcoef = k * gg * inv                          # multiplies (x - mean)
-        ccoef = k * sg
-        for bi in range(B):
-            g, r, o = gy[bi, c], x[bi, c], gx[bi, c]
-            for i in range(L):
-                o[i] = a * g[i] - bcoef * (r[i] - mu) - ccoef
-
-
-def bn_bwd(gy, x, gamma, mean, invstd):
-    """Batch norm gradients per channel in parallel: gbeta = sum gy, ggamma = sum gy xhat,
-    gx = gamma invstd / N (N gy - gbeta - xhat ggamma)."""
-    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
-    C = x.shape[1]
-    gx = _alloc(x.shape, x.dtype)
-    ggamma, gbeta = _alloc(C, x.dtype), _alloc(C, x.dtype)
-    _launch(_bn_bwd, x.size, gy, x, gamma.astype(x.dtype, copy=False), mean, invstd, gx, ggamma, gbeta)
-    return gx, ggamma, gbeta
-
-
-# =========================================================================== batch norm + activation
-# act codes for the fused kernels; each helper branches once per row, outside the element loop,
-# so every loop stays vectorised.
+# =========================================================================== per-row helpers
+# Activation codes of the fused kernels; each helper branches once per row, outside the element
+# loop, so every loop stays vectorised.
 _ACT_CODE = {"identity": 0, "relu": 1, "relu6": 2, "hardswish": 3, "hardsigmoid": 4, "selu": 5, "sigmoid": 6}
 
 
@@ -184,115 +82,11 @@ def _act_grad_row(r, scale, shift, g, o, act):
             o[i] = g[i] * sg * (_1 - sg)
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
-def _bn_act_train_fwd(x, gamma, beta, eps, act, y, mean, var, invstd):
-    B, C, L = x.shape
-    n = B * L
-    for c in prange(C):
-        s = 0.0
-        for bi in range(B):
-            r = x[bi, c]
-            row = r[0] * 0
-            for i in range(L):
-                row += r[i]
-            s += row
-        mu = s / n
-        ss = 0.0
-        for bi in range(B):
-            r = x[bi, c]
-            row = 0.0
-            for i in range(L):
-                d = r[i] - mu
-                row += d * d
-            ss += row
-        v = ss / n
-        inv = 1.0 / np.sqrt(v + eps)
-        mean[c], var[c], invstd[c] = mu, v, inv
-        scale = gamma[c] * inv
-        shift = beta[c] - mu * scale
-        for bi in range(B):
-            _affine_act_row(x[bi, c], x.dtype.type(scale), x.dtype.type(shift), y[bi, c], act)
-
-
-def bn_act_train_fwd(x, gamma, beta, eps, act):
-    """act(batch norm) in one kernel: the statistics pass, then y = act(x scale + shift) written
-    once (the separate kernels write the normalised x, then read it back for the activation).
-    Returns y, mean, var, invstd (see reference.bn_act_train_fwd)."""
+def _act_code(act: str) -> int:
+    """The fused kernels' code for activation ``act``; a clear error for an unknown name."""
     if act not in _ACT_CODE:
         raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
-    x = np.ascontiguousarray(x)
-    C = x.shape[1]
-    y = _alloc(x.shape, x.dtype)
-    mean, var, invstd = (_alloc(C, x.dtype) for _ in range(3))
-    _launch(_bn_act_train_fwd, x.size, x, gamma.astype(x.dtype, copy=False), beta.astype(x.dtype, copy=False), eps,
-            _ACT_CODE[act], y, mean, var, invstd)
-    return y, mean, var, invstd
-
-
-@njit(parallel=True, cache=True, fastmath=_FAST)
-def _bn_act_bwd(gy, x, gamma, beta, mean, invstd, act, gx, ggamma, gbeta):
-    B, C, L = x.shape
-    n = B * L
-    for c in prange(C):
-        mu, inv = mean[c], invstd[c]
-        scale = x.dtype.type(gamma[c] * inv)
-        shift = x.dtype.type(beta[c] - mu * gamma[c] * inv)
-        sg, sgx = 0.0, 0.0
-        for bi in range(B):
-            g, r, o = gy[bi, c], x[bi, c], gx[bi, c]
-            _act_grad_row(r, scale, shift, g, o, act)       # gx holds g' = act'(pre) gy for now
-            row_g = o[0] * 0
-            row_gx = o[0] * 0
-            for i in range(L):
-                row_g += o[i]
-                row_gx += o[i] * (r[i] - mu)
-            sg += row_g
-            sgx += row_gx
-        gbeta[c] = sg
-        gg = sgx * inv
-        ggamma[c] = gg
-        k = gamma[c] * inv / n
-        a = k * n
-        bcoef = k * gg * inv
-        ccoef = k * sg
-        for bi in range(B):
-            r, o = x[bi, c], gx[bi, c]
-            for i in range(L):
-                o[i] = a * o[i] - bcoef * (r[i] - mu) - ccoef
-
-
-def bn_act_bwd(gy, x, gamma, beta, mean, invstd, act):
-    """Gradients of ``bn_act_train_fwd`` per channel in parallel: the activation's derivative is
-    applied while summing (pre recomputed from x, never stored), then the batch-norm gradient
-    is written over it in place. Returns gx, ggamma, gbeta."""
-    if act not in _ACT_CODE:
-        raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
-    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
-    C = x.shape[1]
-    gx = _alloc(x.shape, x.dtype)
-    ggamma, gbeta = _alloc(C, x.dtype), _alloc(C, x.dtype)
-    _launch(_bn_act_bwd, x.size, gy, x, gamma.astype(x.dtype, copy=False), beta.astype(x.dtype, copy=False), mean,
-            invstd, _ACT_CODE[act], gx, ggamma, gbeta)
-    return gx, ggamma, gbeta
-
-
-@njit(parallel=True, cache=True, fastmath=_FAST)
-def _affine_act(x, scale, shift, act, y):
-    B, C, L = x.shape
-    for bc in prange(B * C):
-        bi, c = bc // C, bc % C
-        _affine_act_row(x[bi, c], scale[c], shift[c], y[bi, c], act)
-
-
-def bn_act_eval(x, gamma, beta, running_mean, running_var, eps, act):
-    """act(eval-mode batch norm) in one pass: y = act(x scale + shift)."""
-    if act not in _ACT_CODE:
-        raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
-    scale = (gamma / np.sqrt(running_var + eps)).astype(x.dtype)
-    shift = (beta - running_mean * scale).astype(x.dtype)
-    y = _alloc(x.shape, x.dtype)
-    _launch(_affine_act, x.size, np.ascontiguousarray(x), scale, shift, _ACT_CODE[act], y)
-    return y
+    return _ACT_CODE[act]
 
 
 # =========================================================================== activations
@@ -471,20 +265,18 @@ def _scale_act_bwd(gy, x, s, act, gx, gs):
 
 def channel_scale_act_fwd(x, s, act):
     """y = act(x s[:, :, None]) in one pass (squeeze-excite's scaling fused with the activation)."""
-    if act not in _ACT_CODE:
-        raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
+    code = _act_code(act)
     x = np.ascontiguousarray(x)
     y = _alloc(x.shape, x.dtype)
-    _launch(_scale_act_fwd, x.size, x, np.ascontiguousarray(s, dtype=x.dtype), _ACT_CODE[act], y)
+    _launch(_scale_act_fwd, x.size, x, np.ascontiguousarray(s, dtype=x.dtype), code, y)
     return y
 
 
 def channel_scale_act_bwd(gy, x, s, act):
     """gx = act'(x s) gy s and gs = sum_l act'(x s) gy x in one pass per row (x s recomputed)."""
-    if act not in _ACT_CODE:
-        raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
+    code = _act_code(act)
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
     gx = _alloc(x.shape, x.dtype)
     gs = _alloc(x.shape[:2], x.dtype)
-    _launch(_scale_act_bwd, x.size, gy, x, np.ascontiguousarray(s, dtype=x.dtype), _ACT_CODE[act], gx, gs)
+    _launch(_scale_act_bwd, x.size, gy, x, np.ascontiguousarray(s, dtype=x.dtype), code, gx, gs)
     return gx, gs
