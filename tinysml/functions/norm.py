@@ -45,19 +45,25 @@ class BatchNormEval(Function):
 def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5):
     """Batch norm over (B, L). In training mode the running statistics (arrays) are updated in
     place as PyTorch does: r = (1 - momentum) r + momentum s, with the unbiased variance."""
-    C = gamma.shape[0]
-    if x.ndim != 3 or x.shape[1] != C:
-        raise ValueError(f"batch_norm expected input of shape (B, {C}, L), got {tuple(x.shape)}")
+    n = _values_per_channel("batch_norm", x, gamma, training)
     if not training:
         return BatchNormEval.apply(x, gamma, beta, running_mean, running_var, eps=eps)
-    n = x.shape[0] * x.shape[2]
-    if n < 2:
-        raise ValueError(f"batch_norm in training mode needs more than one value per channel, got input {tuple(x.shape)}")
     stats = {}
     out = BatchNorm.apply(x, gamma, beta, eps=eps, stats=stats)
     if running_mean is not None:
         _update_running(running_mean, running_var, stats, momentum, n)
     return out
+
+
+def _values_per_channel(name, x, gamma, training) -> int:
+    """N = B L after checking that x is (B, C, L) with gamma's C, and (training) that N > 1."""
+    C = gamma.shape[0]
+    if x.ndim != 3 or x.shape[1] != C:
+        raise ValueError(f"{name} expected input of shape (B, {C}, L), got {tuple(x.shape)}")
+    n = x.shape[0] * x.shape[2]
+    if training and n < 2:
+        raise ValueError(f"batch_norm in training mode needs more than one value per channel, got input {tuple(x.shape)}")
+    return n
 
 
 def _update_running(running_mean, running_var, stats, momentum, n):
@@ -110,14 +116,9 @@ def batch_norm_act(x, gamma, beta, running_mean=None, running_var=None, training
                    act="identity"):
     """act(batch_norm(x, ...)) with one fused kernel per direction; same arguments, same running-
     statistics update as ``batch_norm``."""
-    C = gamma.shape[0]
-    if x.ndim != 3 or x.shape[1] != C:
-        raise ValueError(f"batch_norm_act expected input of shape (B, {C}, L), got {tuple(x.shape)}")
+    n = _values_per_channel("batch_norm_act", x, gamma, training)
     if not training:
         return BatchNormActEval.apply(x, gamma, beta, running_mean, running_var, eps=eps, act=act)
-    n = x.shape[0] * x.shape[2]
-    if n < 2:
-        raise ValueError(f"batch_norm in training mode needs more than one value per channel, got input {tuple(x.shape)}")
     stats = {}
     out = BatchNormAct.apply(x, gamma, beta, eps=eps, act=act, stats=stats)
     if running_mean is not None:
