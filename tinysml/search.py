@@ -58,17 +58,8 @@ def sample(space: dict, budget: int, seed: int = 0) -> list:
 
 def compute_features(model, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The pooled features h (n, d) of ``model`` in eval mode, without a graph."""
-    from .backend import get_array_module
-    from .tensor import Tensor, no_grad
-    xp = get_array_module(model.parameters()[0].data)            # the batches follow the model's device
-    was = model.training
-    model.eval()
-    out = []
-    with no_grad():
-        for start in range(0, len(X), batch_size):
-            out.append(model.features(Tensor(xp.asarray(X[start:start + batch_size]))).numpy())
-    model.train(was)
-    return np.concatenate(out)
+    from .train import predict_batched
+    return predict_batched(model, X, batch_size, output=model.features)
 
 
 @dataclass

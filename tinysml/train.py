@@ -50,17 +50,25 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def predict_logits(model, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Eval-mode logits (n, K) for windows X (n, C, L), batch by batch, without a graph."""
+def predict_batched(model, X: np.ndarray, batch_size: int = 256, output=None) -> np.ndarray:
+    """Eval-mode outputs for windows X (n, C, L), batch by batch on the model's device, without a
+    graph, as one NumPy array. ``output``: what to compute from a batch (default: the model itself;
+    e.g. ``model.features``)."""
+    output = output or model
     was_training = model.training
     model.eval()
     xp = get_array_module(model.parameters()[0].data)
     out = []
     with no_grad():
         for start in range(0, len(X), batch_size):
-            out.append(model(Tensor(xp.asarray(X[start:start + batch_size]))).numpy())
+            out.append(output(Tensor(xp.asarray(X[start:start + batch_size]))).numpy())
     model.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def predict_logits(model, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Eval-mode logits (n, K) for windows X (n, C, L)."""
+    return predict_batched(model, X, batch_size)
 
 
 def evaluate(model, X, y, batch_size: int = 256) -> dict:

@@ -29,7 +29,7 @@ from ..models import build_model, preset
 from ..models.heads import memory_unit
 from ..nn import Module
 from ..tensor import Tensor, no_grad
-from ..train import TrainConfig, evaluate, fit
+from ..train import TrainConfig, evaluate, fit, predict_logits
 from .baselines import attention_transfer_loss, fitnet_hint_loss
 from .logits import direct_conditional_loss, hinton_kd_loss, smoothed_conditional_loss
 from .memory import memory_loss, teacher_association, transplant
@@ -227,9 +227,7 @@ def search_head(config, teacher, student, data, run_dir, log, executor=None) -> 
     else:
         h_train = S.compute_features(student, data.train[0])
         h_val = S.compute_features(student, data.val[0])
-        with no_grad():
-            z = np.concatenate([teacher(Tensor(_on_device(teacher, data.train[0][i:i + 256]))).numpy()
-                                for i in range(0, len(data.train[0]), 256)])
+        z = predict_logits(teacher, data.train[0])                 # the frozen teacher's logits
         soft = np.exp(z - z.max(1, keepdims=True))
         soft /= soft.sum(1, keepdims=True)
         space = config.search_space or S.DEFAULT_SPACE
