@@ -238,7 +238,7 @@ class Predictor:
                     self.buffers.clear()
                 N, V = self.work_shape
                 self.buffers[B] = (np.empty((B, 4, N), np.float32), np.empty((B, V), np.float32),
-                                   np.empty((B, self.plan[-1, 3]), np.float32))
+                                   np.empty((B, self.plan[-1, self.network.C_OUT]), np.float32))
             work, vec, out = self.buffers[B]
             run = self.network.network_forward_parallel if B >= 4 else self.network.network_forward
             run(x, self.params, self.plan, self.scaling, work, vec, out)
