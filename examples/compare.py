@@ -31,6 +31,9 @@ VARIANTS = {                       # name -> config overrides
 }
 
 
+TEACHER_RECIPE = ("teacher_label_smoothing", "teacher_jitter", "teacher_scale")   # SMLDistConfig fields
+
+
 def slug(name):
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
@@ -41,7 +44,7 @@ def run_all(args):
     for seed in args.seeds:
         base = SMLDistConfig(dataset=args.dataset, seed=seed, teacher_epochs=args.teacher_epochs,
                              student_epochs=args.student_epochs, stage_epochs=args.stage_epochs,
-                             batch_size=args.batch_size)
+                             batch_size=args.batch_size, **{k: getattr(args, k) for k in TEACHER_RECIPE})
         teacher_dir = os.path.join(args.out, f"seed{seed}", "teacher")
         teacher_ckpt = os.path.join(teacher_dir, "teacher.npz")
         for name, overrides in variants.items():
@@ -150,6 +153,9 @@ def main(argv=None):
     p.add_argument("--dataset", default="uci-har")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--teacher-epochs", type=int, default=20)
+    p.add_argument("--teacher-label-smoothing", type=float, default=0.0)
+    p.add_argument("--teacher-jitter", type=float, default=0.0, help="teacher augmentation: noise std")
+    p.add_argument("--teacher-scale", type=float, default=0.0, help="teacher augmentation: gain std")
     p.add_argument("--student-epochs", type=int, default=15)
     p.add_argument("--stage-epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
@@ -168,7 +174,8 @@ def main(argv=None):
     os.makedirs(os.path.dirname(args.doc) or ".", exist_ok=True)
     cmd = (f"python examples/compare.py --dataset {args.dataset} --seeds {' '.join(map(str, args.seeds))} "
            f"--teacher-epochs {args.teacher_epochs} --student-epochs {args.student_epochs} "
-           f"--stage-epochs {args.stage_epochs} --batch-size {args.batch_size}")
+           f"--stage-epochs {args.stage_epochs} --batch-size {args.batch_size}"
+           + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in TEACHER_RECIPE if getattr(args, k)))
     spread = "mean ± std over seeds" if len(args.seeds) > 1 else "one seed (no spread yet):"
     with open(args.doc, "w") as f:
         f.write(f"# Results on {args.dataset}\n\nProduced by\n\n    {cmd}\n\n{spread} "

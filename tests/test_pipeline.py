@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -61,3 +62,21 @@ def test_device_is_checked_and_may_change_on_resume(tmp_path, teacher_ckpt):
         with pytest.raises(ImportError, match="pip install 'tinysml\\[cuda12\\]'"):
             run(dataclasses.replace(TINY, device="cuda"), str(tmp_path / "gpu"), teacher_checkpoint=teacher_ckpt,
                 quiet=True)
+
+
+def test_the_teacher_recipe_reaches_the_teacher_only(tmp_path, monkeypatch):
+    """Label smoothing and augmentation configured for the teacher train the teacher; the student
+    trains with the plain recipe every student method shares."""
+    from tinysml.distill import pipeline
+    seen = []
+
+    def fit(model, train, val, config, **kw):
+        seen.append(config)
+        return types.SimpleNamespace(best_epoch=0, history=[])
+    monkeypatch.setattr(pipeline, "fit", fit)
+    cfg = dataclasses.replace(TINY, method="none", teacher_label_smoothing=0.1, teacher_jitter=0.05,
+                              teacher_scale=0.2)
+    run(cfg, str(tmp_path), quiet=True)
+    teacher, student = seen
+    assert (teacher.label_smoothing, teacher.augment_jitter, teacher.augment_scale) == (0.1, 0.05, 0.2)
+    assert (student.label_smoothing, student.augment_jitter, student.augment_scale) == (0.0, 0.0, 0.0)

@@ -32,7 +32,8 @@ def _cmd_train(args):
     C, L = data.window_shape
     model = build_model(preset(args.preset, C, L, data.num_classes), seed=args.seed)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                         optimizer=args.optimizer, schedule=args.schedule, seed=args.seed)
+                         optimizer=args.optimizer, schedule=args.schedule, seed=args.seed,
+                         label_smoothing=args.label_smoothing, augment_jitter=args.jitter, augment_scale=args.scale)
     fit(model, train, val, config, checkpoint=args.out + ".train.npz",
         fingerprint={"model": model.config.to_dict(), "dataset": args.dataset, "scaling": args.scaling},
         progress=not args.quiet)
@@ -49,6 +50,8 @@ def _config_from_args(args):
         "dataset": args.dataset, "data_path": args.path, "seed": args.seed, "teacher": args.teacher_preset,
         "student": args.student_preset, "batch_size": args.batch_size, "teacher_epochs": args.teacher_epochs,
         "student_epochs": args.student_epochs, "stage_epochs": args.stage_epochs,
+        "teacher_label_smoothing": args.teacher_label_smoothing, "teacher_jitter": args.teacher_jitter,
+        "teacher_scale": args.teacher_scale,
         "method": getattr(args, "method", None), "gamma": 0.0 if getattr(args, "no_freq", False) else args.gamma,
         "mu": 0.0 if getattr(args, "no_memory", False) else args.mu,
         "use_stage": not getattr(args, "no_stage", False), "lam": args.lam, "T": args.T, "eta": args.eta,
@@ -156,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, default=1e-2)
     t.add_argument("--optimizer", default="adamw", choices=["sgd", "adamw", "radam", "ranger"])
     t.add_argument("--schedule", default="cosine", choices=["cosine", "plateau", "none"])
+    t.add_argument("--label-smoothing", type=float, default=0.0)
+    t.add_argument("--jitter", type=float, default=0.0, help="augmentation: std of additive noise (scaled units)")
+    t.add_argument("--scale", type=float, default=0.0, help="augmentation: std of the per-channel gain N(1, s)")
     t.add_argument("--scaling", default="robust", choices=["robust", "zscore", "none"])
     t.add_argument("--val-fraction", type=float, default=0.2)
     t.add_argument("--seed", type=int, default=0)
@@ -174,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--teacher-epochs", type=int, default=None)
         q.add_argument("--student-epochs", type=int, default=None)
         q.add_argument("--stage-epochs", type=int, default=None)
+        q.add_argument("--teacher-label-smoothing", type=float, default=None)
+        q.add_argument("--teacher-jitter", type=float, default=None, help="teacher augmentation: noise std")
+        q.add_argument("--teacher-scale", type=float, default=None, help="teacher augmentation: gain std")
         q.add_argument("--gamma", type=float, default=None, help="weight of the frequency term (stage)")
         q.add_argument("--mu", type=float, default=None, help="weight of the memory loss")
         q.add_argument("--lam", type=float, default=None, help="lambda of the smoothed conditional rule")

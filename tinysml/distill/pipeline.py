@@ -56,6 +56,11 @@ class SMLDistConfig:
     optimizer: str = "adamw"
     teacher_epochs: int = 30
     teacher_lr: float = 2e-3
+    # [ours] the teacher's recipe: label smoothing and training-time augmentation (data.batches.augment);
+    # off by default. Students keep the plain recipe, so every student method trains the same way.
+    teacher_label_smoothing: float = 0.0
+    teacher_jitter: float = 0.0     # std of additive Gaussian noise, in scaled units
+    teacher_scale: float = 0.0      # std of the per-window-and-channel gain N(1, scale)
     student_epochs: int = 30
     student_lr: float = 2e-3
     weight_decay: float = 1e-2
@@ -159,7 +164,10 @@ def train_teacher(config: SMLDistConfig, data, run_dir: str, log) -> Module:
     teacher, _ = _models_for(config, data.dataset.window_shape, data.dataset.num_classes)
     teacher.to(config.device)
     log(f"[teacher] {config.teacher}: {teacher.num_parameters():,} parameters")
-    fit(teacher, data.train, data.val, _train_config(config, config.teacher_epochs, config.teacher_lr),
+    recipe = _train_config(config, config.teacher_epochs, config.teacher_lr,
+                           label_smoothing=config.teacher_label_smoothing,
+                           augment_jitter=config.teacher_jitter, augment_scale=config.teacher_scale)
+    fit(teacher, data.train, data.val, recipe,
         checkpoint=os.path.join(run_dir, "teacher.train.npz"), fingerprint={"model": teacher.config.to_dict()},
         progress=not log.quiet)
     io.save_model(path, teacher, scaler=data.scaler.to_tree(), class_names=data.dataset.class_names)
