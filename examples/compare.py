@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from tinysml import io
 from tinysml.distill.pipeline import SMLDistConfig, run
 
 VARIANTS = {                       # name -> config overrides
@@ -112,7 +113,6 @@ def figures(results, out_dir):
         import matplotlib.pyplot as plt
     except ImportError:
         return []
-    from tinysml import io
     from tinysml.data import Scaler, load
     from tinysml.metrics import confusion_matrix
     from tinysml.train import predict_logits
@@ -148,6 +148,18 @@ def figures(results, out_dir):
     return [cm_path, curves_path]
 
 
+ANALYSIS = "\n## What the table says"     # the hand-written part of the doc starts here
+
+
+def kept_analysis(doc: str) -> str:
+    """The hand-written analysis of an existing doc, kept when the script regenerates the tables.
+    (Re-read it against the new numbers: the script does not know what it says.)"""
+    if not os.path.exists(doc):
+        return ""
+    text = open(doc, encoding="utf-8").read()
+    return text[text.index(ANALYSIS):] if ANALYSIS in text else ""
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="uci-har")
@@ -171,21 +183,19 @@ def main(argv=None):
             r["run_dir"] = os.path.join(args.out, f"seed{seed}", slug(name) if name != "teacher" else "teacher")
     md = table(results, args.dataset, args)
     pics = figures(results, os.path.dirname(args.doc) or ".")
-    os.makedirs(os.path.dirname(args.doc) or ".", exist_ok=True)
     cmd = (f"python examples/compare.py --dataset {args.dataset} --seeds {' '.join(map(str, args.seeds))} "
            f"--teacher-epochs {args.teacher_epochs} --student-epochs {args.student_epochs} "
            f"--stage-epochs {args.stage_epochs} --batch-size {args.batch_size}"
            + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in TEACHER_RECIPE if getattr(args, k)))
     spread = "mean ± std over seeds" if len(args.seeds) > 1 else "one seed (no spread yet):"
-    with open(args.doc, "w") as f:
-        f.write(f"# Results on {args.dataset}\n\nProduced by\n\n    {cmd}\n\n{spread} "
-                f"{args.seeds}; selection on a validation split of the training subjects.\n\n{md}\n\n"
-                f"Every run, seed by seed:\n\n{per_seed(results, args.seeds)}\n")
-        for pic in pics:
-            f.write(f"\n![{os.path.basename(pic)}]({os.path.basename(pic)})\n")
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump({k: [{"student": r["student"]["test"], "teacher": r["teacher"]["test"]} for r in v]
-                   for k, v in results.items()}, f, indent=2)
+    text = (f"# Results on {args.dataset}\n\nProduced by\n\n    {cmd}\n\n{spread} "
+            f"{args.seeds}; selection on a validation split of the training subjects.\n\n{md}\n\n"
+            f"Every run, seed by seed:\n\n{per_seed(results, args.seeds)}\n")
+    text += "".join(f"\n![{os.path.basename(pic)}]({os.path.basename(pic)})\n" for pic in pics)
+    io.write_atomic(args.doc, lambda f: f.write((text + kept_analysis(args.doc)).encode()))
+    io.write_json(os.path.join(args.out, "summary.json"),
+                  {k: [{"student": r["student"]["test"], "teacher": r["teacher"]["test"]} for r in v]
+                   for k, v in results.items()})
     print(md)
 
 
