@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 
 import numpy as np
 
@@ -186,6 +187,8 @@ def main(argv=None):
            f"--teacher-epochs {args.teacher_epochs} --student-epochs {args.student_epochs} "
            f"--stage-epochs {args.stage_epochs} --batch-size {args.batch_size}"
            + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in TEACHER_RECIPE if getattr(args, k)))
+    if list(args.variants) != list(VARIANTS):
+        cmd += " --variants " + " ".join(shlex.quote(v) for v in args.variants)
     spread = "mean ± std over seeds" if len(args.seeds) > 1 else "one seed (no spread yet):"
     text = (f"# Results on {args.dataset}\n\nProduced by\n\n    {cmd}\n\n{spread} "
             f"{args.seeds}; selection on a validation split of the training subjects.\n\n{md}\n\n"

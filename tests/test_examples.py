@@ -26,6 +26,7 @@ def test_compare_writes_mean_spread_paired_deltas_and_per_seed_rows(tmp_path, mo
     assert "seed 1 test acc / val F1" in text                              # every run, seed by seed
     assert (tmp_path / "docs" / "confusion_smldist.png").exists() and (tmp_path / "docs" / "curves.png").exists()
     assert "--teacher-label-smoothing 0.1" in text                         # the command re-runs the recipe
+    assert "--variants SMLDist" in text                                    # ... and the same subset
     # a re-run (every run reused) regenerates the tables and keeps the hand-written analysis
     doc.write_text(text + "\n## What the table says\n\nSMLDist wins.\n")
     runpy.run_path(os.path.join(ROOT, "examples", "compare.py"), run_name="__main__")
