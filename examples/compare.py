@@ -66,12 +66,12 @@ def table(results, dataset, args) -> str:
     def ms(values):
         if len(values) == 1:
             return f"{values[0]:.4f} (1 seed)"       # no spread to report from one run
-        return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
+        return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
 
     def signed(values):
         if len(values) == 1:
             return f"{values[0]:+.4f}"
-        return f"{np.mean(values):+.4f} ± {np.std(values):.4f}"
+        return f"{np.mean(values):+.4f} ± {np.std(values, ddof=1):.4f}"
     t0 = results["teacher"][0]
     lines = ["| model | test accuracy | test macro-F1 | accuracy vs student alone (paired by seed) | params | MACs | "
              "MACs vs teacher |", "|---|---|---|---|---|---|---|"]
@@ -189,7 +189,7 @@ def main(argv=None):
            + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in TEACHER_RECIPE if getattr(args, k)))
     if list(args.variants) != list(VARIANTS):
         cmd += " --variants " + " ".join(shlex.quote(v) for v in args.variants)
-    spread = "mean ± std over seeds" if len(args.seeds) > 1 else "one seed (no spread yet):"
+    spread = "mean ± sample std (n - 1) over seeds" if len(args.seeds) > 1 else "one seed (no spread yet):"
     text = (f"# Results on {args.dataset}\n\nProduced by\n\n    {cmd}\n\n{spread} "
             f"{args.seeds}; selection on a validation split of the training subjects.\n\n{md}\n\n"
             f"Every run, seed by seed:\n\n{per_seed(results, args.seeds)}\n")

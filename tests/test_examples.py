@@ -18,7 +18,7 @@ def test_compare_writes_mean_spread_paired_deltas_and_per_seed_rows(tmp_path, mo
         "--out", str(tmp_path / "runs"), "--doc", str(doc)])
     runpy.run_path(os.path.join(ROOT, "examples", "compare.py"), run_name="__main__")
     text = doc.read_text()
-    assert "mean ± std over seeds [0, 1]" in text
+    assert "mean ± sample std (n - 1) over seeds [0, 1]" in text
     summary = text.split("Every run, seed by seed")[0]
     rows = {line.split("|")[1].strip(): line for line in summary.splitlines() if line.startswith("| ")}
     assert "±" in rows["SMLDist"] and "(paired by seed)" in text          # mean ± std and the paired delta
