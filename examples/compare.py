@@ -5,8 +5,8 @@ seeds, on one dataset; writes the results table, a confusion matrix and training
 
 The defaults are the budget and teacher recipe of docs/results.md (teacher 50 epochs with label
 smoothing 0.1, jitter 0.05 and gain 0.1; students 15 epochs). Every run is resumable (rerun the same
-command after a kill). Models are selected on a validation
-split carved from the training subjects; the test subjects are only evaluated, never selected on.
+command after a kill). Models are selected on a validation split carved from the training subjects;
+the test subjects are only evaluated, never selected on.
 """
 from __future__ import annotations
 
@@ -65,15 +65,11 @@ def run_all(args):
 
 
 def table(results, dataset, args) -> str:
-    def ms(values):
+    def ms(values, sign=""):
+        """mean ± sample std over seeds; ``sign="+"`` for a signed delta."""
         if len(values) == 1:
-            return f"{values[0]:.4f} (1 seed)"       # no spread to report from one run
-        return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
-
-    def signed(values):
-        if len(values) == 1:
-            return f"{values[0]:+.4f}"
-        return f"{np.mean(values):+.4f} ± {np.std(values, ddof=1):.4f}"
+            return f"{values[0]:{sign}.4f}" + ("" if sign else " (1 seed)")   # no spread from one run
+        return f"{np.mean(values):{sign}.4f} ± {np.std(values, ddof=1):.4f}"
     t0 = results["teacher"][0]
     lines = ["| model | test accuracy | test macro-F1 | accuracy vs student alone (paired by seed) | params | MACs | "
              "MACs vs teacher |", "|---|---|---|---|---|---|---|"]
@@ -81,7 +77,7 @@ def table(results, dataset, args) -> str:
     t_f1 = [r["teacher"]["test"]["macro_f1"] for r in results["teacher"]]
     alone = [r["student"]["test"]["accuracy"] for r in results["student alone"]]
     lines.append(f"| teacher ({t0['config']['teacher']}) | {ms(t_acc)} | {ms(t_f1)} | "
-                 f"{signed([t - a for t, a in zip(t_acc, alone)])} | {t0['teacher']['params']:,} | "
+                 f"{ms([t - a for t, a in zip(t_acc, alone)], sign='+')} | {t0['teacher']['params']:,} | "
                  f"{t0['teacher']['macs'] / 1e6:.2f} M | 1.00 |")
     for name in results:
         if name == "teacher":
@@ -90,7 +86,7 @@ def table(results, dataset, args) -> str:
         acc = [r["student"]["test"]["accuracy"] for r in rs]
         f1 = [r["student"]["test"]["macro_f1"] for r in rs]
         s = rs[0]["student"]
-        delta = "—" if name == "student alone" else signed([a - b for a, b in zip(acc, alone)])
+        delta = "—" if name == "student alone" else ms([a - b for a, b in zip(acc, alone)], sign="+")
         lines.append(f"| {name} | {ms(acc)} | {ms(f1)} | {delta} | {s['params']:,} | {s['macs'] / 1e6:.2f} M | "
                      f"{rs[0]['cost_ratio_macs']:.2f} |")
     return "\n".join(lines)
@@ -188,7 +184,7 @@ def main(argv=None):
     cmd = (f"python examples/compare.py --dataset {args.dataset} --seeds {' '.join(map(str, args.seeds))} "
            f"--teacher-epochs {args.teacher_epochs} --student-epochs {args.student_epochs} "
            f"--stage-epochs {args.stage_epochs} --batch-size {args.batch_size}"
-           + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in TEACHER_RECIPE if getattr(args, k)))
+           + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in TEACHER_RECIPE))   # all: 0 is not the default
     if list(args.variants) != list(VARIANTS):
         cmd += " --variants " + " ".join(shlex.quote(v) for v in args.variants)
     spread = "mean ± sample std (n - 1) over seeds" if len(args.seeds) > 1 else "one seed (no spread yet):"

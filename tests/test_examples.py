@@ -14,7 +14,7 @@ def test_compare_writes_mean_spread_paired_deltas_and_per_seed_rows(tmp_path, mo
     monkeypatch.setattr(sys, "argv", [
         "compare.py", "--dataset", "basicmotions", "--seeds", "0", "1", "--teacher-epochs", "1",
         "--student-epochs", "1", "--stage-epochs", "1", "--batch-size", "16", "--variants", "SMLDist",
-        "--teacher-label-smoothing", "0.1",
+        "--teacher-label-smoothing", "0.1", "--teacher-jitter", "0",
         "--out", str(tmp_path / "runs"), "--doc", str(doc)])
     runpy.run_path(os.path.join(ROOT, "examples", "compare.py"), run_name="__main__")
     text = doc.read_text()
@@ -25,7 +25,8 @@ def test_compare_writes_mean_spread_paired_deltas_and_per_seed_rows(tmp_path, mo
     assert rows["student alone"].count("—") == 1                           # no delta against itself
     assert "seed 1 test acc / val F1" in text                              # every run, seed by seed
     assert (tmp_path / "docs" / "confusion_smldist.png").exists() and (tmp_path / "docs" / "curves.png").exists()
-    assert "--teacher-label-smoothing 0.1" in text                         # the command re-runs the recipe
+    assert "--teacher-label-smoothing 0.1" in text                         # the command re-runs the recipe,
+    assert "--teacher-jitter 0.0" in text                                  # zeros too (0 is not the default)
     assert "--variants SMLDist" in text                                    # ... and the same subset
     # a re-run (every run reused) regenerates the tables and keeps the hand-written analysis
     doc.write_text(text + "\n## What the table says\n\nSMLDist wins.\n")
