@@ -2,7 +2,6 @@
 UCR accelerometer gesture sets. Fetched and verified like HAPT (``fetch.py``)."""
 from __future__ import annotations
 
-import os
 import zipfile
 
 import numpy as np
