@@ -9,7 +9,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+from . import validate as V
+
+
+def _typed(rule: dict, integer: bool = False):
+    """An argparse type: parse a number and check it against a ``validate`` rule, naming the rule."""
+    def parse(text: str):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if integer else 'a number'}, got {text!r}")
+        try:
+            return V.number("the value", value, **{k: v for k, v in rule.items() if k != "integer"}, integer=integer)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err).replace("the value must be", "must be")) from None
+    parse.__name__ = "integer" if integer else "number"
+    return parse
+
+
+COUNT, COUNT0 = _typed(V.COUNT, integer=True), _typed(V.COUNT0, integer=True)
+POSITIVE, NONNEG = _typed(V.POSITIVE), _typed(V.NONNEG)
+FRACTION, SMOOTHING = _typed(V.FRACTION), _typed({"low": 0, "high": 0.99})
+
+
+def _output_file(text: str) -> str:
+    """An argparse type for a file to write: not an existing folder."""
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; give the path of a file to write")
+    return text
 
 
 def _cmd_data(args):
@@ -113,15 +143,12 @@ def _cmd_export(args):
     if args.out.endswith(".onnx"):
         import numpy as np
         from . import onnx_export
-        onnx_export.to_onnx(args.checkpoint, args.out)
         p = Predictor.load(args.checkpoint, use_numba=False)
+        windows = np.random.default_rng(0).standard_normal((4, p.channels, p.length)).astype(np.float32)
+        diff = onnx_export.to_onnx(args.checkpoint, args.out, check_windows=windows)
         print(f"wrote {args.out} (ONNX opset {onnx_export.OPSET}): {p.channels} x {p.length} -> {p.num_classes} classes")
-        try:
-            windows = np.random.default_rng(0).standard_normal((4, p.channels, p.length)).astype(np.float32)
-            diff = onnx_export.check(args.out, args.checkpoint, windows)
-            print(f"checked with onnxruntime: max |logit difference| {diff:.2e}")
-        except ImportError:
-            print("(onnxruntime is not installed: the file was not run)")
+        print("(onnxruntime is not installed: the file was not run)" if diff is None else
+              f"checked with onnxruntime before writing: max |logit difference| {diff:.2e}")
         return
     export(args.checkpoint, args.out)
     p = Predictor.load(args.out)
@@ -152,19 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", default="basicmotions")
     t.add_argument("--path", default=None, help="folder or file of a data set you downloaded yourself")
     t.add_argument("--preset", default="har-teacher", choices=sorted(PRESETS))
-    t.add_argument("--out", required=True, help="model checkpoint to write (.npz); training state goes beside it")
-    t.add_argument("--epochs", type=int, default=40)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--weight-decay", type=float, default=1e-2)
+    t.add_argument("--out", required=True, type=_output_file, help="model checkpoint to write (.npz); training state goes beside it")
+    t.add_argument("--epochs", type=COUNT, default=40)
+    t.add_argument("--batch-size", type=COUNT, default=32)
+    t.add_argument("--lr", type=POSITIVE, default=2e-3)
+    t.add_argument("--weight-decay", type=NONNEG, default=1e-2)
     t.add_argument("--optimizer", default="adamw", choices=["sgd", "adamw", "radam", "ranger"])
     t.add_argument("--schedule", default="cosine", choices=["cosine", "plateau", "none"])
-    t.add_argument("--label-smoothing", type=float, default=0.0)
-    t.add_argument("--jitter", type=float, default=0.0, help="augmentation: std of additive noise (scaled units)")
-    t.add_argument("--scale", type=float, default=0.0, help="augmentation: std of the per-channel gain N(1, s)")
+    t.add_argument("--label-smoothing", type=SMOOTHING, default=0.0)
+    t.add_argument("--jitter", type=NONNEG, default=0.0, help="augmentation: std of additive noise (scaled units)")
+    t.add_argument("--scale", type=NONNEG, default=0.0, help="augmentation: std of the per-channel gain N(1, s)")
     t.add_argument("--scaling", default="robust", choices=["robust", "zscore", "none"])
-    t.add_argument("--val-fraction", type=float, default=0.2)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--val-fraction", type=FRACTION, default=0.2)
+    t.add_argument("--seed", type=COUNT0, default=0)
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(run=_cmd_train)
 
@@ -173,21 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--dataset", default="basicmotions")
         q.add_argument("--path", default=None, help="folder or file of a data set you downloaded yourself")
         q.add_argument("--out", required=True, help="run directory (resumed if it exists)")
-        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--seed", type=COUNT0, default=0)
         q.add_argument("--teacher-preset", default=None)
         q.add_argument("--student-preset", default=None)
-        q.add_argument("--batch-size", type=int, default=None)
-        q.add_argument("--teacher-epochs", type=int, default=None)
-        q.add_argument("--student-epochs", type=int, default=None)
-        q.add_argument("--stage-epochs", type=int, default=None)
-        q.add_argument("--teacher-label-smoothing", type=float, default=None)
-        q.add_argument("--teacher-jitter", type=float, default=None, help="teacher augmentation: noise std")
-        q.add_argument("--teacher-scale", type=float, default=None, help="teacher augmentation: gain std")
-        q.add_argument("--gamma", type=float, default=None, help="weight of the frequency term (stage)")
-        q.add_argument("--mu", type=float, default=None, help="weight of the memory loss")
-        q.add_argument("--lam", type=float, default=None, help="lambda of the smoothed conditional rule")
-        q.add_argument("--T", type=float, default=None, help="temperature of the smoothed conditional rule")
-        q.add_argument("--eta", type=float, default=None, help="hardness of the conditional rule")
+        q.add_argument("--batch-size", type=COUNT, default=None)
+        q.add_argument("--teacher-epochs", type=COUNT0, default=None)
+        q.add_argument("--student-epochs", type=COUNT0, default=None)
+        q.add_argument("--stage-epochs", type=COUNT0, default=None)
+        q.add_argument("--teacher-label-smoothing", type=SMOOTHING, default=None)
+        q.add_argument("--teacher-jitter", type=NONNEG, default=None, help="teacher augmentation: noise std")
+        q.add_argument("--teacher-scale", type=NONNEG, default=None, help="teacher augmentation: gain std")
+        q.add_argument("--gamma", type=NONNEG, default=None, help="weight of the frequency term (stage)")
+        q.add_argument("--mu", type=NONNEG, default=None, help="weight of the memory loss")
+        q.add_argument("--lam", type=NONNEG, default=None, help="lambda of the smoothed conditional rule")
+        q.add_argument("--T", type=POSITIVE, default=None, help="temperature of the smoothed conditional rule")
+        q.add_argument("--eta", type=NONNEG, default=None, help="hardness of the conditional rule")
         q.add_argument("--device", default=None, choices=["cpu", "cuda"],
                        help="where models and batches live (cuda: CuPy, extra cuda12 or cuda13)")
         q.add_argument("--quiet", action="store_true")
@@ -199,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--no-memory", action="store_true", help="ablation: no memory loss (mu = 0)")
             q.add_argument("--no-stage", action="store_true", help="ablation: no stage phase")
             q.add_argument("--search", action="store_true", help="auto-search the student's classifier head")
-            q.add_argument("--search-budget", type=int, default=None, help="random sample of that many heads")
+            q.add_argument("--search-budget", type=COUNT, default=None, help="random sample of that many heads")
             q.add_argument("--scheduler", default=None, help="dask scheduler address (tcp://host:port) for the search")
 
     tt = sub.add_parser("train-teacher", help="phase 1 of SMLDist: train the teacher")
@@ -215,10 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--dataset", default="basicmotions")
     se.add_argument("--path", default=None)
     se.add_argument("--out", default="leaderboard", help="prefix of the CSV and markdown leaderboard")
-    se.add_argument("--budget", type=int, default=None)
-    se.add_argument("--epochs", type=int, default=30)
-    se.add_argument("--val-fraction", type=float, default=0.2)
-    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--budget", type=COUNT, default=None)
+    se.add_argument("--epochs", type=COUNT, default=30)
+    se.add_argument("--val-fraction", type=FRACTION, default=0.2)
+    se.add_argument("--seed", type=COUNT0, default=0)
     se.add_argument("--scheduler", default=None, help="dask scheduler address (tcp://host:port); default: local processes")
     se.set_defaults(run=_cmd_search)
 
@@ -231,26 +258,48 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="write the deployable checkpoint (batch norm folded) for tinysml.deploy, "
                                       "or an ONNX file when --out ends in .onnx (extra: onnx)")
     x.add_argument("checkpoint")
-    x.add_argument("--out", required=True, help="a .npz deploy checkpoint, or a .onnx file (checked with "
+    x.add_argument("--out", required=True, type=_output_file, help="a .npz deploy checkpoint, or a .onnx file (checked with "
                                                  "onnxruntime when it is installed)")
     x.set_defaults(run=_cmd_export)
 
     f = sub.add_parser("profile", help="parameters, MACs, bytes and latency of a preset")
     f.add_argument("--preset", default="har-student", choices=sorted(PRESETS))
-    f.add_argument("--channels", type=int, default=9)
-    f.add_argument("--length", type=int, default=128)
-    f.add_argument("--classes", type=int, default=6)
+    f.add_argument("--channels", type=COUNT, default=9)
+    f.add_argument("--length", type=COUNT, default=128)
+    f.add_argument("--classes", type=COUNT, default=6)
     f.set_defaults(run=_cmd_profile)
     return p
 
 
 def main(argv=None) -> int:
+    """Run one command. Every failure a user can cause (a bad argument, file, dataset or checkpoint,
+    a full disk, too little memory) is one line on stderr and exit status 2; an unexpected error
+    (a bug) is one line and status 1, with the traceback when TINYSML_DEBUG=1."""
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as err:
-        print(f"tinysml: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("tinysml: interrupted (checkpoints are written atomically: rerun the same command to resume)",
+              file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("tinysml: error: not enough memory for this command (a smaller --batch-size, width or dataset "
+              "may fit)", file=sys.stderr)
         return 2
+    except (ValueError, OSError, ImportError, RuntimeError) as err:
+        # ValueError covers bad data, configs and checkpoints (DataFormatError, CheckpointError,
+        # ArchitectureError); OSError a missing, unwritable or full destination; RuntimeError a fetch
+        if os.environ.get("TINYSML_DEBUG"):
+            raise
+        message = " ".join(str(err).split()) if isinstance(err, OSError) else str(err)
+        print(f"tinysml: error: {message}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - the last line of defence of a command-line tool
+        if os.environ.get("TINYSML_DEBUG"):
+            raise
+        print(f"tinysml: internal error: {type(err).__name__}: {err} (this is a bug in tinysml; rerun with "
+              f"TINYSML_DEBUG=1 for the traceback and report it)", file=sys.stderr)
+        return 1
     return 0
 
 

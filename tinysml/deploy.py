@@ -23,10 +23,10 @@ import time
 
 import numpy as np
 
-from . import io
+from . import architecture, io
 from .kernels import reference
 
-EPS = 1e-5
+MAX_CHUNK = 256        # windows per compiled call: larger batches run in chunks, so work buffers stay bounded
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
 
@@ -54,32 +54,36 @@ def _softmax(z, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def _fold(state, conv, bn):
+def _fold(state, conv, bn, eps):
     """Fold BN ``bn`` into the bias-free conv ``conv``: returns (w (O, C/G, K), b (O,))."""
     w = state[f"{conv}.weight"].astype(np.float32)
-    scale = state[f"{bn}.weight"] / np.sqrt(state[f"{bn}.running_var"] + EPS)
+    scale = state[f"{bn}.weight"] / np.sqrt(state[f"{bn}.running_var"] + eps)
     b = state[f"{bn}.bias"] - state[f"{bn}.running_mean"] * scale
     return (w * scale[:, None, None]).astype(np.float32), b.astype(np.float32)
 
 
-def fold_model(tree: dict) -> dict:
-    """The deployable form of a model checkpoint tree: folded weights, the config, scaling, classes."""
+def fold_model(tree: dict, where: str = "checkpoint") -> dict:
+    """The deployable form of a model checkpoint tree: folded weights, the config, scaling, classes.
+    The tree is checked against its own config first (``architecture.check_model_tree``)."""
+    architecture.check_model_tree(tree, where)
     cfg, state = tree["config"], tree["state"]
+    eps = cfg.get("bn_eps", architecture.BN_EPS)
+    _fold_bn = lambda conv, bn: _fold(state, conv, bn, eps)  # noqa: E731
     layers = []
-    w, b = _fold(state, "stem.0", "stem.1")
+    w, b = _fold_bn("stem.0", "stem.1")
     layers.append({"op": "stem", "w": w, "b": b})
     for i, spec in enumerate(cfg["blocks"]):
         p = f"blocks.{i}"
-        we, be = _fold(state, f"{p}.expand.0", f"{p}.expand.1")
-        wd, bd = _fold(state, f"{p}.depthwise.0", f"{p}.depthwise.1")
-        wp, bp = _fold(state, f"{p}.project.0", f"{p}.project.1")
+        we, be = _fold_bn(f"{p}.expand.0", f"{p}.expand.1")
+        wd, bd = _fold_bn(f"{p}.depthwise.0", f"{p}.depthwise.1")
+        wp, bp = _fold_bn(f"{p}.project.0", f"{p}.project.1")
         block = {"op": "block", "we": we[:, :, 0], "be": be, "wd": wd[:, 0, :], "bd": bd, "wp": wp[:, :, 0], "bp": bp,
                  "act": spec["act"], "stride": spec["stride"], "kernel": spec["kernel"],
-                 "residual": spec["stride"] == 1 and we.shape[1] == wp.shape[0]}
+                 "residual": bool(spec["stride"] == 1 and we.shape[1] == wp.shape[0])}
         if spec["se"]:
             block["se1"], block["se2"] = state[f"{p}.se.fc1.weight"], state[f"{p}.se.fc2.weight"]
         layers.append(block)
-    wh, bh = _fold(state, "head_conv.0", "head_conv.1")
+    wh, bh = _fold_bn("head_conv.0", "head_conv.1")
     layers.append({"op": "head", "w": wh[:, :, 0], "b": bh})
     classifier = {k[len("classifier."):]: v for k, v in state.items() if k.startswith("classifier.")}
     return {"kind": "deploy", "config": cfg, "layers": layers, "classifier": classifier,
@@ -155,7 +159,7 @@ def _head_logits(spec: dict, params: dict, h: np.ndarray) -> np.ndarray:
         return _act("hardswish", z) @ params["fc2.weight"].T + params["fc2.bias"]
     if kind == "hopfield":
         mu, var = h.mean(-1, keepdims=True), h.var(-1, keepdims=True)
-        xi = ((h - mu) / np.sqrt(var + EPS) * params["norm.weight"] + params["norm.bias"]) @ params["query.weight"].T
+        xi = ((h - mu) / np.sqrt(var + spec.get("eps", architecture.LN_EPS)) * params["norm.weight"] + params["norm.bias"]) @ params["query.weight"].T
         X, beta = params["patterns"], math.exp(float(params["log_beta"][0]))
         for _ in range(spec.get("steps", 1)):
             xi = _softmax(beta * (xi @ X.T)) @ X
@@ -175,6 +179,7 @@ class Predictor:
     """Class probabilities for raw (B, C, L) windows from one checkpoint file."""
 
     def __init__(self, deploy_tree: dict, use_numba: bool | None = None):
+        architecture.check_deploy(deploy_tree, "deploy tree")
         self.tree = deploy_tree
         cfg = deploy_tree["config"]
         self.channels, self.length, self.num_classes = cfg["in_channels"], cfg["length"], cfg["num_classes"]
@@ -188,21 +193,13 @@ class Predictor:
         self.network = _network_kernel(use_numba)               # None: the NumPy layer-by-layer path
         if self.network is not None:
             self.params, self.plan, self.scaling, self.work_shape = pack(deploy_tree)
-            self.buffers = {}                                  # batch size -> (work, vec, out), planned once
+            self.buffers = {}                   # batch size -> (work, vec, out); at most 2 sizes of <= MAX_CHUNK
 
     @classmethod
     def load(cls, path, use_numba: bool | None = None) -> "Predictor":
-        """Read a model checkpoint (folded now) or an exported one (``tinysml export``)."""
-        tree = io.load(path)
-        kind = tree.get("kind")
-        if kind == "model":
-            tree = fold_model(tree)
-        elif kind != "deploy":
-            raise io.CheckpointError(f"{path!r} holds a {kind!r} checkpoint; expected a model or deploy checkpoint")
-        try:
-            return cls(tree, use_numba)
-        except (KeyError, TypeError, IndexError) as err:
-            raise io.CheckpointError(f"{path!r} is a tinysml checkpoint with missing or malformed entries ({err!r})") from err
+        """Read a model checkpoint (folded now) or an exported one (``tinysml export``); either is
+        checked against its own config first (``load_deploy_tree``)."""
+        return cls(load_deploy_tree(path), use_numba)
 
     # ----------------------------------------------------------------- input checks
     def check(self, windows, nan_policy: str = "raise") -> np.ndarray:
@@ -231,18 +228,10 @@ class Predictor:
     def features(self, windows, nan_policy: str = "raise") -> np.ndarray:
         """(B, H) pooled features of the trunk (what the classifier head reads)."""
         x = self.check(windows, nan_policy)                               # (B, C, L)
-        if self.network is not None:                                       # one compiled call
-            B = x.shape[0]
-            if B not in self.buffers:
-                if len(self.buffers) > 8:
-                    self.buffers.clear()
-                N, V = self.work_shape
-                self.buffers[B] = (np.empty((B, 4, N), np.float32), np.empty((B, V), np.float32),
-                                   np.empty((B, self.plan[-1, self.network.C_OUT]), np.float32))
-            work, vec, out = self.buffers[B]
-            run = self.network.network_forward_parallel if B >= 4 else self.network.network_forward
-            run(x, self.params, self.plan, self.scaling, work, vec, out)
-            return out.copy()
+        if x.shape[0] == 0:                                                # an empty batch: an empty answer
+            return np.zeros((0, self.layers[-1]["w"].shape[0]), np.float32)
+        if self.network is not None:                                       # one compiled call per chunk
+            return np.concatenate([self._network_features(x[i:i + MAX_CHUNK]) for i in range(0, len(x), MAX_CHUNK)])
         if self.scaler is not None:
             shift, scale, low, high = self.scaler
             x = (x - shift) / scale
@@ -256,6 +245,20 @@ class Predictor:
             else:
                 x = _act("hardswish", np.matmul(layer["w"], x) + layer["b"][:, None])   # (B, H, L)
         return _act("hardswish", x.mean(axis=2))                          # (B, H)
+
+    def _network_features(self, x) -> np.ndarray:
+        """The fused kernel on (B <= MAX_CHUNK, C, L): buffers of the two latest batch sizes are kept."""
+        B = x.shape[0]
+        if B not in self.buffers:
+            if len(self.buffers) >= 2:
+                self.buffers.pop(next(iter(self.buffers)))
+            N, V = self.work_shape
+            self.buffers[B] = (np.empty((B, 4, N), np.float32), np.empty((B, V), np.float32),
+                               np.empty((B, self.plan[-1, self.network.C_OUT]), np.float32))
+        work, vec, out = self.buffers[B]
+        run = self.network.network_forward_parallel if B >= 4 else self.network.network_forward
+        run(x, self.params, self.plan, self.scaling, work, vec, out)
+        return out.copy()
 
     def logits(self, windows, nan_policy: str = "raise") -> np.ndarray:
         """(B, K) class scores (log-probabilities up to a constant)."""
@@ -293,12 +296,27 @@ def _network_kernel(use_numba):
         return None
 
 
-def export(model_checkpoint: str, out: str) -> None:
-    """Write the deployable checkpoint (folded weights, config, scaling, class names)."""
-    tree = io.load(model_checkpoint)
-    if tree.get("kind") != "model":
-        raise io.CheckpointError(f"{model_checkpoint!r} is not a model checkpoint")
-    io.save(out, fold_model(tree))
+def load_deploy_tree(path) -> dict:
+    """The checked deploy tree of a model or deploy checkpoint: a model is checked against its config
+    and folded; a deploy file is checked against its config. Anything else is refused."""
+    tree = io.load(path)
+    kind = tree.get("kind")
+    try:
+        if kind == "model":
+            return fold_model(tree, where=repr(str(path)))
+        if kind == "deploy":
+            architecture.check_deploy(tree, where=repr(str(path)))
+            return tree
+    except architecture.ArchitectureError as err:
+        raise io.CheckpointError(str(err)) from err
+    raise io.CheckpointError(f"{str(path)!r} holds a {kind!r} checkpoint; expected a model or deploy checkpoint")
+
+
+def export(checkpoint: str, out: str) -> None:
+    """Write the deployable checkpoint (folded weights, config, scaling, class names) of a model
+    checkpoint, checked before anything is written."""
+    tree = load_deploy_tree(checkpoint)
+    io.save(out, tree)
 
 
 # --------------------------------------------------------------------------- streaming

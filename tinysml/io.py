@@ -92,17 +92,56 @@ def save(path, tree: dict) -> None:
     write_atomic(path, lambda f: np.savez(f, **{META_KEY: np.array(meta)}, **arrays))
 
 
+def max_bytes() -> int:
+    """The most uncompressed bytes one checkpoint may expand to (``TINYSML_MAX_CHECKPOINT_MB``,
+    default 4096 MiB: a training checkpoint of the largest preset holds ~1.3 GB)."""
+    return int(float(os.environ.get("TINYSML_MAX_CHECKPOINT_MB", 4096)) * 2**20)
+
+
+def _references(skeleton) -> list:
+    """The npz entry names a skeleton refers to, in order."""
+    if isinstance(skeleton, dict):
+        if set(skeleton) == {"__array__"}:
+            return [skeleton["__array__"]] if isinstance(skeleton["__array__"], str) else [None]
+        return [name for v in skeleton.values() for name in _references(v)]
+    if isinstance(skeleton, list):
+        return [name for v in skeleton for name in _references(v)]
+    return []
+
+
 def load(path) -> dict:
-    """Read a checkpoint tree. Raises CheckpointError for truncated, corrupt or foreign files."""
+    """Read a checkpoint tree. Raises CheckpointError for truncated, corrupt, foreign or oversized files.
+
+    Only the entries the skeleton refers to are read, after their declared (uncompressed) sizes
+    have been summed from the zip directory and found under ``max_bytes()``: an entry smuggled in
+    beside the checkpoint, or one that would expand to gigabytes, is never decompressed.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path!r} is a folder; expected a checkpoint file (.npz)")
     try:
         with np.load(path, allow_pickle=False) as data:
             if META_KEY not in data.files:
                 raise CheckpointError(f"{path!r} is an .npz file but not a tinysml checkpoint (no {META_KEY!r} entry)")
+            if data.zip.getinfo(META_KEY + ".npy").file_size > 64 * 2**20:
+                raise CheckpointError(f"{path!r}: its {META_KEY!r} entry is larger than 64 MiB; not a tinysml checkpoint")
             meta = json.loads(str(data[META_KEY]))
-            arrays = {k: data[k] for k in data.files if k != META_KEY}   # reads (and CRC-checks) every entry
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("tree"), (dict, list)):
+                raise CheckpointError(f"{path!r} is not a tinysml checkpoint")
+            if meta.get("version") != VERSION:
+                raise CheckpointError(f"{path!r} has checkpoint format version {meta.get('version')}, "
+                                      f"this tinysml reads version {VERSION}")
+            names = _references(meta["tree"])
+            absent = [n for n in names if n not in data.files or n == META_KEY]
+            if absent:
+                raise CheckpointError(f"checkpoint {path!r} is inconsistent: entry {absent[0]!r} is missing")
+            size = sum(data.zip.getinfo(n + ".npy").file_size for n in set(names))
+            if size > max_bytes():
+                raise CheckpointError(f"checkpoint {path!r} would expand to {size / 2**20:,.0f} MiB, over the limit of "
+                                      f"{max_bytes() / 2**20:,.0f} MiB (set TINYSML_MAX_CHECKPOINT_MB to raise it)")
+            arrays = {n: data[n] for n in set(names)}          # reads (and CRC-checks) the referenced entries
     except CheckpointError:
         raise
     except Exception as err:  # noqa: BLE001 - any failure while reading means a corrupt file
@@ -111,15 +150,7 @@ def load(path) -> dict:
         size = os.path.getsize(path)
         raise CheckpointError(f"checkpoint {path!r} ({size} bytes) is truncated or corrupt and cannot be read "
                               f"({type(err).__name__}: {err}); delete it and re-create it") from err
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("tree"), (dict, list)):
-        raise CheckpointError(f"{path!r} is not a tinysml checkpoint")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(f"{path!r} has checkpoint format version {meta.get('version')}, "
-                              f"this tinysml reads version {VERSION}")
-    try:
-        return unpack(meta["tree"], arrays)
-    except KeyError as err:
-        raise CheckpointError(f"checkpoint {path!r} is inconsistent: entry {err} is missing") from err
+    return unpack(meta["tree"], arrays)
 
 
 # --------------------------------------------------------------------------- models
@@ -135,13 +166,15 @@ def save_model(path, model, **extra) -> None:
 
 def load_model(path):
     """Rebuild the model stored in ``path``; returns (model, tree) where tree holds the extras."""
+    from .architecture import ArchitectureError, check_model_tree
     from .models import build_model
     tree = load(path)
     if tree.get("kind") != "model":
         raise CheckpointError(f"{path!r} holds a {tree.get('kind')!r} checkpoint, not a model")
-    model = build_model(tree["config"])
     try:
-        model.load_state_dict(tree["state"])
-    except ValueError as err:
-        raise CheckpointError(f"{path!r}: {err}") from err
+        check_model_tree(tree, repr(str(path)))         # before building: no network from a config that lies
+    except ArchitectureError as err:
+        raise CheckpointError(str(err)) from err
+    model = build_model(tree["config"])
+    model.load_state_dict(tree["state"])
     return model, tree

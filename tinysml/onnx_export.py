@@ -10,8 +10,8 @@ norm folded in, squeeze-excite, the pooled head and the classifier head (linear,
 mixture). Input ``windows`` (batch, channels, time) float32 with a free batch size; outputs
 ``logits`` and ``probabilities`` (batch, classes). Opset 17 (LayerNormalization, attribute axes).
 
-``check(onnx_path, windows)`` runs the file with onnxruntime (when installed) and compares it with
-``Predictor``; ``tinysml export`` does so whenever onnxruntime is importable.
+``to_onnx(..., check_windows=...)`` runs the serialised graph with onnxruntime (when installed) and
+compares it with ``Predictor`` before anything is written; ``tinysml export`` always does so.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import math
 import numpy as np
 
 from . import io
-from .deploy import Predictor, fold_model
+from .architecture import LN_EPS
+from .deploy import Predictor, load_deploy_tree
 
 OPSET = 17
 
@@ -105,7 +106,7 @@ def _head(g: _Graph, spec: dict, params: dict, h: str) -> str:
         return g.linear(z, params["fc2.weight"], params["fc2.bias"])
     if kind == "hopfield":
         xi = g.op("LayerNormalization", h, g.const(params["norm.weight"], "ln_w"), g.const(params["norm.bias"], "ln_b"),
-                  axis=-1, epsilon=1e-5)
+                  axis=-1, epsilon=spec.get("eps", LN_EPS))
         xi = g.op("MatMul", xi, g.const(params["query.weight"].T, "wq"))
         X, beta = params["patterns"], math.exp(float(params["log_beta"][0]))
         for _ in range(spec.get("steps", 1)):                               # xi <- softmax(beta xi X^T) X
@@ -152,26 +153,39 @@ def build(deploy_tree: dict):
     return model
 
 
-def to_onnx(checkpoint: str, out: str) -> None:
-    """Write ``out`` (.onnx) from a model or deploy checkpoint, atomically (``io.write_atomic``)."""
-    tree = io.load(checkpoint)
-    if tree.get("kind") == "model":
-        tree = fold_model(tree)
-    elif tree.get("kind") != "deploy":
-        raise io.CheckpointError(f"{checkpoint!r} holds a {tree.get('kind')!r} checkpoint; expected a model")
+def to_onnx(checkpoint: str, out: str, check_windows: np.ndarray | None = None) -> float | None:
+    """Write ``out`` (.onnx) from a model or deploy checkpoint, checked against its own config first.
+
+    With ``check_windows`` and onnxruntime installed, the serialised graph is run on them and
+    compared with ``Predictor`` *before* the file is written (returns the largest logit difference);
+    the file is written atomically (``io.write_atomic``), so a failure leaves no ``.onnx`` behind.
+    """
+    tree = load_deploy_tree(checkpoint)
     data = build(tree).SerializeToString()
+    diff = None
+    if check_windows is not None:
+        try:
+            diff = compare(data, Predictor(tree, use_numba=False), check_windows)
+        except ImportError:
+            diff = None
     io.write_atomic(out, lambda f: f.write(data))
+    return diff
+
+
+def compare(model, predictor: Predictor, windows: np.ndarray, atol: float = 1e-4) -> float:
+    """Run an ONNX model (a path or its bytes) with onnxruntime and compare its logits with the
+    predictor's; returns the largest difference, raises ValueError above ``atol`` (relative to the
+    largest logit) and ImportError without onnxruntime."""
+    import onnxruntime as ort
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    got = sess.run(["logits"], {"windows": np.asarray(windows, np.float32)})[0]
+    want = predictor.logits(windows)
+    diff = float(np.abs(got - want).max())
+    if not diff <= atol * max(1.0, float(np.abs(want).max())):
+        raise ValueError(f"onnxruntime's logits differ from tinysml.deploy's by {diff:.3g}; the ONNX file was not kept")
+    return diff
 
 
 def check(onnx_path: str, checkpoint: str, windows: np.ndarray, atol: float = 1e-4) -> float:
-    """Run the .onnx file with onnxruntime on ``windows`` and compare its logits with Predictor's;
-    returns the largest difference, raises AssertionError above ``atol`` (ImportError without
-    onnxruntime)."""
-    import onnxruntime as ort
-    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-    got = sess.run(["logits"], {"windows": np.asarray(windows, np.float32)})[0]
-    want = Predictor.load(checkpoint, use_numba=False).logits(windows)
-    diff = float(np.abs(got - want).max())
-    if not diff <= atol * max(1.0, float(np.abs(want).max())):
-        raise AssertionError(f"onnxruntime's logits differ from tinysml.deploy's by {diff:.3g}")
-    return diff
+    """Compare a written .onnx file with ``Predictor`` on the checkpoint it came from (``compare``)."""
+    return compare(onnx_path, Predictor.load(checkpoint, use_numba=False), windows, atol)

@@ -41,6 +41,14 @@ class TrainConfig:
     augment_scale: float = 0.0
     augment_shift: int = 0
 
+    def __post_init__(self):
+        from . import validate as V
+        V.fields(self, {"epochs": V.COUNT0, "batch_size": V.COUNT, "lr": V.POSITIVE, "weight_decay": V.NONNEG,
+                        "label_smoothing": {"low": 0, "high": 1, "open_low": False}, "seed": V.COUNT0,
+                        "augment_jitter": V.NONNEG, "augment_scale": V.NONNEG, "augment_shift": V.COUNT0})
+        if self.label_smoothing >= 1:
+            raise ValueError(f"label_smoothing must be below 1, got {self.label_smoothing!r}")
+
 
 @dataclass
 class TrainResult:

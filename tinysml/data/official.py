@@ -20,13 +20,19 @@ from .formats import DataFormatError
 from .windows import Recording, fill_gaps, resample, windows_from_recordings
 
 
-def _require(path: str, what: str, where: str) -> None:
+def _require(path: str, what: str, where: str, folder: bool = False) -> None:
+    """``path`` must exist and be a file (or, with ``folder``, a folder)."""
     if not os.path.exists(path):
         raise DataFormatError(f"expected {what} at {path!r}, which does not exist. {where}")
+    if folder != os.path.isdir(path):
+        raise DataFormatError(f"expected {what} at {path!r}, which is a {'file' if folder else 'folder'}. {where}")
 
 
 def _table(path: str, columns: int, sep=None) -> np.ndarray:
     """A numeric text table with exactly ``columns`` columns (NaN allowed)."""
+    if not os.path.isfile(path):
+        raise DataFormatError(f"expected a text table of {columns} columns at {path!r}, which is "
+                              f"{'a folder' if os.path.isdir(path) else 'missing'}")
     try:
         data = np.loadtxt(path, delimiter=sep, dtype=np.float64, ndmin=2)
     except ValueError as err:
@@ -45,14 +51,31 @@ UCI_SIGNALS = ["body_acc_x", "body_acc_y", "body_acc_z", "body_gyro_x", "body_gy
 def read_uci_har_folder(root: str) -> HARDataset:
     """The published 'UCI HAR Dataset' folder: {train,test}/Inertial Signals/<signal>_<split>.txt
     (128 values a line), y_<split>.txt (1-6), subject_<split>.txt, activity_labels.txt. 9 channels."""
-    _require(os.path.join(root, "activity_labels.txt"), "the UCI HAR Dataset folder (activity_labels.txt)", UCI_HAR_WHERE)
-    names = [line.split()[1] for line in open(os.path.join(root, "activity_labels.txt")) if line.strip()]
+    _require(root, "the 'UCI HAR Dataset' folder", UCI_HAR_WHERE, folder=True)
+    labels_path = os.path.join(root, "activity_labels.txt")
+    _require(labels_path, "the UCI HAR Dataset folder (activity_labels.txt)", UCI_HAR_WHERE)
+    names = []
+    for lineno, line in enumerate(open(labels_path, encoding="utf-8", errors="replace"), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or parts[0] != str(len(names) + 1):
+            raise DataFormatError(f"{labels_path}:{lineno}: expected '<id> <NAME>' with id {len(names) + 1}, "
+                                  f"got {line.strip()[:60]!r}")
+        names.append(parts[1])
     parts = {}
     for split in ("train", "test"):
         folder = os.path.join(root, split, "Inertial Signals")
-        _require(folder, f"the {split} inertial signals folder", UCI_HAR_WHERE)
+        _require(folder, f"the {split} inertial signals folder", UCI_HAR_WHERE, folder=True)
         X = np.stack([_table(os.path.join(folder, f"{s}_{split}.txt"), 128) for s in UCI_SIGNALS], axis=1)
-        y = _table(os.path.join(root, split, f"y_{split}.txt"), 1)[:, 0].astype(np.int64) - 1
+        y_path = os.path.join(root, split, f"y_{split}.txt")
+        y = _table(y_path, 1)[:, 0]
+        bad = (y != np.round(y)) | (y < 1) | (y > len(names))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataFormatError(f"{y_path}:{i + 1}: label {y[i]:g} is not one of the {len(names)} activities "
+                                  f"(1..{len(names)}) of activity_labels.txt")
+        y = y.astype(np.int64) - 1
         subj = _table(os.path.join(root, split, f"subject_{split}.txt"), 1)[:, 0].astype(np.int64)
         if not len(X) == len(y) == len(subj):
             raise DataFormatError(f"{root}/{split}: {len(X)} windows, {len(y)} labels, {len(subj)} subject ids")
@@ -68,8 +91,10 @@ HAPT_WHERE = "Download the 'Smartphone-Based Recognition of Human Activities and
 def read_hapt_rawdata(root: str) -> list:
     """HAPT's RawData folder: acc_expXX_userYY.txt and gyro_expXX_userYY.txt (3 columns each) and
     labels.txt (experiment, user, activity, first sample, last sample; 1-based, inclusive)."""
+    _require(root, "HAPT's RawData folder", HAPT_WHERE, folder=True)
     _require(os.path.join(root, "labels.txt"), "HAPT's RawData/labels.txt", HAPT_WHERE)
     spans = _table(os.path.join(root, "labels.txt"), 5).astype(np.int64)
+    used = np.zeros(len(spans), bool)
     recs = []
     for acc_path in sorted(glob.glob(os.path.join(root, "acc_exp*_user*.txt"))):
         m = re.search(r"acc_exp(\d+)_user(\d+)\.txt$", acc_path)
@@ -79,12 +104,21 @@ def read_hapt_rawdata(root: str) -> list:
         acc, gyro = _table(acc_path, 3), _table(gyro_path, 3)
         n = min(len(acc), len(gyro))
         labels = -np.ones(n, np.int64)
-        for e, u, act, first, last in spans:
+        for row, (e, u, act, first, last) in enumerate(spans):
             if e == exp and u == user:
+                if not 1 <= first <= last <= n:
+                    raise DataFormatError(f"{os.path.join(root, 'labels.txt')}:{row + 1}: the span {first}..{last} "
+                                          f"does not fit experiment {exp} of user {user}, which has {n} samples "
+                                          f"(spans are 1-based and inclusive)")
                 labels[first - 1:last] = act
+                used[row] = True
         recs.append(Recording(np.hstack([acc[:n], gyro[:n]]).astype(np.float32), labels, user))
     if not recs:
         raise DataFormatError(f"{root}: no acc_expXX_userYY.txt files. {HAPT_WHERE}")
+    if not used.all():
+        row = int(np.flatnonzero(~used)[0])
+        raise DataFormatError(f"{os.path.join(root, 'labels.txt')}:{row + 1}: experiment {spans[row, 0]} of user "
+                              f"{spans[row, 1]} has no acc/gyro files in {root}")
     return recs
 
 
@@ -132,6 +166,7 @@ def read_pamap2(root: str, max_gap: int = 10):
     Keeps acc16 + gyro of the 3 IMUs (18 channels, 100 Hz); activity 0 (transient) is dropped later
     by the label map. NaN gaps up to ``max_gap`` samples are interpolated, longer ones dropped.
     Returns (recordings, report)."""
+    _require(root, "PAMAP2's Protocol folder", PAMAP2_WHERE, folder=True)
     files = sorted(glob.glob(os.path.join(root, "subject1*.dat")))
     if not files:
         raise DataFormatError(f"{root}: no subject1XX.dat files. {PAMAP2_WHERE}")
@@ -160,15 +195,29 @@ REALWORLD_SENSORS = ["acc", "gyr", "mag"]
 
 def _realworld_csv(zip_path: str, sensor: str, activity: str, position: str):
     """(times in ms, (N, 3) values) of one sensor at one position, from '<sensor>_<activity>_csv.zip'."""
-    with zipfile.ZipFile(zip_path) as z:
-        name = f"{sensor}_{activity}_{position}.csv"
-        if name not in z.namelist():
-            raise DataFormatError(f"{zip_path}: no member {name!r}. {REALWORLD_WHERE}")
-        reader = csv.reader(io.TextIOWrapper(z.open(name), encoding="utf-8"))
-        header = next(reader)
-        if header[:5] != ["id", "attr_time", "attr_x", "attr_y", "attr_z"]:
-            raise DataFormatError(f"{zip_path}/{name}: expected columns id,attr_time,attr_x,attr_y,attr_z, got {header}")
-        data = np.array([[float(v) for v in row[1:5]] for row in reader])
+    name = f"{sensor}_{activity}_{position}.csv"
+    try:
+        with zipfile.ZipFile(zip_path) as z:
+            if name not in z.namelist():
+                raise DataFormatError(f"{zip_path}: no member {name!r}. {REALWORLD_WHERE}")
+            reader = csv.reader(io.TextIOWrapper(z.open(name), encoding="utf-8", errors="replace"))
+            header = next(reader, [])
+            if header[:5] != ["id", "attr_time", "attr_x", "attr_y", "attr_z"]:
+                raise DataFormatError(f"{zip_path}/{name}: expected columns id,attr_time,attr_x,attr_y,attr_z, got {header}")
+            rows = []
+            for lineno, row in enumerate(reader, 2):
+                try:
+                    if len(row) < 5:
+                        raise ValueError(f"{len(row)} fields")
+                    rows.append([float(v) for v in row[1:5]])
+                except ValueError as err:
+                    raise DataFormatError(f"{zip_path}/{name}:{lineno}: expected id,time,x,y,z numbers, got "
+                                          f"{','.join(row)[:60]!r} ({err})") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as err:
+        raise DataFormatError(f"{zip_path}: not a readable zip file ({err}); download it again. {REALWORLD_WHERE}") from err
+    if len(rows) < 2:
+        raise DataFormatError(f"{zip_path}/{name}: fewer than two samples")
+    data = np.array(rows)
     return data[:, 0], data[:, 1:4]
 
 
@@ -176,6 +225,7 @@ def read_realworld(root: str, rate_hz: float = 50.0) -> list:
     """RealWorld-HAR: probandN/data/<sensor>_<activity>_csv.zip with one CSV per body position.
     The 7 positions x (acc, gyr, mag) x 3 axes = 63 channels are interpolated onto one common
     ``rate_hz`` time grid over the span all 21 streams cover."""
+    _require(root, "the RealWorld-HAR folder", REALWORLD_WHERE, folder=True)
     probands = sorted(glob.glob(os.path.join(root, "proband*")), key=lambda p: int(re.sub(r"\D", "", os.path.basename(p))))
     if not probands:
         raise DataFormatError(f"{root}: no proband* folders. {REALWORLD_WHERE}")

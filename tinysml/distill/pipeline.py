@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import functions as F
 from .. import io, profile
+from .. import validate as V
 from ..data import load
 from ..data.prepare import prepare
 from ..models import build_model, preset
@@ -95,6 +96,17 @@ class SMLDistConfig:
             raise ValueError(f"logits_form must be 'released' or 'direct', got {self.logits_form!r}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; expected one of {METHODS}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        V.fields(self, {"seed": V.COUNT0, "batch_size": V.COUNT, "teacher_epochs": V.COUNT0, "student_epochs": V.COUNT0,
+                        "stage_epochs": V.COUNT0, "search_epochs": V.COUNT, "val_fraction": V.FRACTION,
+                        "teacher_lr": V.POSITIVE, "student_lr": V.POSITIVE, "stage_lr": V.POSITIVE,
+                        "weight_decay": V.NONNEG, "teacher_label_smoothing": {"low": 0, "high": 0.99},
+                        "teacher_jitter": V.NONNEG, "teacher_scale": V.NONNEG, "gamma": V.NONNEG, "tau": V.POSITIVE,
+                        "mu": V.NONNEG, "lam": V.NONNEG, "T": V.POSITIVE, "eta": V.NONNEG, "kd_T": V.POSITIVE,
+                        "kd_alpha": V.PROBABILITY, "hint_beta": V.NONNEG, "at_beta": V.NONNEG})
+        if self.search_budget is not None:
+            V.number("search_budget", self.search_budget, **V.COUNT)
 
     @classmethod
     def from_dict(cls, d: dict) -> "SMLDistConfig":
@@ -141,6 +153,33 @@ def _check_run_dir(run_dir: str, config: SMLDistConfig) -> None:
         io.write_json(path, current)
 
 
+def _check_teacher_identity(run_dir: str, teacher_checkpoint: str | None) -> dict:
+    """The teacher belongs to a run's identity: the first call records where it came from (trained
+    in this run, or a checkpoint file with its sha256) in ``teacher.json``; a resumed run given
+    another teacher is refused, so no student is ever distilled from two teachers."""
+    from ..data.fetch import sha256_file
+    if teacher_checkpoint:
+        if not os.path.isfile(teacher_checkpoint):
+            raise FileNotFoundError(f"teacher checkpoint {teacher_checkpoint!r} does not exist or is not a file")
+        identity = {"source": "checkpoint", "sha256": sha256_file(teacher_checkpoint), "path": str(teacher_checkpoint)}
+    else:
+        identity = {"source": "trained in this run"}
+    path = os.path.join(run_dir, "teacher.json")
+    if os.path.exists(path):
+        saved = json.load(open(path))
+        same = saved.get("source") == identity["source"] and saved.get("sha256") == identity.get("sha256")
+        if not same:
+            def show(t):
+                return (f"the teacher checkpoint {t.get('path')!r} (sha256 {t.get('sha256', '?')[:12]}...)"
+                        if t.get("source") == "checkpoint" else "a teacher trained in the run directory")
+            raise ValueError(f"run directory {run_dir!r} was started with {show(saved)}, now given {show(identity)}; "
+                             f"refusing to resume a student under another teacher. Use another directory, or "
+                             f"remove it to start afresh")
+        return saved
+    io.write_json(path, identity)
+    return identity
+
+
 def _train_config(config: SMLDistConfig, epochs, lr, **overrides) -> TrainConfig:
     return TrainConfig(**{"epochs": epochs, "batch_size": config.batch_size, "lr": lr,
                           "weight_decay": config.weight_decay, "optimizer": config.optimizer, "schedule": "cosine",
@@ -170,7 +209,8 @@ def train_teacher(config: SMLDistConfig, data, run_dir: str, log) -> Module:
     fit(teacher, data.train, data.val, recipe,
         checkpoint=os.path.join(run_dir, "teacher.train.npz"), fingerprint={"model": teacher.config.to_dict()},
         progress=not log.quiet)
-    io.save_model(path, teacher, scaler=data.scaler.to_tree(), class_names=data.dataset.class_names)
+    io.save_model(path, teacher, scaler=data.scaler.to_tree(), class_names=data.dataset.class_names,
+                  dataset=config.dataset)
     return teacher
 
 
@@ -318,6 +358,7 @@ def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = No
     ``executor``: where head-search candidates run (default: a local process pool)."""
     log = _Progress(quiet)
     _check_run_dir(run_dir, config)
+    teacher_identity = _check_teacher_identity(run_dir, teacher_checkpoint)
     results_path = os.path.join(run_dir, "results.json")
     if os.path.exists(results_path):
         log(f"[done] {results_path}")
@@ -363,6 +404,7 @@ def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = No
     t_cost, s_cost = profile.summary(teacher, shape), profile.summary(student, shape)
     results = {
         "config": asdict(config),
+        "teacher_identity": teacher_identity,
         "teacher": {"test": evaluate(teacher, *data.test), "val": evaluate(teacher, *data.val), **t_cost},
         "student": {"test": evaluate(student, *data.test), "val": evaluate(student, *data.val),
                     "best_epoch": result.best_epoch, "head": student.config.head, **s_cost},

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from .. import functions as F
+from ..architecture import LN_EPS
 from ..nn import Dropout, LayerNorm, Linear, Module, Parameter
 
 
@@ -49,12 +50,12 @@ class HopfieldHead(Module):
     """
 
     def __init__(self, in_features, num_classes, rng, patterns=32, dim=64, beta=None, steps=1,
-                 learn_beta=False, dropout=0.0):
+                 learn_beta=False, dropout=0.0, eps=LN_EPS):
         if patterns < num_classes:
             raise ValueError(f"a Hopfield head needs at least as many patterns as classes ({num_classes}), got {patterns}")
         if steps not in (1, 2):
             raise ValueError(f"Hopfield update steps must be 1 or 2, got {steps}")
-        self.norm = LayerNorm(in_features)
+        self.norm = LayerNorm(in_features, eps)
         self.query = Linear(in_features, dim, bias=False, rng=rng, std=1 / math.sqrt(in_features))
         # queries have ~unit-variance entries (LayerNorm, then W_q with std 1/sqrt(in)); unit-variance
         # patterns make beta <xi, x> ~ N(0, 1) at init, so associations start selective, not uniform

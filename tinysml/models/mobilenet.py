@@ -17,14 +17,9 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .. import functions as F
+from ..architecture import BN_EPS, ArchitectureError, check_config, make_divisible
 from ..nn import Activation, BatchNorm1d, Conv1d, ConvBNAct, Module, Sequential, SqueezeExcite
 from .heads import build_head
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round a width to the nearest multiple of ``divisor``, never going down by more than 10%."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
 
 
 @dataclass(frozen=True)
@@ -63,6 +58,7 @@ class MobileNetConfig:
     head: dict = field(default_factory=lambda: {"kind": "linear", "dropout": 0.0})
     width_mult: float = 1.0
     name: str = "custom"
+    bn_eps: float = BN_EPS     # epsilon of every batch norm (stored, so the deploy fold uses the same)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -71,9 +67,14 @@ class MobileNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MobileNetConfig":
+        """Rebuild a saved config; a malformed one raises ArchitectureError naming the field."""
+        check_config(d)
         d = dict(d)
-        d["blocks"] = tuple(BlockSpec(**b) for b in d["blocks"])
-        return cls(**d)
+        try:
+            d["blocks"] = tuple(BlockSpec(**b) for b in d["blocks"])
+            return cls(**d)
+        except TypeError as err:
+            raise ArchitectureError(f"config: {err}") from err
 
 
 # Teacher and student of the released RealWorld-HAR code (63 channels x 225 steps, 8 classes).
@@ -147,14 +148,14 @@ FUSE_SKIP = ConvBNAct.unfused      # activations whose fused kernels measured sl
 class Bottleneck(Module):
     """Inverted residual: expand (1x1) -> depthwise (k, stride) -> [SE] -> project (1x1)."""
 
-    def __init__(self, spec: BlockSpec, in_ch: int, exp: int, out_ch: int, rng):
+    def __init__(self, spec: BlockSpec, in_ch: int, exp: int, out_ch: int, rng, eps: float = BN_EPS):
         k, s = spec.kernel, spec.stride
-        self.expand = ConvBNAct(Conv1d(in_ch, exp, 1, bias=False, rng=rng), BatchNorm1d(exp), Activation(spec.act))
+        self.expand = ConvBNAct(Conv1d(in_ch, exp, 1, bias=False, rng=rng), BatchNorm1d(exp, eps), Activation(spec.act))
         self.depthwise = Sequential(Conv1d(exp, exp, k, stride=s, padding=(k - 1) // 2, groups=exp, bias=False, rng=rng),
-                                    BatchNorm1d(exp))
+                                    BatchNorm1d(exp, eps))
         self.se = SqueezeExcite(exp, rng=rng) if spec.se else None
         self.act = Activation(spec.act)
-        self.project = Sequential(Conv1d(exp, out_ch, 1, bias=False, rng=rng), BatchNorm1d(out_ch))
+        self.project = Sequential(Conv1d(exp, out_ch, 1, bias=False, rng=rng), BatchNorm1d(out_ch, eps))
         self.residual = s == 1 and in_ch == out_ch
 
     def forward(self, x):                       # x (B, in, L)
@@ -172,20 +173,21 @@ class MobileNetV3(Module):
     """The 1-D MobileNetV3 backbone with a classifier head and stage anchors."""
 
     def __init__(self, config: MobileNetConfig, seed: int = 0):
+        check_config(config.to_dict())          # a clear error before any allocation, never a MemoryError
         self.config = config
         rng = np.random.default_rng(seed)
         width = lambda c: make_divisible(c * config.width_mult)  # noqa: E731
         c0 = width(config.blocks[0].in_ch)
         self.stem = ConvBNAct(Conv1d(config.in_channels, c0, 3, stride=2, padding=1, bias=False, rng=rng),
-                               BatchNorm1d(c0), Activation("hardswish"))
+                               BatchNorm1d(c0, config.bn_eps), Activation("hardswish"))
         blocks, prev = [], c0
         for spec in config.blocks:
             out = width(spec.out_ch)
-            blocks.append(Bottleneck(spec, prev, width(spec.expand), out, rng))
+            blocks.append(Bottleneck(spec, prev, width(spec.expand), out, rng, config.bn_eps))
             prev = out
         self.blocks = Sequential(*blocks)
         self.head_conv = ConvBNAct(Conv1d(prev, config.head_width, 1, bias=False, rng=rng),
-                                    BatchNorm1d(config.head_width), Activation("hardswish"))
+                                    BatchNorm1d(config.head_width, config.bn_eps), Activation("hardswish"))
         self.classifier = build_head(config.head, config.head_width, config.num_classes, rng)
         self.anchors = tuple(i for i, spec in enumerate(config.blocks) if spec.anchor)
 
