@@ -335,8 +335,11 @@ class StreamingRecognizer:
     def __init__(self, predictor: Predictor, hop: int | None = None, k: int = 3, smoothing: str = "mean"):
         if smoothing not in ("mean", "majority"):
             raise ValueError(f"smoothing must be 'mean' or 'majority', got {smoothing!r}")
-        self.p, self.k, self.smoothing = predictor, k, smoothing
-        self.hop = hop or predictor.length // 2
+        hop = predictor.length // 2 if hop is None else hop
+        for name, value in (("k", k), ("hop", hop)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        self.p, self.k, self.smoothing, self.hop = predictor, int(k), smoothing, int(hop)
         self.buffer = np.zeros((predictor.channels, 2 * predictor.length), np.float32)    # ring, doubled
         self.filled = 0
         self.seen = 0
@@ -344,7 +347,10 @@ class StreamingRecognizer:
         self.recent = collections.deque(maxlen=k)
 
     def push(self, samples) -> list:
-        samples = np.asarray(samples, np.float32)
+        samples = np.asarray(samples)
+        if samples.dtype.kind not in "fiu":
+            raise TypeError(f"expected numeric samples, got dtype {samples.dtype}")
+        samples = samples.astype(np.float32, copy=False)
         if samples.ndim == 1:
             samples = samples[None]
         if samples.ndim != 2 or samples.shape[1] != self.p.channels:

@@ -154,30 +154,40 @@ def _check_run_dir(run_dir: str, config: SMLDistConfig) -> None:
 
 
 def _check_teacher_identity(run_dir: str, teacher_checkpoint: str | None) -> dict:
-    """The teacher belongs to a run's identity: the first call records where it came from (trained
-    in this run, or a checkpoint file with its sha256) in ``teacher.json``; a resumed run given
-    another teacher is refused, so no student is ever distilled from two teachers."""
+    """The teacher belongs to a run's identity. The first call records where it came from (trained
+    in this run, or a checkpoint file with its sha256) in ``teacher.json``. A resumed run given
+    another teacher is refused, so no student is ever distilled from two teachers; one given no
+    teacher reuses the recorded checkpoint if its content is unchanged."""
     from ..data.fetch import sha256_file
+
+    def of_file(path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"teacher checkpoint {path!r} does not exist or is not a file")
+        return {"source": "checkpoint", "sha256": sha256_file(path), "path": str(path)}
+
+    def show(t):
+        return (f"the teacher checkpoint {t.get('path')!r} (sha256 {str(t.get('sha256'))[:12]}...)"
+                if t.get("source") == "checkpoint" else "a teacher trained in the run directory")
+
+    path = os.path.join(run_dir, "teacher.json")
+    saved = json.load(open(path)) if os.path.exists(path) else None
     if teacher_checkpoint:
-        if not os.path.isfile(teacher_checkpoint):
-            raise FileNotFoundError(f"teacher checkpoint {teacher_checkpoint!r} does not exist or is not a file")
-        identity = {"source": "checkpoint", "sha256": sha256_file(teacher_checkpoint), "path": str(teacher_checkpoint)}
+        identity = of_file(teacher_checkpoint)
+    elif saved and saved.get("source") == "checkpoint":
+        if not os.path.isfile(str(saved.get("path"))):
+            raise FileNotFoundError(f"run directory {run_dir!r} was started with {show(saved)}, which is gone; "
+                                    f"pass it again with --teacher (its sha256 must match)")
+        identity = of_file(saved["path"])
     else:
         identity = {"source": "trained in this run"}
-    path = os.path.join(run_dir, "teacher.json")
-    if os.path.exists(path):
-        saved = json.load(open(path))
-        same = saved.get("source") == identity["source"] and saved.get("sha256") == identity.get("sha256")
-        if not same:
-            def show(t):
-                return (f"the teacher checkpoint {t.get('path')!r} (sha256 {t.get('sha256', '?')[:12]}...)"
-                        if t.get("source") == "checkpoint" else "a teacher trained in the run directory")
-            raise ValueError(f"run directory {run_dir!r} was started with {show(saved)}, now given {show(identity)}; "
-                             f"refusing to resume a student under another teacher. Use another directory, or "
-                             f"remove it to start afresh")
-        return saved
-    io.write_json(path, identity)
-    return identity
+    if saved is None:
+        io.write_json(path, identity)
+        return identity
+    if (saved.get("source"), saved.get("sha256")) != (identity["source"], identity.get("sha256")):
+        raise ValueError(f"run directory {run_dir!r} was started with {show(saved)}, now given {show(identity)}; "
+                         f"refusing to resume a student under another teacher. Use another directory, or "
+                         f"remove it to start afresh")
+    return {**saved, **identity}
 
 
 def _train_config(config: SMLDistConfig, epochs, lr, **overrides) -> TrainConfig:
@@ -366,7 +376,8 @@ def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = No
     data = prepare(load(config.dataset, path=config.data_path), config.val_fraction, config.seed, config.scaling)
     shape = data.dataset.window_shape
 
-    if teacher_checkpoint:
+    if teacher_identity["source"] == "checkpoint":
+        teacher_checkpoint = teacher_identity["path"]
         teacher, tree = io.load_model(teacher_checkpoint)
         teacher.to(config.device)
         log(f"[teacher] loaded {teacher_checkpoint}")
