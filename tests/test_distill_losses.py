@@ -43,6 +43,27 @@ def test_smoothed_conditional_loss_by_hand():
     assert got == pytest.approx(expected, rel=1e-10)
 
 
+@pytest.mark.parametrize("T", [1.0, 3.0])
+def test_smoothed_conditional_loss_label_weights_by_hand(T):
+    """docs/algorithm.md, the smoothed conditional rule, step 4: the label's target weight is 1/T
+    and every other class's is 1 - 1/T. At T = 1 that is the plain one-hot (0 off the label); at
+    T = 3 the two weights (1/3 vs 2/3) differ, so swapping them changes the loss. Written out with
+    numbers, not with the formula the code uses."""
+    z_s = np.array([[1.0, -2.0, 0.5], [0.3, 0.3, -1.0]])
+    z_t = np.array([[0.2, 0.1, 2.0], [3.0, 0.0, 0.0]])                    # right on row 0, wrong on row 1
+    y = np.array([2, 1])
+    lam = 0.7
+    log_pt = np.log(softmax(softmax(z_s / np.linalg.norm(z_s, axis=1, keepdims=True))))
+    label_weight, other_weight = {1.0: (1.0, 0.0), 3.0: (1 / 3, 2 / 3)}[T]
+    y_hat = np.array([[other_weight, other_weight, label_weight], [other_weight, label_weight, other_weight]])
+    q_right = softmax(softmax(z_t[:1] / np.linalg.norm(z_t[:1])))
+    q_wrong = softmax(np.array([[0.0, 1.0, 0.0]]))                        # eta * onehot(y), smoothed
+    q = np.vstack([q_right, q_wrong])
+    expected = (-(y_hat * log_pt).sum(1) - lam * (q * log_pt).sum(1)).mean()
+    got = smoothed_conditional_loss(Tensor(z_s), z_t, y, lam=lam, T=T).item()
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
 def test_logits_losses_gradients():
     z_t, y = R.standard_normal((4, 5)), np.array([0, 3, 1, 4])
     gradcheck(lambda z: smoothed_conditional_loss(z, z_t, y, lam=1.3, T=1.5, eta=2.0), R.standard_normal((4, 5)))
@@ -75,11 +96,36 @@ def test_frequency_attention_sums_to_one_and_favours_the_teacher_energy():
     assert frequency_attention(f, tau=100.0).std() < a.std()        # higher temperature: flatter
 
 
+def dft_magnitude(x):
+    """|sum_l x_l exp(-2 pi i f l / L)| for f = 0..L/2, as an explicit sum (no FFT)."""
+    L = x.shape[-1]
+    dft = np.exp(-2j * np.pi * np.outer(np.arange(L), np.arange(L // 2 + 1)) / L)     # (L, F)
+    return np.abs(np.einsum("bcl,lf->bcf", x, dft))                                  # (B, C, F)
+
+
+def attention_by_hand(ft, tau):
+    """a = softmax_f(mean_{b,c} log(1 + |rFFT F_T|_f) / tau), in float64 from the equation."""
+    score = np.log(1 + dft_magnitude(ft)).mean(axis=(0, 1)) / tau
+    return np.exp(score - score.max()) / np.exp(score - score.max()).sum()
+
+
+def test_frequency_attention_from_the_equation_in_float64():
+    """docs/algorithm.md, the stage loss: the attention computed independently of the code's rFFT
+    and attention, and one case worked out by hand."""
+    ft = R.standard_normal((2, 3, 8)) * 3
+    np.testing.assert_allclose(frequency_attention(ft, tau=0.5), attention_by_hand(ft, 0.5), rtol=1e-10)
+    # a hand case: a constant signal of value 2 has |X_0| = 2L = 16 and no energy elsewhere
+    flat = np.full((1, 1, 8), 2.0)
+    s0 = np.log(17.0)
+    want = np.array([np.exp(s0)] + [1.0] * 4) / (np.exp(s0) + 4)
+    np.testing.assert_allclose(frequency_attention(flat, tau=1.0), want, rtol=1e-10)
+
+
 def test_stage_loss_by_hand_and_zero_at_equality():
     fs, ft = R.standard_normal((2, 3, 8)), R.standard_normal((2, 3, 8))
-    mag = lambda x: np.abs(np.fft.rfft(x, axis=-1))  # noqa: E731
-    a = frequency_attention(ft, tau=0.5)
-    expected = ((fs - ft) ** 2).mean() + 0.3 * (a * ((mag(fs) - mag(ft)) ** 2).mean(axis=(0, 1))).sum()
+    a = attention_by_hand(ft, 0.5)
+    spectral = ((dft_magnitude(fs) - dft_magnitude(ft)) ** 2).mean(axis=(0, 1))         # (F,)
+    expected = ((fs - ft) ** 2).mean() + 0.3 * (a * spectral).sum()
     assert stage_loss(Tensor(fs), ft, gamma=0.3, tau=0.5).item() == pytest.approx(expected, rel=1e-10)
     assert stage_loss(Tensor(ft), ft).item() == pytest.approx(0.0, abs=1e-12)
     assert stage_loss(Tensor(fs), ft, gamma=0).item() == pytest.approx(((fs - ft) ** 2).mean())

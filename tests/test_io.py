@@ -59,3 +59,40 @@ def test_failed_write_leaves_old_file_and_no_temporary(tmp_path):
         io.save(path, {"x": object()})
     assert np.array_equal(io.load(path)["x"], np.ones(2))
     assert sorted(os.listdir(tmp_path)) == ["c.npz"]
+
+
+def _half_then(action):
+    """A stand-in for np.savez that writes half a zip into the file it is given, then ``action()``."""
+    def savez(f, **arrays):
+        f.write(b"PK\x03\x04" + b"half of a checkpoint" * 100)
+        f.flush()
+        action()
+    return savez
+
+
+def test_a_write_that_fails_midway_keeps_the_old_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "c.npz"
+    io.save(path, {"x": np.arange(5.0)})
+    old = path.read_bytes()
+
+    def disk_full():
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(io.np, "savez", _half_then(disk_full))
+    with pytest.raises(OSError, match="No space left"):
+        io.save(path, {"x": np.ones(3)})
+    assert path.read_bytes() == old and sorted(os.listdir(tmp_path)) == ["c.npz"]
+
+
+def test_a_process_killed_midway_through_a_write_keeps_the_old_file(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / "c.npz"
+    io.save(path, {"x": np.arange(5.0)})
+    old = path.read_bytes()
+    script = (f"import os, signal, sys\nsys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+              "import numpy as np\nfrom tinysml import io\nimport test_io\n"
+              "io.np.savez = test_io._half_then(lambda: os.kill(os.getpid(), signal.SIGKILL))\n"
+              f"io.save({str(path)!r}, {{'x': np.ones(3)}})\n")
+    assert subprocess.run([sys.executable, "-c", script]).returncode == -9
+    assert path.read_bytes() == old
+    np.testing.assert_array_equal(io.load(path)["x"], np.arange(5.0))
