@@ -286,7 +286,7 @@ def main(argv=None) -> int:
         print("tinysml: error: not enough memory for this command (a smaller --batch-size, width or dataset "
               "may fit)", file=sys.stderr)
         return 2
-    except (ValueError, OSError, ImportError, RuntimeError) as err:
+    except (ValueError, OSError, ImportError, RuntimeError, ArithmeticError) as err:
         # ValueError covers bad data, configs and checkpoints (DataFormatError, CheckpointError,
         # ArchitectureError); OSError a missing, unwritable or full destination; RuntimeError a fetch
         if os.environ.get("TINYSML_DEBUG"):

@@ -261,8 +261,14 @@ class Predictor:
         return out.copy()
 
     def logits(self, windows, nan_policy: str = "raise") -> np.ndarray:
-        """(B, K) class scores (log-probabilities up to a constant)."""
-        return _head_logits(self.head_spec, self.classifier, self.features(windows, nan_policy))
+        """(B, K) class scores (log-probabilities up to a constant). Never silently wrong: scores
+        that overflowed (finite but absurd weights) raise instead of becoming class 0."""
+        z = _head_logits(self.head_spec, self.classifier, self.features(windows, nan_policy))
+        if not np.isfinite(z).all():
+            rows = sorted(set(np.nonzero(~np.isfinite(z))[0].tolist()))[:5]
+            raise FloatingPointError(f"the model produced NaN or infinite scores for windows {rows}: its weights "
+                                     f"overflow float32 arithmetic on these inputs; the checkpoint is unusable")
+        return z
 
     def _block(self, layer, x):
         h = _act(layer["act"], np.matmul(layer["we"], x) + layer["be"][:, None])        # expand (B, E, L)
