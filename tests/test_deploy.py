@@ -186,3 +186,23 @@ def test_onnx_export_runs_in_onnxruntime_and_matches(tmp_path, head):
     import onnxruntime as ort
     probs = ort.InferenceSession(str(tmp_path / "m.onnx")).run(["probabilities"], {"windows": X[:1]})[0]
     np.testing.assert_allclose(probs, Predictor.load(tmp_path / "m.npz").predict_proba(X[:1]), atol=1e-5)
+
+
+def test_each_layers_own_epsilon_reaches_the_fold_and_the_onnx_graph(tmp_path):
+    """Batch-norm and layer-norm epsilons far from 1e-5 (0.3 and 0.7): the deploy fold (both paths)
+    and the ONNX graph read them from the config, so they still equal the training model."""
+    model = build_model(preset("har-student", 6, 100, 4, bn_eps=0.3,
+                               head={"kind": "hopfield", "patterns": 8, "dim": 8, "eps": 0.7}), seed=4)
+    rng = np.random.default_rng(2)
+    _randomise_batchnorm(model, rng)
+    X = rng.standard_normal((3, 6, 100)).astype(np.float32)
+    io.save_model(tmp_path / "m.npz", model)
+    want = _eval_logits(model, X)
+    for use_numba in (False, True):
+        np.testing.assert_allclose(Predictor.load(tmp_path / "m.npz", use_numba=use_numba).logits(X), want,
+                                   rtol=1e-5, atol=1e-5)
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from tinysml.onnx_export import check, to_onnx
+    to_onnx(str(tmp_path / "m.npz"), str(tmp_path / "m.onnx"))
+    assert check(str(tmp_path / "m.onnx"), str(tmp_path / "m.npz"), X) < 1e-4
