@@ -1,0 +1,66 @@
+"""bench/gpu_check.py, the one prepared GPU verification: its no-GPU path, the parsing of the
+benchmark it runs, and a dry run of every step that needs no GPU."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import gpu_check  # noqa: E402
+
+needs_no_gpu = pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has nvidia-smi")
+
+
+@needs_no_gpu
+def test_without_a_gpu_it_says_so_in_one_line_with_status_3(tmp_path):
+    proc = subprocess.run(["bash", os.path.join(ROOT, "bench", "gpu_check.sh")], capture_output=True, text=True,
+                          env=dict(os.environ, OUT=str(tmp_path / "out")), timeout=60)
+    assert proc.returncode == gpu_check.NO_GPU == 3
+    assert proc.stdout.count("\n") == 1 and proc.stdout.startswith("gpu_check: no NVIDIA GPU here")
+    assert not (tmp_path / "out").exists()
+
+
+# bench/vs_torch.py's output on a GPU, as its print_table writes it (numbers made up)
+GPU_OUTPUT = """
+Totals
+what                                         tinysml ms  torch ms   ratio   tinysml rate
+all dw fwd layers (sum)                           0.110     0.090    1.22
+training step, batch {B} (fwd+bwd+AdamW)            {ours:.3f}     2.000    {ratio:.2f}
+
+depthwise kernels: best {gbs} GB/s = {pct}% of the device's 3350 GB/s (use --batch 1024 or more for the bandwidth target)
+"""
+
+
+@pytest.mark.parametrize("ours,pct,met", [(2.5, 61, (True, True)), (3.2, 30, (False, False))])
+def test_the_targets_are_read_from_the_benchmark_output(ours, pct, met):
+    check = gpu_check.Check("out", "work", 10, {})
+    text = GPU_OUTPUT.format(B=64, ours=ours, ratio=ours / 2, gbs=pct * 33, pct=pct)
+    gpu_check._bench_verdicts(check, text, 64, 2048)
+    gpu_check._bench_verdicts(check, text.replace("batch 64", "batch 2048"), 2048, 2048)
+    step, bandwidth = check.notes
+    assert step.startswith(f"- {'met' if met[0] else 'MISSED'}: training step at batch 64 vs torch CUDA")
+    assert f"= {ours / 2:.2f}x (target <= 1.5x)" in step
+    assert bandwidth.startswith(f"- {'met' if met[1] else 'MISSED'}: depthwise bandwidth at batch 2048")
+    assert check.failed == (not all(met))
+
+
+def test_missing_figures_are_a_miss_not_a_pass():
+    check = gpu_check.Check("out", "work", 10, {})
+    gpu_check._bench_verdicts(check, "it crashed half way", 2048, 2048)
+    assert check.failed and "no bandwidth line" in check.notes[0]
+
+
+def test_dry_run_runs_every_step_that_needs_no_gpu(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gpu_check.py"), "--dry-run",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    for step in ("install-pip", "import", "versions", "tests", "pipeline-cpu", "bench-cpu-dry-run"):
+        assert f"| {step} | passed |" in summary, summary
+    for step in ("same-weights-cpu-vs-gpu", "pipeline-cuda", "bench-batch-64", "bench-batch-2048"):
+        assert f"| {step} | skipped (needs a GPU) |" in summary
+    assert "met: dry run: bench/vs_torch.py ran on the CPU and its table parsed" in summary
+    assert (tmp_path / "out" / "results-cpu.json").exists()
