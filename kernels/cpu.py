@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import reference
-from .cpu_runtime import _EMPTY, _FAST, _MAX_THREADS, SMALL_WORK, _alloc, _launch
+from .cpu_runtime import _EMPTY, _FAST, SMALL_WORK, _alloc, _launch, max_threads
 from .cpu_runtime import set_poison  # noqa: F401  (re-exported: a testing aid)
 from .reference import ACTIVATIONS, conv_out_len  # noqa: F401  (re-exported: the backend's full surface)
 
@@ -340,7 +340,7 @@ def pw_conv1d_bwd(gy, x, w):
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
     wT = np.ascontiguousarray(w.T, dtype=x.dtype)
     gx = _alloc(x.shape, x.dtype)
-    threads = 1 if gy.size < SMALL_WORK else _MAX_THREADS
+    threads = 1 if gy.size < SMALL_WORK else max_threads()
     parts = _alloc((threads, w.shape[0], w.shape[1]), x.dtype)
     _launch(_pw_bwd, gy.size, gy, x, wT, gx, parts)
     return gx, parts.sum(axis=0), _channel_sum(gy)

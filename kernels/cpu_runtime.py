@@ -63,7 +63,20 @@ def _launch(kernel, work, *args):
     kernel(*args)
 
 
-_MAX_THREADS = numba.config.NUMBA_NUM_THREADS
+_MAX_THREADS = max(1, min(int(os.environ.get("TINYSML_THREADS") or 0) or numba.config.NUMBA_NUM_THREADS,
+                          numba.config.NUMBA_NUM_THREADS))
+
+
+def max_threads() -> int:
+    """How many threads a large kernel runs on (``TINYSML_THREADS``, default: all of Numba's)."""
+    return _MAX_THREADS
+
+
+def set_max_threads(n: int) -> None:
+    """Run large kernels on ``n`` threads from now on (at most Numba's pool). One thread per process
+    is what a pool of processes wants; results depend on it where partial sums are per thread."""
+    global _MAX_THREADS
+    _MAX_THREADS = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
 
 
 def _alloc(shape, dtype):

@@ -59,3 +59,14 @@ def test_resume_with_another_config_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"train_config.lr: checkpoint 0.002 vs now 0.01"):
         fit(build_model(preset("har-student", 3, 32, 3)), (X, y), (Xv, yv), TrainConfig(epochs=2, lr=0.01),
             checkpoint=str(ckpt), progress=False)
+
+
+@pytest.mark.parametrize("n", [1, 2, 31, 32, 33, 34, 64, 95])
+@pytest.mark.parametrize("shuffled", [True, False])
+def test_the_progress_bar_counts_the_batches_that_run(n, shuffled):
+    """92/92 then 93it was the bug: the bar's total must be what iterate_batches yields."""
+    from tinysml.data.batches import count_batches, iterate_batches
+    rng = np.random.default_rng(0) if shuffled else None
+    X, y = np.zeros((n, 1, 2), np.float32), np.zeros(n, np.int64)
+    assert count_batches(n, 32, shuffled) == len(list(iterate_batches(X, y, 32, rng)))
+    assert count_batches(n, 32, shuffled, drop_last=True) == len(list(iterate_batches(X, y, 32, rng, drop_last=True)))

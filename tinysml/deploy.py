@@ -87,7 +87,8 @@ def fold_model(tree: dict, where: str = "checkpoint") -> dict:
     layers.append({"op": "head", "w": wh[:, :, 0], "b": bh})
     classifier = {k[len("classifier."):]: v for k, v in state.items() if k.startswith("classifier.")}
     return {"kind": "deploy", "config": cfg, "layers": layers, "classifier": classifier,
-            "scaler": tree.get("scaler"), "class_names": tree.get("class_names")}
+            "scaler": tree.get("scaler"), "class_names": tree.get("class_names"),
+            **{k: tree[k] for k in ("dataset", "data_path") if tree.get(k) is not None}}
 
 
 def pack(deploy_tree: dict):

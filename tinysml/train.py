@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from . import functions as F
 from . import io
 from .backend import get_array_module
-from .data.batches import augment, iterate_batches
+from .data.batches import augment, count_batches, iterate_batches
 from .metrics import evaluate_predictions
 from .optim import build_optimizer, build_schedule
 from .random import manual_seed
@@ -163,7 +163,7 @@ def fit(model, train, val, config: TrainConfig, loss_fn=None, params=None, evalu
         model.train()
         losses = []
         batches = iterate_batches(X_train, y_train, config.batch_size, rng)
-        n_batches = max(1, len(y_train) // config.batch_size)
+        n_batches = count_batches(len(y_train), config.batch_size)
         for xb, yb in tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                            disable=not progress):
             if config.augment_jitter or config.augment_scale or config.augment_shift:

@@ -20,6 +20,12 @@ def iterate_batches(X: np.ndarray, y: np.ndarray, batch_size: int, rng: np.rando
         yield X[idx], y[idx]
 
 
+def count_batches(n: int, batch_size: int, shuffled: bool = True, drop_last: bool = False) -> int:
+    """How many batches ``iterate_batches`` yields for n windows (what a progress bar counts)."""
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest and not drop_last and (rest >= 2 or not shuffled) else 0)
+
+
 def augment(X: np.ndarray, rng: np.random.Generator, jitter: float = 0.0, scale: float = 0.0,
             max_shift: int = 0) -> np.ndarray:
     """Random training-time augmentation of a batch (B, C, L), returned as a new array:

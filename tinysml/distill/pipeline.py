@@ -190,6 +190,11 @@ def _check_teacher_identity(run_dir: str, teacher_checkpoint: str | None) -> dic
     return {**saved, **identity}
 
 
+def _data_options(config: SMLDistConfig) -> dict:
+    """What a checkpoint records so that ``tinysml evaluate`` can find its test data again."""
+    return {"dataset": config.dataset, **({"data_path": config.data_path} if config.data_path else {})}
+
+
 def _train_config(config: SMLDistConfig, epochs, lr, **overrides) -> TrainConfig:
     return TrainConfig(**{"epochs": epochs, "batch_size": config.batch_size, "lr": lr,
                           "weight_decay": config.weight_decay, "optimizer": config.optimizer, "schedule": "cosine",
@@ -220,7 +225,7 @@ def train_teacher(config: SMLDistConfig, data, run_dir: str, log) -> Module:
         checkpoint=os.path.join(run_dir, "teacher.train.npz"), fingerprint={"model": teacher.config.to_dict()},
         progress=not log.quiet)
     io.save_model(path, teacher, scaler=data.scaler.to_tree(), class_names=data.dataset.class_names,
-                  dataset=config.dataset)
+                  **_data_options(config))
     return teacher
 
 
@@ -410,7 +415,7 @@ def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = No
                  checkpoint=os.path.join(run_dir, "final.train.npz"), fingerprint={"method": config.method},
                  progress=not quiet)
     io.save_model(os.path.join(run_dir, "student.npz"), student, scaler=data.scaler.to_tree(),
-                  class_names=data.dataset.class_names, dataset=config.dataset)
+                  class_names=data.dataset.class_names, **_data_options(config))
 
     t_cost, s_cost = profile.summary(teacher, shape), profile.summary(student, shape)
     results = {
