@@ -45,3 +45,36 @@ def test_pipeline_flags_reach_the_config():
     assert (cfg.method, cfg.teacher_epochs, cfg.use_stage) == ("kd", 7, False)
     assert (cfg.teacher_label_smoothing, cfg.teacher_jitter, cfg.teacher_scale) == (0.1, 0.05, 0.2)
     assert cfg.student_epochs == 30          # a flag not given keeps the config's default
+
+
+def test_evaluate_works_on_every_file_the_cli_writes(tmp_path, capsys):
+    """A teacher (train-teacher), a student (distill) and its export (deploy file): each records its
+    dataset, and the exported file scores exactly as the student it came from."""
+    common = ["--dataset", "basicmotions", "--teacher-epochs", "2", "--batch-size", "16", "--quiet"]
+    assert main(["train-teacher", *common, "--out", str(tmp_path / "t")]) == 0
+    assert main(["distill", *common, "--method", "none", "--student-epochs", "2", "--teacher",
+                 str(tmp_path / "t" / "teacher.npz"), "--out", str(tmp_path / "run")]) == 0
+    assert main(["export", str(tmp_path / "run" / "student.npz"), "--out", str(tmp_path / "student.deploy.npz")]) == 0
+    capsys.readouterr()
+    scores = {}
+    for name in ("t/teacher.npz", "run/student.npz", "student.deploy.npz"):
+        assert main(["evaluate", str(tmp_path / name)]) == 0, name
+        printed = capsys.readouterr().out
+        scores[name] = json.loads(printed[:printed.index("}") + 1])
+        assert scores[name]["dataset"] == "basicmotions" and scores[name]["test_windows"] == 40
+        assert "Badminton" in printed                                   # the per-class report
+    assert scores["student.deploy.npz"]["accuracy"] == scores["run/student.npz"]["accuracy"]
+    assert scores["t/teacher.npz"]["kind"] == "model" and scores["student.deploy.npz"]["kind"] == "deploy"
+
+
+def test_help_shows_defaults_and_only_the_options_that_apply(capsys):
+    import pytest as _pytest
+    for argv in (["distill", "--help"], ["train-teacher", "--help"]):
+        with _pytest.raises(SystemExit):
+            main(argv)
+        out = " ".join(capsys.readouterr().out.split())
+        assert "(default: 30)" in out and "(default: basicmotions)" in out and "tinysml data list" in out
+        assert ("--student-epochs" in out) == (argv[0] == "distill") and ("--mu" in out) == (argv[0] == "distill")
+    with _pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("tinysml 0.1.0")
