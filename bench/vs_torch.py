@@ -11,7 +11,7 @@ checks that their outputs agree, then times, with the same number of threads:
   * one full training step (forward, cross-entropy, backward, AdamW);
   * inference at batch 1 through the autograd path (tinysml) and eager mode (PyTorch).
 Ratios are tinysml time / PyTorch time (below 1: tinysml is faster). The machine's measured floors
-(DESIGN.md): ~200 GFLOP/s float32 matmul, 28-34 GB/s DRAM, 130-180 GB/s L3.
+(measured on the reference machine): ~200 GFLOP/s float32 matmul, 28-34 GB/s DRAM, 130-180 GB/s L3.
 
 The script re-executes itself once with glibc malloc tunables that give PyTorch a fair allocator
 (fresh mmaps page-fault at ~2 us a page on this machine); tinysml's Numba backend sets the same

@@ -121,25 +121,35 @@ def figures(results, out_dir):
     data = load(r["config"]["dataset"])
     X = Scaler.from_tree(tree["scaler"]).transform(data.test.X)
     M = confusion_matrix(data.test.y, predict_logits(model, X).argmax(1), data.num_classes)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    ax.imshow(M / M.sum(1, keepdims=True), cmap="Blues", vmin=0, vmax=1)
+    shown = "SMLDist" if "SMLDist" in results else "student alone"
+    seed, dataset = r["config"]["seed"], r["config"]["dataset"]
+    rates = M / np.maximum(M.sum(1, keepdims=True), 1)                 # row-normalised: recall per true class
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="share of the true class")
     ax.set_xticks(range(len(data.class_names)), data.class_names, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(data.class_names)), data.class_names, fontsize=7)
     for i in range(len(M)):
-        for j in range(len(M)):
-            ax.text(j, i, M[i, j], ha="center", va="center", fontsize=7)
-    shown = "SMLDist" if "SMLDist" in results else "student alone"
-    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(f"{shown} student, test subjects (first seed)")
+        for j in range(len(M)):                                         # dark cells get white counts
+            ax.text(j, i, M[i, j], ha="center", va="center", fontsize=7,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted class"), ax.set_ylabel("true class")
+    ax.set_title(f"{dataset}: {shown} student, seed {seed}\ntest windows (counts; colour = share of the true class)",
+                 fontsize=9)
     fig.tight_layout()
     cm_path = os.path.join(out_dir, "confusion_smldist.png")
     fig.savefig(cm_path, dpi=120)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name in results:
-        if name == "teacher":
-            continue
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    styles = [(c, ls) for ls in ("-", "--", ":", "-.") for c in plt.rcParams["axes.prop_cycle"].by_key()["color"]]
+    markers = "os^vD<>px*"
+    for k, name in enumerate(n for n in results if n != "teacher"):
         h = results[name][0]["history"]
-        ax.plot([e["epoch"] for e in h], [e["macro_f1"] for e in h], label=name)
-    ax.set_xlabel("epoch"), ax.set_ylabel("validation macro-F1"), ax.legend(fontsize=7), ax.grid(alpha=0.3)
+        color, line = styles[k % len(styles)]
+        ax.plot([e["epoch"] for e in h], [e["macro_f1"] for e in h], label=name, color=color, linestyle=line,
+                marker=markers[k % len(markers)], markersize=3, markevery=max(1, len(h) // 8))
+    ax.set_xlabel("epoch of the final phase"), ax.set_ylabel("validation macro-F1")
+    ax.set_title(f"{dataset}: validation macro-F1 per epoch, every student method, seed {seed}", fontsize=9)
+    ax.legend(fontsize=7, ncol=2), ax.grid(alpha=0.3)
     fig.tight_layout()
     curves_path = os.path.join(out_dir, "curves.png")
     fig.savefig(curves_path, dpi=120)

@@ -30,6 +30,7 @@ def test_conditional_rule_replaces_the_target_exactly_where_the_teacher_is_wrong
 
 
 def test_smoothed_conditional_loss_by_hand():
+    """docs/algorithm.md, section 6, steps 1-5 (T = 2, where both target weights are 1/2)."""
     z_s = np.array([[1.0, -2.0, 0.5]])
     z_t = np.array([[0.2, 0.1, 2.0]])
     y = np.array([2])
@@ -45,7 +46,7 @@ def test_smoothed_conditional_loss_by_hand():
 
 @pytest.mark.parametrize("T", [1.0, 3.0])
 def test_smoothed_conditional_loss_label_weights_by_hand(T):
-    """docs/algorithm.md, the smoothed conditional rule, step 4: the label's target weight is 1/T
+    """docs/algorithm.md, section 6, step 4: the label's target weight is 1/T
     and every other class's is 1 - 1/T. At T = 1 that is the plain one-hot (0 off the label); at
     T = 3 the two weights (1/3 vs 2/3) differ, so swapping them changes the loss. Written out with
     numbers, not with the formula the code uses."""
@@ -110,7 +111,7 @@ def attention_by_hand(ft, tau):
 
 
 def test_frequency_attention_from_the_equation_in_float64():
-    """docs/algorithm.md, the stage loss: the attention computed independently of the code's rFFT
+    """docs/algorithm.md, section 3: the attention computed independently of the code's rFFT
     and attention, and one case worked out by hand."""
     ft = R.standard_normal((2, 3, 8)) * 3
     np.testing.assert_allclose(frequency_attention(ft, tau=0.5), attention_by_hand(ft, 0.5), rtol=1e-10)
@@ -122,6 +123,7 @@ def test_frequency_attention_from_the_equation_in_float64():
 
 
 def test_stage_loss_by_hand_and_zero_at_equality():
+    """docs/algorithm.md, section 3: L_stage = MSE + gamma sum_f a_f mean_{b,c} (X_S,f - X_T,f)^2."""
     fs, ft = R.standard_normal((2, 3, 8)), R.standard_normal((2, 3, 8))
     a = attention_by_hand(ft, 0.5)
     spectral = ((dft_magnitude(fs) - dft_magnitude(ft)) ** 2).mean(axis=(0, 1))         # (F,)

@@ -1,4 +1,4 @@
-"""The 1-D MobileNetV3: SPEC.md's counts, stage anchors, shapes, input errors, gradients."""
+"""The 1-D MobileNetV3: docs/algorithm.md's counts (section 2), stage anchors, shapes, input errors, gradients."""
 import numpy as np
 import pytest
 

@@ -27,6 +27,8 @@ from . import architecture, io
 from .kernels import reference
 
 MAX_CHUNK = 256        # windows per compiled call: larger batches run in chunks, so work buffers stay bounded
+# pretrained models shipped in the package (tinysml/pretrained/README.md says how each was made)
+PRETRAINED = {"uci-har-student": "uci-har-student.deploy.npz"}
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
 
@@ -303,9 +305,21 @@ def _network_kernel(use_numba):
         return None
 
 
+def pretrained_path(name: str) -> str:
+    """The file of a pretrained model shipped with tinysml (``PRETRAINED``)."""
+    import os
+    if name not in PRETRAINED:
+        raise ValueError(f"no pretrained model {name!r}; shipped: {', '.join(sorted(PRETRAINED))}")
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained", PRETRAINED[name])
+
+
 def load_deploy_tree(path) -> dict:
-    """The checked deploy tree of a model or deploy checkpoint: a model is checked against its config
-    and folded; a deploy file is checked against its config. Anything else is refused."""
+    """The checked deploy tree of a model or deploy checkpoint (a path, or the name of a shipped
+    pretrained model): a model is checked against its config and folded; a deploy file is checked
+    against its config. Anything else is refused."""
+    import os
+    if isinstance(path, str) and path in PRETRAINED and not os.path.exists(path):
+        path = pretrained_path(path)
     tree = io.load(path)
     kind = tree.get("kind")
     try:

@@ -2,7 +2,7 @@
 
 MACs are counted by running one sample through the model with a counter active: every Conv1d
 and Linear adds its multiply-adds (convolutions: O * C/G * K * Lout; linear: in * out per row).
-BN, activations and pooling are not counted (the usual convention, and SPEC.md's).
+BN, activations and pooling are not counted (the usual convention; docs/algorithm.md, section 2).
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def count_macs(model: Module, input_shape, by_module: bool = False):
 
 
 def backbone_macs(model, input_shape) -> int:
-    """MACs of a MobileNetV3 without its classifier head (SPEC.md's convention)."""
+    """MACs of a MobileNetV3 without its classifier head (docs/algorithm.md, section 2)."""
     _, counts = count_macs(model, input_shape, by_module=True)
     return int(sum(v for k, v in counts.items() if not k.startswith("classifier")))
 

@@ -1,4 +1,4 @@
-"""Auto-search over heterogeneous classifier heads (SPEC.md section 5).
+"""Auto-search over heterogeneous classifier heads (docs/algorithm.md, section 5).
 
 The search space is data: head kind -> hyper-parameter -> values, e.g.
 

@@ -1,6 +1,6 @@
 """Per-channel scaling, fitted on training windows only and stored with the model.
 
-Robust IQR scaling (SPEC.md section 1, the authors' choice): with the channel's quartiles Q25, Q75
+Robust IQR scaling (docs/algorithm.md, section 1, the authors' choice): with the channel's quartiles Q25, Q75
 and IQR = Q75 - Q25, clip to [Q25 - 1.5 IQR, Q75 + 1.5 IQR] and map that range linearly to [0, 1].
 Z-score: (x - mean) / std.
 """

@@ -1,4 +1,4 @@
-"""Logits distillation (SPEC.md section 6) and the Hinton KD baseline.
+"""Logits distillation (docs/algorithm.md, section 6) and the Hinton KD baseline.
 
 The smoothed conditional rule of the released code, for student logits z_s, teacher logits z_t
 (constant), labels y, K classes, ratio lambda, temperature T, hardness eta:

@@ -1,4 +1,4 @@
-"""Memory distillation (SPEC.md section 4): the student learns to retrieve the teacher's memories
+"""Memory distillation (docs/algorithm.md, section 4): the student learns to retrieve the teacher's memories
 the way the teacher does.
 
 1. Transplant: the teacher's stored patterns X_T and output map W_o are copied into the student's

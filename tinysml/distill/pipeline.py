@@ -1,4 +1,4 @@
-"""The SMLDist pipeline (SPEC.md section 7) and the baselines, behind one config.
+"""The SMLDist pipeline (docs/algorithm.md, section 8) and the baselines, behind one config.
 
     1. teacher:  train the teacher with cross-entropy (or reuse a teacher checkpoint)
     2. stage:    progressive stage distillation of the student, anchor by anchor        (smldist)
@@ -65,22 +65,22 @@ class SMLDistConfig:
     student_epochs: int = 30
     student_lr: float = 2e-3
     weight_decay: float = 1e-2
-    # stage distillation (SPEC 3)
+    # stage distillation (docs/algorithm.md, section 3)
     use_stage: bool = True
     stage_epochs: int = 5           # per anchor; a fresh optimiser for each
     stage_lr: float = 1e-3          # [ours] the released 1e-4 is for 200-epoch budgets
     gamma: float = 1.0              # weight of the spectral term; 0 = the released code's plain MSE
     tau: float = 1.0
     uniform_freq: bool = False
-    # memory distillation (SPEC 4)
+    # memory distillation (docs/algorithm.md, section 4)
     mu: float = 1.0
     transplant_head: bool = True
-    # logits distillation (SPEC 6)
+    # logits distillation (docs/algorithm.md, section 6)
     lam: float = 1.0
     T: float = 1.0
     eta: float = 1.0
-    logits_form: str = "released"   # "released": SPEC 6 as in the authors' code; "direct" [ours]: CE on q~
-    # head auto-search (SPEC 5): candidates trained on the stage-distilled student's features
+    logits_form: str = "released"   # "released": section 6 as in the authors' code; "direct" [ours]: CE on q~
+    # head auto-search (docs/algorithm.md, section 5): candidates trained on the stage-distilled student's features
     search: bool = False
     search_space: dict | None = None        # None: tinysml.search.DEFAULT_SPACE
     search_budget: int | None = None        # random sample of that many candidates; None: the whole grid

@@ -1,4 +1,4 @@
-"""Stage distillation (SPEC.md section 3): the student's feature maps after each stage anchor are
+"""Stage distillation (docs/algorithm.md, section 3): the student's feature maps after each stage anchor are
 pulled towards the teacher's, progressively, anchor by anchor.
 
 Loss at one anchor, with F_S, F_T (B, C, L) and |X|_f = |rFFT_L F|_f over the length axis:

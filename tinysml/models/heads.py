@@ -2,7 +2,7 @@
 
 Every head is a Module with the same call signature, built from a small spec dict
 (``{"kind": "linear", "dropout": 0.1}``) so that the spec can be saved in a checkpoint and searched
-over (SPEC.md section 5).
+over (docs/algorithm.md, section 5).
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class MLPHead(Module):
 
 
 class HopfieldHead(Module):
-    """A modern-Hopfield memory of N learnable stored patterns X (N, d) (SPEC.md section 4):
+    """A modern-Hopfield memory of N learnable stored patterns X (N, d) (docs/algorithm.md, section 4):
 
         xi = W_q LN(h)                       query (B, d)
         p  = softmax(beta xi X^T)            association with every stored pattern (B, N)
@@ -86,7 +86,7 @@ class HopfieldHead(Module):
 
 
 class MixtureHead(Module):
-    """The released code's gated mixture of heads (SPEC.md section 5):
+    """The released code's gated mixture of heads (docs/algorithm.md, section 5):
 
         y = log sum_i alpha_i softmax(y_i),   alpha = softmax(w), w learnable, starting at 0
 

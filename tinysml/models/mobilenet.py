@@ -1,4 +1,4 @@
-"""1-D MobileNetV3 for inertial windows (B, C, L), as in the SMLDist authors' code (SPEC.md section 2).
+"""1-D MobileNetV3 for inertial windows (B, C, L), as in the SMLDist authors' code (docs/algorithm.md, section 2).
 
     stem:        Conv1d(C -> c0, k=3, s=2, p=1, no bias) -> BN -> hardswish
     bottlenecks: pointwise expand -> BN -> act -> depthwise(k, s) -> BN -> [SE] -> act -> pointwise project -> BN
@@ -236,7 +236,7 @@ class MobileNetV3(Module):
         return (logits, stages) if return_stages else logits
 
     def backbone(self) -> list:
-        """The modules SPEC.md counts as the backbone: stem, bottlenecks, head conv (not the classifier)."""
+        """The modules docs/algorithm.md (section 2) counts as the backbone: stem, bottlenecks, head conv (not the classifier)."""
         return [self.stem, self.blocks, self.head_conv]
 
     def extra_repr(self):
