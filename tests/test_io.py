@@ -96,3 +96,13 @@ def test_a_process_killed_midway_through_a_write_keeps_the_old_file(tmp_path):
     assert subprocess.run([sys.executable, "-c", script]).returncode == -9
     assert path.read_bytes() == old
     np.testing.assert_array_equal(io.load(path)["x"], np.arange(5.0))
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through a private temporary file; the result has the mode open() would give."""
+    old = os.umask(0o022)
+    try:
+        io.save(tmp_path / "c.npz", {"x": np.ones(2)})
+    finally:
+        os.umask(old)
+    assert (os.stat(tmp_path / "c.npz").st_mode & 0o777) == 0o644
