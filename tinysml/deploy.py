@@ -181,8 +181,9 @@ def _head_logits(spec: dict, params: dict, h: np.ndarray) -> np.ndarray:
 class Predictor:
     """Class probabilities for raw (B, C, L) windows from one checkpoint file."""
 
-    def __init__(self, deploy_tree: dict, use_numba: bool | None = None):
-        architecture.check_deploy(deploy_tree, "deploy tree")
+    def __init__(self, deploy_tree: dict, use_numba: bool | None = None, _checked: bool = False):
+        if not _checked:                        # load() has checked it already (load_deploy_tree)
+            architecture.check_deploy(deploy_tree, "deploy tree")
         self.tree = deploy_tree
         cfg = deploy_tree["config"]
         self.channels, self.length, self.num_classes = cfg["in_channels"], cfg["length"], cfg["num_classes"]
@@ -202,7 +203,7 @@ class Predictor:
     def load(cls, path, use_numba: bool | None = None) -> "Predictor":
         """Read a model checkpoint (folded now) or an exported one (``tinysml export``); either is
         checked against its own config first (``load_deploy_tree``)."""
-        return cls(load_deploy_tree(path), use_numba)
+        return cls(load_deploy_tree(path), use_numba, _checked=True)
 
     # ----------------------------------------------------------------- input checks
     def check(self, windows, nan_policy: str = "raise") -> np.ndarray:
@@ -233,7 +234,9 @@ class Predictor:
         x = self.check(windows, nan_policy)                               # (B, C, L)
         if x.shape[0] == 0:                                                # an empty batch: an empty answer
             return np.zeros((0, self.layers[-1]["w"].shape[0]), np.float32)
-        if self.network is not None:                                       # one compiled call per chunk
+        if self.network is not None and len(x) <= MAX_CHUNK:               # one compiled call
+            return self._network_features(x)
+        if self.network is not None:                                       # one per chunk
             return np.concatenate([self._network_features(x[i:i + MAX_CHUNK]) for i in range(0, len(x), MAX_CHUNK)])
         if self.scaler is not None:
             shift, scale, low, high = self.scaler
