@@ -1,12 +1,16 @@
-"""The deployment path against PyTorch eager, side by side in one process, plus cold start and
-peak memory of a deployment process.
+"""The deployment path against PyTorch eager and onnxruntime, side by side in one process, plus the
+cold start of a whole deployment process and its peak memory.
 
     python bench/deploy_latency.py [--threads 2] [--repeats 300]
 
 Model: ``har-student`` on (9, 128), linear head (the PyTorch twin supports it), batch norm folded
-by tinysml.deploy. Cold start = a new Python process that imports tinysml.deploy, loads the
-checkpoint and predicts once (Numba's cache warm, as after the first run of a deployment).
-onnxruntime runs the graph ``tinysml export`` writes (extra ``onnx``), when installed.
+by tinysml.deploy. onnxruntime (extra ``onnx``) runs the graph ``tinysml export`` writes, at 1 and
+at 2 intra-op threads; the ratio that counts is against its best. PyTorch runs with ``--threads``.
+Every library in the process gets the same glibc allocator settings (``timing.TUNABLES``).
+
+Cold start = the wall time of a whole new process, seen from outside: interpreter start, imports,
+loading the checkpoint, one prediction, and interpreter exit (median of 5, after one run that warms
+the OS file cache and Numba's kernel cache, as after a deployment's first run).
 """
 from __future__ import annotations
 
@@ -15,30 +19,46 @@ import os
 import subprocess
 import sys
 import tempfile
-
-import numpy as np
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import median_ms  # noqa: E402
+from timing import median_ms, same_allocator_for_everyone, verdict  # noqa: E402
 
-COLD = """
-import time
-t0 = time.perf_counter()
+if __name__ == "__main__":
+    same_allocator_for_everyone()
+
+import numpy as np  # noqa: E402
+
+COLD_TINYSML = """
 import numpy as np
 from tinysml.deploy import Predictor
-p = Predictor.load({path!r})
-p.predict_proba(np.zeros((1, 9, 128), np.float32))
-t1 = time.perf_counter()
-hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]   # peak RSS, kB
-print(t1 - t0, int(hwm) / 1024)
+Predictor.load({path!r}).predict_proba(np.zeros((1, 9, 128), np.float32))
+print([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])   # peak RSS, kB
+"""
+COLD_ORT = """
+import numpy as np, onnxruntime as ort
+so = ort.SessionOptions(); so.intra_op_num_threads = 1
+ort.InferenceSession({path!r}, so, providers=["CPUExecutionProvider"]).run(
+    ["probabilities"], {{"windows": np.zeros((1, 9, 128), np.float32)}})
+print([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
 """
 
 
+def whole_process(code: str, env: dict, runs: int = 5):
+    """(median wall seconds, median peak MiB) of ``python -c code`` as a whole process."""
+    subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, check=True)     # warm caches
+    walls, peaks = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        walls.append(time.perf_counter() - t0)
+        peaks.append(int(out.stdout.split()[-1]) / 1024)
+    return float(np.median(walls)), float(np.median(peaks))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="PyTorch's threads (and the Numba pool's)")
     ap.add_argument("--repeats", type=int, default=300)
     args = ap.parse_args(argv)
     import torch
@@ -52,49 +72,62 @@ def main(argv=None):
     path = os.path.join(tempfile.mkdtemp(), "student.npz")
     io.save_model(path, model)
     onnx_path = path.replace(".npz", ".onnx")
+    sessions = {}
     try:
         import onnxruntime as ort
         from tinysml.onnx_export import to_onnx
         to_onnx(path, onnx_path)                        # tinysml's own export: the same folded graph
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = args.threads
-        sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        for threads in (1, 2):
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            sessions[threads] = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
     except Exception as err:  # noqa: BLE001 - optional peer
-        sess = None
         print(f"(onnxruntime not compared: {type(err).__name__}: {str(err)[:80]})")
     predictors = {"tinysml.deploy (numba)": Predictor.load(path), "tinysml.deploy (numpy only)":
                   Predictor.load(path, use_numba=False)}
+    print(f"har-student (9, 128), linear head; torch and the Numba pool at {args.threads} threads; "
+          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')}")
+    targets = []
     for batch in (1, 64):
         x = np.random.default_rng(0).standard_normal((batch, 9, 128)).astype(np.float32)
         xt = torch.from_numpy(x)
         with torch.no_grad():
             want = twin(xt).numpy()
-        rows = []
+        rows = {}
         for name, p in predictors.items():
             assert np.allclose(p.logits(x), want, atol=1e-4), name
-            rows.append((name, median_ms(lambda: p.predict_proba(x), args.repeats, warmup=10)))
+            rows[name] = median_ms(lambda: p.predict_proba(x), args.repeats, warmup=10)
 
         def torch_eager():
             with torch.no_grad():
                 twin(xt)
-        t_torch = median_ms(torch_eager, args.repeats)
-        rows.append(("torch eager", t_torch))
-        if sess is not None:
+        rows["torch eager"] = median_ms(torch_eager, args.repeats, warmup=10)
+        for threads, sess in sessions.items():
             assert np.allclose(sess.run(["logits"], {"windows": x})[0], want, atol=1e-4)
-            rows.append(("onnxruntime (tinysml export)",
-                         median_ms(lambda: sess.run(["probabilities"], {"windows": x}), args.repeats)))
-        print(f"\nbatch-{batch} latency, har-student (9, 128), {args.threads} threads")
-        print(f"{'path':<30}{'median ms':>10}{'vs torch':>10}")
-        for name, ms in rows:
-            print(f"{name:<30}{ms:>10.3f}{ms / t_torch:>10.2f}")
-    print("\ncold start (new process: import, load, first prediction) and peak RSS, median of 3:")
-    for label, backend in (("with numba (cache warm)", "numba"), ("numpy only", "numpy")):
-        env = dict(os.environ, TINYSML_BACKEND=backend)
-        subprocess.run([sys.executable, "-c", COLD.format(path=path)], capture_output=True, env=env)  # warm caches
-        cold = [subprocess.run([sys.executable, "-c", COLD.format(path=path)], capture_output=True, text=True,
-                               env=env).stdout.split() for _ in range(3)]
-        print(f"  {label:<26}{np.median([float(c[0]) for c in cold]):.3f} s   "
-              f"{np.median([float(c[1]) for c in cold]):.0f} MiB")
+            rows[f"onnxruntime, {threads} thread{'s' if threads > 1 else ''}"] = median_ms(
+                lambda: sess.run(["probabilities"], {"windows": x}), args.repeats, warmup=10)
+        ort_best = min((ms for name, ms in rows.items() if name.startswith("onnxruntime")), default=float("nan"))
+        print(f"\nbatch-{batch} latency (median of {args.repeats})")
+        print(f"{'path':<30}{'median ms':>10}{'vs torch':>10}{'vs ort best':>13}")
+        for name, ms in rows.items():
+            print(f"{name:<30}{ms:>10.3f}{ms / rows['torch eager']:>10.2f}{ms / ort_best:>13.2f}")
+        ratio = rows["tinysml.deploy (numba)"] / ort_best
+        targets.append((f"deploy batch {batch} <= 0.7x onnxruntime (best of 1, 2 threads)", f"{ratio:.2f}x",
+                        verdict(ratio <= 0.7)))
+
+    print("\ncold start, whole process (start, import, load, one prediction, exit; median of 5) and peak RSS:")
+    cold = {}
+    for label, backend in (("tinysml, numba (cache warm)", "numba"), ("tinysml, numpy only", "numpy")):
+        cold[label] = whole_process(COLD_TINYSML.format(path=path), dict(os.environ, TINYSML_BACKEND=backend))
+    if sessions:
+        cold["onnxruntime, 1 thread"] = whole_process(COLD_ORT.format(path=onnx_path), dict(os.environ))
+    for label, (wall, mib) in cold.items():
+        print(f"  {label:<30}{wall:.3f} s   {mib:.0f} MiB")
+    wall = cold["tinysml, numba (cache warm)"][0]
+    targets.append(("cold start with Numba < 0.5 s (whole process)", f"{wall:.3f} s", verdict(wall < 0.5)))
+    print("\ntargets")
+    for name, value, status in targets:
+        print(f"  {status:<7}{name}: {value}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,22 @@
-"""Timing helper shared by the side-by-side benchmark scripts."""
+"""Helpers shared by the side-by-side benchmark scripts: timing, and a fair allocator for the peer."""
+import os
+import sys
 import time
 
 import numpy as np
+
+# glibc malloc settings that keep freed memory mapped: fresh mmaps page-fault at ~2 us a page on the
+# reference machine. tinysml's Numba backend sets the same behaviour for itself through mallopt
+# (kernels/cpu_process.py); every comparison gives PyTorch and onnxruntime the same.
+TUNABLES = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=1073741824"
+
+
+def same_allocator_for_everyone() -> None:
+    """Re-execute the running script once with TUNABLES in the environment (glibc reads them at
+    process start), so that every library in the process, the peers included, gets them."""
+    if os.environ.get("GLIBC_TUNABLES") != TUNABLES:
+        os.environ["GLIBC_TUNABLES"] = TUNABLES
+        os.execv(sys.executable, [sys.executable] + sys.argv)
 
 
 def median_ms(fn, repeats, warmup=3):
@@ -14,3 +29,7 @@ def median_ms(fn, repeats, warmup=3):
         fn()
         times.append(time.perf_counter() - t0)
     return 1e3 * float(np.median(times))
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"

@@ -23,16 +23,13 @@ import argparse
 import os
 import sys
 
-TUNABLES = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=1073741824"
-if os.environ.get("GLIBC_TUNABLES") != TUNABLES and __name__ == "__main__":
-    os.environ["GLIBC_TUNABLES"] = TUNABLES
-    os.execv(sys.executable, [sys.executable] + sys.argv)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import median_ms, same_allocator_for_everyone  # noqa: E402
 
+if __name__ == "__main__":
+    same_allocator_for_everyone()
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import median_ms  # noqa: E402
 
 
 
@@ -61,6 +58,9 @@ def main(argv=None):
     parser.add_argument("--backend", default="numba", help="CPU backend (numba | numpy); --device cuda uses cupy")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="cuda: tinysml's CuPy backend against torch CUDA (when this torch has CUDA)")
+    parser.add_argument("--epochs", action="store_true", help="also whole training epochs on real data "
+                                                             "(bench/epochs.py: har-teacher, har-student, realworld-student)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the epoch timings")
     args = parser.parse_args(argv)
 
     import torch
@@ -199,6 +199,17 @@ def main(argv=None):
     row(summary, "inference, batch 1 (autograd path / eager)", t_ours(infer_ours, args.repeats * 3),
         t_torch(infer_torch, args.repeats * 3))
     print_table("Totals", summary)
+    targets = []
+    if args.device == "cpu":
+        infer = next(r for r in summary if r[0].startswith("inference, batch 1"))
+        targets.append(("autograd inference, batch 1 <= 0.5x torch eager", f"{infer[3]:.2f}x", infer[3] <= 0.5))
+        if args.epochs:
+            from epochs import report
+            targets += report(args.rounds)
+    if targets:
+        print("\ntargets")
+        for name, value, ok in targets:
+            print(f"  {'met' if ok else 'MISSED':<7}{name}: {value}")
     if args.device == "cuda":
         peak = _gpu_bandwidth_gbs()
         best = max((float(r[4].split()[0]) for r in kernels if r[4].endswith("GB/s")), default=0.0)
