@@ -72,6 +72,22 @@ def test_pointwise_forward_and_backward(B, C, O, L, bias, seed):
         assert_close(ours, theirs)
 
 
+@pytest.mark.parametrize("B, C, O, L", [(2, 3, 5, 8), (4, 150, 150, 16), (3, 5, 4, 17), (2, 210, 200, 20),
+                                        (1, 6, 5, 4), (3, 900, 600, 40)])
+def test_pointwise_both_forms(B, C, O, L):
+    """Both forms of the pointwise kernels (one GEMM per batch element; one packed GEMM) on shapes
+    either side of the rule that picks between them, against the reference in float64."""
+    forward_packed = cpu._packed(B, L, C, O, backward=False)
+    backward_packed = cpu._packed(B, L, C, O, backward=True)
+    assert (forward_packed, backward_packed) == {8: (True, True), 16: (False, True), 17: (False, False),
+                                                 20: (True, True), 4: (False, False), 40: (True, True)}[L]
+    x, w, b, gy = arrays(B * 1000 + L, (B, C, L), (O, C), (O,), (B, O, L))
+    x64, w64, b64, gy64 = (a.astype(np.float64) for a in (x, w, b, gy))
+    assert_close(cpu.pw_conv1d_fwd(x, w, b), ref.pw_conv1d_fwd(x64, w64, b64))
+    for ours, theirs in zip(cpu.pw_conv1d_bwd(gy, x, w), ref.pw_conv1d_bwd(gy64, x64, w64)):
+        assert_close(ours, theirs)
+
+
 @SETTINGS
 @given(st.integers(1, 5), st.integers(1, 20), st.integers(1, 37), st.integers(0, 999))
 def test_batch_norm(B, C, L, seed):
