@@ -438,3 +438,4 @@ from .cpu_act import (act_bwd, act_fwd, channel_scale_act_bwd, channel_scale_act
                       channel_scale_bwd, channel_scale_fwd)
 from .cpu_norm import (bn_act_bwd, bn_act_eval, bn_act_train_fwd, bn_bwd, bn_eval_fwd,  # noqa: E402,F401
                        bn_train_fwd)
+from .cpu_optim import adamw_step  # noqa: E402,F401

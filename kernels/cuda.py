@@ -119,3 +119,4 @@ act_bwd = reference.act_bwd
 channel_scale_bwd = reference.channel_scale_bwd
 channel_scale_act_fwd = reference.channel_scale_act_fwd     # composed from the kernels above
 channel_scale_act_bwd = reference.channel_scale_act_bwd
+adamw_step = reference.adamw_step                          # CuPy's elementwise array code

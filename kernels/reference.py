@@ -281,3 +281,20 @@ def channel_scale_act_fwd(x, s, act):
 def channel_scale_act_bwd(gy, x, s, act):
     """Gradients of ``channel_scale_act_fwd``: g = act'(x s) gy, then gx = g s, gs = sum_l g x."""
     return channel_scale_bwd(act_bwd(act, channel_scale_fwd(x, s), gy), x, s)
+
+
+# --------------------------------------------------------------------------- optimiser
+def adamw_step(w, g, m, v, lr, beta1, beta2, eps, weight_decay, t):
+    """One AdamW step (Loshchilov & Hutter), in place on w, m, v; t >= 1 counts the steps:
+
+        w *= 1 - lr wd;   m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
+        w -= lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
+    """
+    xp = _xp(w)
+    if weight_decay:
+        w *= 1 - lr * weight_decay
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * (g * g)
+    w -= (lr / (1 - beta1 ** t)) * m / (xp.sqrt(v / (1 - beta2 ** t)) + eps)

@@ -182,3 +182,18 @@ def test_same_inputs_same_bits():
             assert np.array_equal(a, b)
     g = np.ones(64, np.float32)
     assert all(np.array_equal(a, b) for a, b in zip(cpu.bn_train_fwd(x, g, g, 1e-5), cpu.bn_train_fwd(x, g, g, 1e-5)))
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-6), (np.float64, 1e-13)])
+@pytest.mark.parametrize("n, weight_decay", [(7, 0.0), (40_000, 0.01)])            # one thread; all threads
+def test_adamw_step_equals_the_reference(dtype, rtol, n, weight_decay):
+    rng = np.random.default_rng(n)
+    w, g, m, v = (rng.standard_normal(n).astype(dtype) for _ in range(4))
+    v = np.abs(v)
+    ours, theirs = [a.copy() for a in (w, m, v)], [a.copy() for a in (w, m, v)]
+    for t in (1, 2, 50):
+        cpu.adamw_step(ours[0], g, ours[1], ours[2], 1e-3, 0.9, 0.999, 1e-8, weight_decay, t)
+        ref.adamw_step(theirs[0], g, theirs[1], theirs[2], 1e-3, 0.9, 0.999, 1e-8, weight_decay, t)
+    for a, b in zip(ours, theirs):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)

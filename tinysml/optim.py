@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from .backend import get_array_module
+from .backend import get_array_module, kernels_for
 
 
 class Optimizer:
@@ -91,12 +91,12 @@ class AdamW(Optimizer):
         return m, v
 
     def update(self, w, g, state):
-        xp = get_array_module(w)
-        m, v = self._decay_and_moments(w, g, state)
+        if "m" not in state:
+            xp = get_array_module(g)
+            state["m"], state["v"] = xp.zeros_like(w), xp.zeros_like(w)
         b1, b2 = self.betas
-        t = self.steps
-        step = self.lr / (1 - b1 ** t)
-        w -= step * m / (xp.sqrt(v / (1 - b2 ** t)) + self.eps)
+        kernels_for(w).adamw_step(w, g, state["m"], state["v"], self.lr, b1, b2, self.eps, self.weight_decay,
+                                  self.steps)
 
 
 class RAdam(AdamW):
