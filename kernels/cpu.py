@@ -339,6 +339,31 @@ def _unpack(Y2, y):
 
 
 @njit(parallel=True, cache=True)
+def _transpose_kernel(a, out):
+    """out = a.T in 32 x 32 tiles (both sides stay in cache), tile rows spread over the threads."""
+    R, C = a.shape
+    for bi in prange((R + 31) // 32):
+        r0, r1 = bi * 32, min(R, bi * 32 + 32)
+        for c0 in range(0, C, 32):
+            for r in range(r0, r1):
+                for c in range(c0, min(C, c0 + 32)):
+                    out[c, r] = a[r, c]
+
+
+def _transposed(w, dtype):
+    """A contiguous copy of w.T (the pointwise backward's w^T): tiled and parallel for large weights,
+    2.5-4x NumPy's strided copy on the released student's (3840 x 2048: 53 -> 19 ms); NumPy's for
+    small ones, where launching threads costs more."""
+    if w.size < 1 << 18:
+        return np.ascontiguousarray(w.T, dtype=dtype)
+    if w.dtype != dtype or not w.flags.c_contiguous:
+        w = np.ascontiguousarray(w, dtype=dtype)
+    out = _alloc(w.shape[::-1], dtype)
+    _launch(_transpose_kernel, w.size, w, out)
+    return out
+
+
+@njit(parallel=True, cache=True)
 def _rows_dot(a, b, out, T):
     """out = a @ b with the rows of a and out split over T threads (each a single-threaded GEMM)."""
     step = (a.shape[0] + T - 1) // T
@@ -394,7 +419,7 @@ def pw_conv1d_bwd(gy, x, w):
     packed to (O, B*L) and (C, B*L); gx = w^T G and gw = G X^T are two GEMMs with their rows split
     over the threads."""
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
-    wT = np.ascontiguousarray(w.T, dtype=x.dtype)
+    wT = _transposed(w, x.dtype)
     B, C, L = x.shape
     O = w.shape[0]
     if _packed(B, L, C, O, backward=True):
