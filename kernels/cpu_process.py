@@ -9,11 +9,17 @@ inference kernel that ``tinysml.deploy`` uses, which must not pull in SciPy):
 * glibc's malloc keeps freed memory instead of returning it to the OS (``mallopt``), so the large
   temporaries of every step reuse already-mapped pages instead of page-faulting (~2 us a page here).
   Set ``TINYSML_KEEP_MALLOC=1`` to leave the allocator alone.
+* A quick exit: the interpreter's last garbage collection walks every object Numba and LLVM
+  created (0.21 s of a 0.74 s deployment process here). An ``atexit`` hook freezes the heap first
+  (``gc.freeze()``), so that collection skips it; the process's memory goes back to the OS as it
+  would anyway, and Python never promised finalizers at exit. ``TINYSML_FAST_EXIT=0`` turns it off.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
+import gc
 import os
 
 
@@ -31,6 +37,8 @@ def _configure_process() -> None:
             libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
         except (OSError, AttributeError):   # not glibc: nothing to tune
             pass
+    if os.environ.get("TINYSML_FAST_EXIT") != "0":
+        atexit.register(gc.freeze)
 
 
 _configure_process()
