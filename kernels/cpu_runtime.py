@@ -25,6 +25,7 @@ Process-wide settings, applied on import before Numba starts its threads (overri
 from __future__ import annotations
 
 import os
+import threading
 
 from . import cpu_process  # noqa: F401  (cache folder and allocator: set before Numba compiles)
 
@@ -58,9 +59,13 @@ def _launch(kernel, work, *args):
     """Run a prange kernel on all of Numba's threads, or on one for small work: waking a sleeping
     thread costs ~50 us here, more than a small kernel takes."""
     threads = 1 if work < SMALL_WORK else _MAX_THREADS
-    if numba.get_num_threads() != threads:
+    if getattr(_this_thread, "threads", -1) != threads:   # asking Numba costs ~2.5 us a launch: remember it
         numba.set_num_threads(threads)
+        _this_thread.threads = threads
     kernel(*args)
+
+
+_this_thread = threading.local()     # what _launch last set in this thread (Numba's setting is per thread)
 
 
 _MAX_THREADS = max(1, min(int(os.environ.get("TINYSML_THREADS") or 0) or numba.config.NUMBA_NUM_THREADS,

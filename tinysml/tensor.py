@@ -64,6 +64,14 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self._ctx: Function | None = None
 
+    @classmethod
+    def _wrap(cls, array, requires_grad: bool = False) -> "Tensor":
+        """A Tensor around an array a Function returned (already an array of the backend: no
+        conversion; the hot path of every operation)."""
+        t = cls.__new__(cls)
+        t.data, t.grad, t.requires_grad, t._ctx = array, None, requires_grad, None
+        return t
+
     # ----------------------------------------------------------------- basic properties
     @property
     def shape(self) -> tuple:
@@ -224,9 +232,11 @@ class Function:
     def apply(cls, *inputs, **params) -> Tensor:
         tensors = tuple(x if isinstance(x, Tensor) else Tensor(x) for x in inputs)
         ctx = cls(*tensors)
-        out = cls.forward(ctx, *(t.data for t in tensors), **params)
+        out = cls.forward(ctx, *[t.data for t in tensors], **params)
         requires_grad = _grad_enabled and any(ctx.needs_grad)
-        result = Tensor(out, requires_grad=requires_grad)
+        if type(out) is not np.ndarray or out.dtype.kind != "f":   # scalars, integers, CuPy: the general path
+            out = _as_array(out, None)
+        result = Tensor._wrap(out, requires_grad)
         if requires_grad:
             result._ctx = ctx
         return result
