@@ -39,7 +39,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=30)
     args = ap.parse_args(argv)
-    from tinysml.kernels import cpu
+    from tinysml.kernels import cpu, cpu_pointwise
     print(f"{'layer (B, C, L) -> O':<44}{'fwd: per-b':>11}{'packed':>8}{'pick':>7}{'bwd: per-b':>12}{'packed':>8}{'pick':>7}")
     for name, B, C, L, O in layer_shapes():
         rng = np.random.default_rng(0)
@@ -48,15 +48,15 @@ def main(argv=None):
         gy = rng.standard_normal((B, O, L)).astype(np.float32)
         times = {}
         for packed in (False, True):
-            rule = cpu._packed
-            cpu._packed = lambda *a, backward, p=packed: p            # force one form
+            rule = cpu_pointwise._packed
+            cpu_pointwise._packed = lambda *a, backward, p=packed: p            # force one form
             try:
                 times[packed] = (median_ms(lambda: cpu.pw_conv1d_fwd(x, w, None), args.repeats),
                                  median_ms(lambda: cpu.pw_conv1d_bwd(gy, x, w), args.repeats))
             finally:
-                cpu._packed = rule
-        pick_f = cpu._packed(B, L, C, O, backward=False)
-        pick_b = cpu._packed(B, L, C, O, backward=True)
+                cpu_pointwise._packed = rule
+        pick_f = cpu_pointwise._packed(B, L, C, O, backward=False)
+        pick_b = cpu_pointwise._packed(B, L, C, O, backward=True)
         mark = lambda pick, direction: "packed" if pick else "per-b"  # noqa: E731
         print(f"{name + f' ({B}, {C}, {L}) -> {O}':<44}{times[False][0]:>11.3f}{times[True][0]:>8.3f}"
               f"{mark(pick_f, 0):>7}{times[False][1]:>12.3f}{times[True][1]:>8.3f}{mark(pick_b, 1):>7}")

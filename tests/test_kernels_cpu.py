@@ -8,6 +8,7 @@ from helpers import assert_close
 from tinysml.kernels import reference as ref
 
 cpu = pytest.importorskip("tinysml.kernels.cpu")
+cpu_pointwise = pytest.importorskip("tinysml.kernels.cpu_pointwise")
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -77,8 +78,8 @@ def test_pointwise_forward_and_backward(B, C, O, L, bias, seed):
 def test_pointwise_both_forms(B, C, O, L):
     """Both forms of the pointwise kernels (one GEMM per batch element; one packed GEMM) on shapes
     either side of the rule that picks between them, against the reference in float64."""
-    forward_packed = cpu._packed(B, L, C, O, backward=False)
-    backward_packed = cpu._packed(B, L, C, O, backward=True)
+    forward_packed = cpu_pointwise._packed(B, L, C, O, backward=False)
+    backward_packed = cpu_pointwise._packed(B, L, C, O, backward=True)
     assert (forward_packed, backward_packed) == {8: (True, True), 16: (False, True), 17: (False, False),
                                                  20: (True, True), 4: (False, False), 40: (True, True)}[L]
     x, w, b, gy = arrays(B * 1000 + L, (B, C, L), (O, C), (O,), (B, O, L))

@@ -34,6 +34,7 @@ from ..train import TrainConfig, evaluate, fit, predict_logits
 from .baselines import attention_transfer_loss, fitnet_hint_loss
 from .logits import direct_conditional_loss, hinton_kd_loss, smoothed_conditional_loss
 from .memory import memory_loss, teacher_association, transplant
+from .run_dir import check_run_dir, check_teacher_identity
 from .stage import StageAdapter, StudentStages, stage_loss
 
 METHODS = ("smldist", "kd", "fitnet", "at", "none")
@@ -128,66 +129,10 @@ class _Progress:
             print(msg, flush=True)
 
 
-RESUMABLE_ANYWHERE = ("device",)     # config keys a run may change when it resumes
-
-
 def _on_device(module: Module, array):
     """``array`` (NumPy) on the device of ``module``'s parameters."""
     from ..backend import get_array_module
     return get_array_module(module.parameters()[0].data).asarray(array)
-
-
-def _check_run_dir(run_dir: str, config: SMLDistConfig) -> None:
-    os.makedirs(run_dir, exist_ok=True)
-    path = os.path.join(run_dir, "config.json")
-    current = asdict(config)
-    if os.path.exists(path):
-        # options added after a run was written count as their defaults (which keep the old behaviour)
-        saved = {**asdict(SMLDistConfig()), **json.load(open(path))}
-        diffs = [f"{k}: saved {saved.get(k)!r} vs now {current.get(k)!r}" for k in sorted(set(saved) | set(current))
-                 if saved.get(k) != current.get(k) and k not in RESUMABLE_ANYWHERE]
-        if diffs:
-            raise ValueError(f"run directory {run_dir!r} holds a run with another configuration; refusing to resume:\n  "
-                             + "\n  ".join(diffs) + "\nuse another directory, or remove it to start afresh")
-    else:
-        io.write_json(path, current)
-
-
-def _check_teacher_identity(run_dir: str, teacher_checkpoint: str | None) -> dict:
-    """The teacher belongs to a run's identity. The first call records where it came from (trained
-    in this run, or a checkpoint file with its sha256) in ``teacher.json``. A resumed run given
-    another teacher is refused, so no student is ever distilled from two teachers; one given no
-    teacher reuses the recorded checkpoint if its content is unchanged."""
-    from ..data.fetch import sha256_file
-
-    def of_file(path):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"teacher checkpoint {path!r} does not exist or is not a file")
-        return {"source": "checkpoint", "sha256": sha256_file(path), "path": str(path)}
-
-    def show(t):
-        return (f"the teacher checkpoint {t.get('path')!r} (sha256 {str(t.get('sha256'))[:12]}...)"
-                if t.get("source") == "checkpoint" else "a teacher trained in the run directory")
-
-    path = os.path.join(run_dir, "teacher.json")
-    saved = json.load(open(path)) if os.path.exists(path) else None
-    if teacher_checkpoint:
-        identity = of_file(teacher_checkpoint)
-    elif saved and saved.get("source") == "checkpoint":
-        if not os.path.isfile(str(saved.get("path"))):
-            raise FileNotFoundError(f"run directory {run_dir!r} was started with {show(saved)}, which is gone; "
-                                    f"pass it again with --teacher (its sha256 must match)")
-        identity = of_file(saved["path"])
-    else:
-        identity = {"source": "trained in this run"}
-    if saved is None:
-        io.write_json(path, identity)
-        return identity
-    if (saved.get("source"), saved.get("sha256")) != (identity["source"], identity.get("sha256")):
-        raise ValueError(f"run directory {run_dir!r} was started with {show(saved)}, now given {show(identity)}; "
-                         f"refusing to resume a student under another teacher. Use another directory, or "
-                         f"remove it to start afresh")
-    return {**saved, **identity}
 
 
 def _data_options(config: SMLDistConfig) -> dict:
@@ -359,7 +304,7 @@ class _WithAdapter(Module):
 def run_teacher(config: SMLDistConfig, run_dir: str, quiet: bool = False) -> dict:
     """Phase 1 alone: train (or resume) the teacher in ``run_dir``; returns its test metrics."""
     log = _Progress(quiet)
-    _check_run_dir(run_dir, config)
+    check_run_dir(run_dir, config)
     data = prepare(load(config.dataset, path=config.data_path), config.val_fraction, config.seed, config.scaling)
     teacher = train_teacher(config, data, run_dir, log)
     return {"test": evaluate(teacher, *data.test), "val": evaluate(teacher, *data.val),
@@ -372,8 +317,8 @@ def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = No
     """Run the configured method end to end in ``run_dir`` (resuming whatever is already there).
     ``executor``: where head-search candidates run (default: a local process pool)."""
     log = _Progress(quiet)
-    _check_run_dir(run_dir, config)
-    teacher_identity = _check_teacher_identity(run_dir, teacher_checkpoint)
+    check_run_dir(run_dir, config)
+    teacher_identity = check_teacher_identity(run_dir, teacher_checkpoint)
     results_path = os.path.join(run_dir, "results.json")
     if os.path.exists(results_path):
         log(f"[done] {results_path}")
