@@ -15,6 +15,7 @@ from .reference import ACTIVATIONS, SELU_ALPHA, SELU_SCALE
 # Activation codes of the fused kernels; each helper branches once per row, outside the element
 # loop, so every loop stays vectorised.
 _ACT_CODE = {"identity": 0, "relu": 1, "relu6": 2, "hardswish": 3, "hardsigmoid": 4, "selu": 5, "sigmoid": 6}
+_SELU_F32 = 7          # SELU on float32 rows: the vectorised exp (cpu_exp.py) instead of libm's scalar expm1
 
 
 _0, _1, _3, _6, _HALF = np.float32(0), np.float32(1), np.float32(3), np.float32(6), np.float32(0.5)   # exact in
@@ -46,6 +47,12 @@ def _affine_act_row(r, scale, shift, o, act):
         for i in range(n):
             v = r[i] * scale + shift
             o[i] = SELU_SCALE * v if v > 0 else (SELU_SCALE * SELU_ALPHA) * np.expm1(v)
+    elif act == _SELU_F32:
+        lam, lam_alpha = np.float32(SELU_SCALE), np.float32(SELU_SCALE * SELU_ALPHA)
+        for i in range(n):
+            v = r[i] * scale + shift
+            e = _exp_nonpositive(min(v, _0))
+            o[i] = lam * v if v > _0 else lam_alpha * (e - _1)
     else:
         for i in range(n):
             o[i] = _1 / (_1 + np.exp(-(r[i] * scale + shift)))
@@ -77,17 +84,24 @@ def _act_grad_row(r, scale, shift, g, o, act):
         for i in range(n):
             v = r[i] * scale + shift
             o[i] = g[i] * (SELU_SCALE if v > 0 else (SELU_SCALE * SELU_ALPHA) * np.exp(v))
+    elif act == _SELU_F32:
+        lam, lam_alpha = np.float32(SELU_SCALE), np.float32(SELU_SCALE * SELU_ALPHA)
+        for i in range(n):
+            v = r[i] * scale + shift
+            e = _exp_nonpositive(min(v, _0))
+            o[i] = g[i] * (lam if v > _0 else lam_alpha * e)
     else:
         for i in range(n):
             sg = _1 / (_1 + np.exp(-(r[i] * scale + shift)))
             o[i] = g[i] * sg * (_1 - sg)
 
 
-def _act_code(act: str) -> int:
-    """The fused kernels' code for activation ``act``; a clear error for an unknown name."""
+def _act_code(act: str, dtype) -> int:
+    """The fused kernels' code for activation ``act`` on arrays of ``dtype`` (SELU on float32 gets
+    the vectorised exp; float64 keeps libm, exact); a clear error for an unknown name."""
     if act not in _ACT_CODE:
         raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
-    return _ACT_CODE[act]
+    return _SELU_F32 if act == "selu" and dtype == np.float32 else _ACT_CODE[act]
 
 
 # =========================================================================== activations
@@ -292,8 +306,8 @@ def _scale_act_bwd(gy, x, s, act, gx, gs):
 
 def channel_scale_act_fwd(x, s, act):
     """y = act(x s[:, :, None]) in one pass (squeeze-excite's scaling fused with the activation)."""
-    code = _act_code(act)
     x = np.ascontiguousarray(x)
+    code = _act_code(act, x.dtype)
     y = _alloc(x.shape, x.dtype)
     _launch(_scale_act_fwd, x.size, x, np.ascontiguousarray(s, dtype=x.dtype), code, y)
     return y
@@ -301,8 +315,8 @@ def channel_scale_act_fwd(x, s, act):
 
 def channel_scale_act_bwd(gy, x, s, act):
     """gx = act'(x s) gy s and gs = sum_l act'(x s) gy x in one pass per row (x s recomputed)."""
-    code = _act_code(act)
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    code = _act_code(act, x.dtype)
     gx = _alloc(x.shape, x.dtype)
     gs = _alloc(x.shape[:2], x.dtype)
     _launch(_scale_act_bwd, x.size, gy, x, np.ascontiguousarray(s, dtype=x.dtype), code, gx, gs)

@@ -157,8 +157,8 @@ def bn_act_train_fwd(x, gamma, beta, eps, act):
     """act(batch norm) in one kernel: the statistics pass, then y = act(x scale + shift) written
     once (the separate kernels write the normalised x, then read it back for the activation).
     Returns y, mean, var, invstd (see reference.bn_act_train_fwd)."""
-    code = _act_code(act)
     x = np.ascontiguousarray(x)
+    code = _act_code(act, x.dtype)
     C = x.shape[1]
     y = _alloc(x.shape, x.dtype)
     mean, var, invstd = (_alloc(C, x.dtype) for _ in range(3))
@@ -184,8 +184,8 @@ def bn_act_bwd(gy, x, gamma, beta, mean, invstd, act):
     """Gradients of ``bn_act_train_fwd`` per channel in parallel: the activation's derivative is
     applied first (pre recomputed from x, never stored), then the batch-norm gradient is written
     over it in place. Returns gx, ggamma, gbeta."""
-    code = _act_code(act)
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    code = _act_code(act, x.dtype)
     C = x.shape[1]
     gx = _alloc(x.shape, x.dtype)
     ggamma, gbeta = _alloc(C, x.dtype), _alloc(C, x.dtype)
@@ -204,7 +204,7 @@ def _affine_act(x, scale, shift, act, y):
 
 def bn_act_eval(x, gamma, beta, running_mean, running_var, eps, act):
     """act(eval-mode batch norm) in one pass: y = act(x scale + shift)."""
-    code = _act_code(act)
+    code = _act_code(act, x.dtype)
     scale = (gamma / np.sqrt(running_var + eps)).astype(x.dtype)
     shift = (beta - running_mean * scale).astype(x.dtype)
     y = _alloc(x.shape, x.dtype)
