@@ -70,3 +70,16 @@ def test_the_progress_bar_counts_the_batches_that_run(n, shuffled):
     X, y = np.zeros((n, 1, 2), np.float32), np.zeros(n, np.int64)
     assert count_batches(n, 32, shuffled) == len(list(iterate_batches(X, y, 32, rng)))
     assert count_batches(n, 32, shuffled, drop_last=True) == len(list(iterate_batches(X, y, 32, rng, drop_last=True)))
+
+
+def test_a_checkpoint_from_before_a_config_field_existed_still_resumes(tmp_path):
+    """A training checkpoint written before MobileNetConfig gained bn_eps (its fingerprint lacks the
+    key) resumes: a field added later counts as its default. Another value is still refused."""
+    from tinysml.train import _refuse_mismatch
+    cfg = build_model(preset("har-student", 6, 100, 4)).config.to_dict()
+    old = {k: v for k, v in cfg.items() if k != "bn_eps"}
+    identity = {"train_config": {"epochs": 1}, "fingerprint": {"model": cfg}}
+    _refuse_mismatch("c.npz", {"train_config": {"epochs": 1}, "fingerprint": {"model": old}}, identity)
+    changed = {"train_config": {"epochs": 1}, "fingerprint": {"model": {**cfg, "bn_eps": 1e-3}}}
+    with pytest.raises(ValueError, match="fingerprint.model"):
+        _refuse_mismatch("c.npz", {"train_config": {"epochs": 1}, "fingerprint": {"model": old}}, changed)

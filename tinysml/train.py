@@ -8,6 +8,7 @@ model, optimiser and schedule state, a resumed run ends with the same weights as
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -201,6 +202,12 @@ def fit(model, train, val, config: TrainConfig, loss_fn=None, params=None, evalu
 def _refuse_mismatch(path, saved: dict, current: dict) -> None:
     """Refuse to resume from a checkpoint written for another run, naming what differs."""
     saved, current = _jsonable(saved), _jsonable(current)
+    model = saved.get("fingerprint", {}).get("model")
+    if isinstance(model, dict):                  # config fields added since the checkpoint was written
+        from .models.mobilenet import MobileNetConfig          # count as their defaults (e.g. bn_eps)
+        defaults = {f.name: f.default for f in dataclasses.fields(MobileNetConfig)
+                    if f.default is not dataclasses.MISSING}
+        saved["fingerprint"]["model"] = {**{k: v for k, v in defaults.items() if k not in model}, **model}
     if saved == current:
         return
     diffs = []
