@@ -291,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     _pipeline_options(di, student=True)
     di.set_defaults(run=_cmd_distill)
 
+    from . import compare
+    co = sub.add_parser("compare", help="the results table: teacher, student alone, baselines and SMLDist over "
+                                        "seeds, on local processes or a dask cluster", formatter_class=_Help)
+    compare.build_parser(co)
+    co.set_defaults(run=lambda args: compare.main(args))
+
     se = sub.add_parser("search", help="auto-search classifier heads on a trained student's features",
                         formatter_class=_Help)
     se.add_argument("--student", required=True, help="student model checkpoint")

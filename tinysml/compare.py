@@ -1,0 +1,292 @@
+"""The full comparison: teacher, student alone, KD, FitNets, AT, SMLDist and its ablations, over
+seeds, on one dataset; writes the results table, a confusion matrix and training curves.
+
+    tinysml compare --dataset uci-har --seeds 0 1 2 --out runs/compare --doc docs/results.md
+    python examples/compare.py ...                     # the same
+
+The grid's runs are independent jobs on a ``concurrent.futures.Executor``: by default a local pool
+of processes (one per core, one thread each: ``tinysml.parallel``), or a dask.distributed cluster
+with ``--scheduler tcp://host:port``. A seed's teacher is trained first (its own run directory);
+its student runs start as soon as it is done. A run that fails is reported and the others go on;
+every finished run stays on disk, so rerunning the command resumes the rest. Each job runs its
+kernels on ``--threads`` threads wherever it lands, so results do not depend on the executor.
+
+The defaults are the budget and teacher recipe of docs/results.md (teacher 50 epochs with label
+smoothing 0.1, jitter 0.05 and gain 0.1; students 15 epochs). Every run is resumable (rerun the same
+command after a kill). Models are selected on a validation split carved from the training subjects;
+the test subjects are only evaluated, never selected on.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shlex
+
+import numpy as np
+
+from . import io
+from .distill.pipeline import SMLDistConfig, run
+
+VARIANTS = {                       # name -> config overrides
+    "student alone": {"method": "none"},
+    "KD (Hinton)": {"method": "kd"},
+    "FitNets": {"method": "fitnet"},
+    "AT": {"method": "at"},
+    "SMLDist": {"method": "smldist"},
+    "SMLDist + head search": {"method": "smldist", "search": True},
+    "SMLDist, direct logits loss [ours]": {"method": "smldist", "logits_form": "direct"},
+    "SMLDist, no frequency term": {"method": "smldist", "gamma": 0.0},
+    "SMLDist, no memory loss": {"method": "smldist", "mu": 0.0},
+    "SMLDist, no stage phase": {"method": "smldist", "use_stage": False},
+}
+
+
+TEACHER_RECIPE = ("teacher_label_smoothing", "teacher_jitter", "teacher_scale")   # SMLDistConfig fields
+
+
+def slug(name):
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def run_job(config: dict, run_dir: str, teacher_checkpoint: str | None, quiet: bool, threads: int) -> dict:
+    """One run of the grid, as a pure job (a config in, the run's results out) for any executor.
+    Its kernels run on ``threads`` threads, whatever process or thread it lands in."""
+    try:
+        from .kernels import cpu_runtime
+    except ImportError:                   # no Numba: the NumPy backend has no thread setting of its own
+        cpu_runtime = None
+    before = cpu_runtime.max_threads() if cpu_runtime else None
+    if cpu_runtime:
+        cpu_runtime.set_max_threads(threads)
+    try:
+        return run(SMLDistConfig(**config), run_dir, teacher_checkpoint=teacher_checkpoint, quiet=quiet)
+    finally:
+        if cpu_runtime:
+            cpu_runtime.set_max_threads(before)
+
+
+def run_all(args, executor=None):
+    """Every run of the grid (seeds x variants, the teachers first) on ``executor`` (default: a local
+    process pool); returns {name: [results per seed]}. Failed runs are reported after the others
+    finished, in one RuntimeError."""
+    import concurrent.futures as cf
+    from tqdm import tqdm
+    from .parallel import process_pool
+    variants = {name: VARIANTS[name] for name in VARIANTS if name in args.variants or name == "student alone"}
+    own = executor is None
+    executor = executor or process_pool(args.workers)
+    job = {"quiet": not args.verbose, "threads": args.threads}
+    pending, done_runs, failures = {}, {}, []
+    bases = {}
+    for seed in args.seeds:
+        bases[seed] = SMLDistConfig(dataset=args.dataset, seed=seed, teacher_epochs=args.teacher_epochs,
+                                    student_epochs=args.student_epochs, stage_epochs=args.stage_epochs,
+                                    batch_size=args.batch_size, **{k: getattr(args, k) for k in TEACHER_RECIPE})
+        teacher = dataclasses.replace(bases[seed], method="none", student_epochs=0)
+        future = executor.submit(run_job, dataclasses.asdict(teacher), _teacher_dir(args.out, seed), None, **job)
+        pending[future] = ("teacher", seed)
+    try:
+        with tqdm(total=len(args.seeds) * (1 + len(variants)), unit="run", desc="grid") as bar:
+            while pending:
+                finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    name, seed = pending.pop(future)
+                    bar.update()
+                    try:
+                        r = future.result()
+                    except Exception as err:  # noqa: BLE001 - reported; the other runs go on
+                        failures.append(f"seed {seed} {name}: {type(err).__name__}: {err}")
+                        bar.write(f"seed {seed} {name}: FAILED ({type(err).__name__}: {err})")
+                        if name == "teacher":
+                            bar.update(len(variants))              # its students cannot run
+                        continue
+                    if name == "teacher":
+                        teacher_ckpt = os.path.join(_teacher_dir(args.out, seed), "teacher.npz")
+                        for variant, overrides in variants.items():
+                            cfg = dataclasses.replace(bases[seed], **overrides)
+                            pending[executor.submit(run_job, dataclasses.asdict(cfg), _run_dir(args.out, seed, variant),
+                                                    teacher_ckpt, **job)] = (variant, seed)
+                        continue
+                    done_runs[(name, seed)] = r
+                    bar.write(f"seed {seed} {name:<28} test acc {r['student']['test']['accuracy']:.4f} "
+                              f"macro-F1 {r['student']['test']['macro_f1']:.4f}")
+    finally:
+        if own:
+            executor.shutdown()
+    if failures:
+        raise RuntimeError(f"{len(failures)} run(s) of the grid failed (the others finished and are kept; rerun "
+                           f"the same command to retry):\n  " + "\n  ".join(failures))
+    results = {"teacher": [done_runs[("student alone", seed)] for seed in args.seeds]}
+    results.update({name: [done_runs[(name, seed)] for seed in args.seeds] for name in variants})
+    return results
+
+
+def _teacher_dir(out, seed):
+    return os.path.join(out, f"seed{seed}", "teacher")
+
+
+def _run_dir(out, seed, name):
+    return os.path.join(out, f"seed{seed}", slug(name))
+
+
+def table(results, dataset, args) -> str:
+    def ms(values, sign=""):
+        """mean ± sample std over seeds; ``sign="+"`` for a signed delta."""
+        if len(values) == 1:
+            return f"{values[0]:{sign}.4f}" + ("" if sign else " (1 seed)")   # no spread from one run
+        return f"{np.mean(values):{sign}.4f} ± {np.std(values, ddof=1):.4f}"
+    t0 = results["teacher"][0]
+    lines = ["| model | test accuracy | test macro-F1 | accuracy vs student alone (paired by seed) | params | MACs | "
+             "MACs vs teacher |", "|---|---|---|---|---|---|---|"]
+    t_acc = [r["teacher"]["test"]["accuracy"] for r in results["teacher"]]
+    t_f1 = [r["teacher"]["test"]["macro_f1"] for r in results["teacher"]]
+    alone = [r["student"]["test"]["accuracy"] for r in results["student alone"]]
+    lines.append(f"| teacher ({t0['config']['teacher']}) | {ms(t_acc)} | {ms(t_f1)} | "
+                 f"{ms([t - a for t, a in zip(t_acc, alone)], sign='+')} | {t0['teacher']['params']:,} | "
+                 f"{t0['teacher']['macs'] / 1e6:.2f} M | 1.00 |")
+    for name in results:
+        if name == "teacher":
+            continue
+        rs = results[name]
+        acc = [r["student"]["test"]["accuracy"] for r in rs]
+        f1 = [r["student"]["test"]["macro_f1"] for r in rs]
+        s = rs[0]["student"]
+        delta = "—" if name == "student alone" else ms([a - b for a, b in zip(acc, alone)], sign="+")
+        lines.append(f"| {name} | {ms(acc)} | {ms(f1)} | {delta} | {s['params']:,} | {s['macs'] / 1e6:.2f} M | "
+                     f"{rs[0]['cost_ratio_macs']:.2f} |")
+    return "\n".join(lines)
+
+
+def per_seed(results, seeds) -> str:
+    """Test accuracy and validation macro-F1 (the selection metric) of every run, seed by seed."""
+    head = " | ".join(f"seed {s} test acc / val F1" for s in seeds)
+    lines = [f"| model | {head} |", "|---|" + "---|" * len(seeds)]
+    for name, rs in results.items():
+        part = "student" if name != "teacher" else "teacher"
+        cells = [f"{r[part]['test']['accuracy']:.4f} / {r[part]['val']['macro_f1']:.4f}" for r in rs]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def figures(results, out_dir):
+    """A confusion matrix of SMLDist (first seed) and validation curves of every method (first seed)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    from .data import Scaler, load
+    from .metrics import confusion_matrix
+    from .train import predict_logits
+    os.makedirs(out_dir, exist_ok=True)
+    r = results["SMLDist" if "SMLDist" in results else "student alone"][0]      # the confusion matrix's run
+    run_dir = r["run_dir"]
+    model, tree = io.load_model(os.path.join(run_dir, "student.npz"))
+    data = load(r["config"]["dataset"])
+    X = Scaler.from_tree(tree["scaler"]).transform(data.test.X)
+    M = confusion_matrix(data.test.y, predict_logits(model, X).argmax(1), data.num_classes)
+    shown = "SMLDist" if "SMLDist" in results else "student alone"
+    seed, dataset = r["config"]["seed"], r["config"]["dataset"]
+    rates = M / np.maximum(M.sum(1, keepdims=True), 1)                 # row-normalised: recall per true class
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="share of the true class")
+    ax.set_xticks(range(len(data.class_names)), data.class_names, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(data.class_names)), data.class_names, fontsize=7)
+    for i in range(len(M)):
+        for j in range(len(M)):                                         # dark cells get white counts
+            ax.text(j, i, M[i, j], ha="center", va="center", fontsize=7,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted class"), ax.set_ylabel("true class")
+    ax.set_title(f"{dataset}: {shown} student, seed {seed}\ntest windows (counts; colour = share of the true class)",
+                 fontsize=9)
+    fig.tight_layout()
+    cm_path = os.path.join(out_dir, "confusion_smldist.png")
+    fig.savefig(cm_path, dpi=120)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    styles = [(c, ls) for ls in ("-", "--", ":", "-.") for c in plt.rcParams["axes.prop_cycle"].by_key()["color"]]
+    markers = "os^vD<>px*"
+    for k, name in enumerate(n for n in results if n != "teacher"):
+        h = results[name][0]["history"]
+        color, line = styles[k % len(styles)]
+        ax.plot([e["epoch"] for e in h], [e["macro_f1"] for e in h], label=name, color=color, linestyle=line,
+                marker=markers[k % len(markers)], markersize=3, markevery=max(1, len(h) // 8))
+    ax.set_xlabel("epoch of the final phase"), ax.set_ylabel("validation macro-F1")
+    ax.set_title(f"{dataset}: validation macro-F1 per epoch, every student method, seed {seed}", fontsize=9)
+    ax.legend(fontsize=7, ncol=2), ax.grid(alpha=0.3)
+    fig.tight_layout()
+    curves_path = os.path.join(out_dir, "curves.png")
+    fig.savefig(curves_path, dpi=120)
+    return [cm_path, curves_path]
+
+
+ANALYSIS = "\n## What the table says"     # the hand-written part of the doc starts here
+
+
+def kept_analysis(doc: str) -> str:
+    """The hand-written analysis of an existing doc, kept when the script regenerates the tables.
+    (Re-read it against the new numbers: the script does not know what it says.)"""
+    if not os.path.exists(doc):
+        return ""
+    text = open(doc, encoding="utf-8").read()
+    return text[text.index(ANALYSIS):] if ANALYSIS in text else ""
+
+
+def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The options of ``tinysml compare`` (and of examples/compare.py)."""
+    p = p or argparse.ArgumentParser(prog="tinysml compare", description=__doc__.split("\n\n")[0])
+    from .cli import COUNT, COUNT0, NONNEG, SMOOTHING
+    p.add_argument("--dataset", default="uci-har", help="a dataset name (`tinysml data list`)")
+    p.add_argument("--seeds", type=COUNT0, nargs="+", default=[0, 1, 2], help="one run of every variant per seed")
+    p.add_argument("--teacher-epochs", type=COUNT, default=50, help="the teacher's epochs")
+    p.add_argument("--teacher-label-smoothing", type=SMOOTHING, default=0.1, help="the teacher's label smoothing")
+    p.add_argument("--teacher-jitter", type=NONNEG, default=0.05, help="teacher augmentation: noise std")
+    p.add_argument("--teacher-scale", type=NONNEG, default=0.1, help="teacher augmentation: gain std")
+    p.add_argument("--student-epochs", type=COUNT, default=15, help="every student's final-phase epochs")
+    p.add_argument("--stage-epochs", type=COUNT0, default=2, help="SMLDist's stage epochs per anchor")
+    p.add_argument("--batch-size", type=COUNT, default=64, help="windows per step")
+    p.add_argument("--out", default="runs/compare", help="runs go to OUT/seedN/<variant> (resumed)")
+    p.add_argument("--doc", default="docs/results.md", help="the results doc to write (its analysis is kept)")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="NAME",
+                   help="a subset of the methods (the student alone always runs: the table pairs with it)")
+    p.add_argument("--workers", type=COUNT, default=None, help="local processes (default: one per core)")
+    p.add_argument("--threads", type=COUNT, default=1, help="threads per run's kernels (default 1: one per process)")
+    p.add_argument("--scheduler", default=None, help="dask scheduler address (tcp://host:port) instead of local processes")
+    p.add_argument("--verbose", action="store_true")
+    return p
+
+
+def main(argv=None, executor=None):
+    """Run the grid (resuming finished runs) and write the doc, its figures and runs/summary.json."""
+    args = build_parser().parse_args(argv) if not isinstance(argv, argparse.Namespace) else argv
+    if executor is None and args.scheduler:
+        from .search import dask_executor
+        executor = dask_executor(args.scheduler)
+    results = run_all(args, executor)
+    for name, rs in results.items():
+        for seed, r in zip(args.seeds, rs):
+            r["run_dir"] = _teacher_dir(args.out, seed) if name == "teacher" else _run_dir(args.out, seed, name)
+    md = table(results, args.dataset, args)
+    pics = figures(results, os.path.dirname(args.doc) or ".")
+    cmd = (f"tinysml compare --dataset {args.dataset} --seeds {' '.join(map(str, args.seeds))} "
+           f"--teacher-epochs {args.teacher_epochs} --student-epochs {args.student_epochs} "
+           f"--stage-epochs {args.stage_epochs} --batch-size {args.batch_size}"
+           + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in TEACHER_RECIPE))   # all: 0 is not the default
+    if list(args.variants) != list(VARIANTS):
+        cmd += " --variants " + " ".join(shlex.quote(v) for v in args.variants)
+    spread = "mean ± sample std (n - 1) over seeds" if len(args.seeds) > 1 else "one seed (no spread yet):"
+    text = (f"# Results on {args.dataset}\n\nProduced by\n\n    {cmd}\n\n{spread} "
+            f"{args.seeds}; selection on a validation split of the training subjects.\n\n{md}\n\n"
+            f"Every run, seed by seed:\n\n{per_seed(results, args.seeds)}\n")
+    text += "".join(f"\n![{os.path.basename(pic)}]({os.path.basename(pic)})\n" for pic in pics)
+    io.write_atomic(args.doc, lambda f: f.write((text + kept_analysis(args.doc)).encode()))
+    io.write_json(os.path.join(args.out, "summary.json"),
+                  {k: [{"student": r["student"]["test"], "teacher": r["teacher"]["test"]} for r in v]
+                   for k, v in results.items()})
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
