@@ -1,9 +1,16 @@
-"""The ``tinysml`` command: datasets, training, evaluation and model cost from the shell.
+"""The ``tinysml`` command: datasets, training, distillation, evaluation, export and model cost.
 
     tinysml data list | data info NAME
     tinysml train --dataset basicmotions --preset har-teacher --out runs/teacher.npz
-    tinysml evaluate runs/teacher.npz --dataset basicmotions
-    tinysml profile --preset har-student --channels 9 --length 128 --classes 6
+    tinysml train-teacher --dataset uci-har --out runs/t
+    tinysml distill --dataset uci-har --teacher runs/t/teacher.npz --method smldist --out runs/s
+    tinysml compare --dataset uci-har --seeds 0 1 2
+    tinysml search --student runs/s/student.npz --dataset uci-har
+    tinysml evaluate runs/s/student.npz
+    tinysml export runs/s/student.npz --out student.onnx
+    tinysml profile --preset har-student --channels 6 --length 128 --classes 6
+
+Every option is checked up front; every failure a user can cause is one line and exit status 2.
 """
 from __future__ import annotations
 
