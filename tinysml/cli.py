@@ -159,13 +159,14 @@ def _cmd_evaluate(args):
 
 
 def _cmd_export(args):
-    from .deploy import Predictor, export
+    from .deploy import Predictor, export, load_deploy_tree
     if args.out.endswith(".onnx"):
         import numpy as np
         from . import onnx_export
-        p = Predictor.load(args.checkpoint, use_numba=False)
+        tree = load_deploy_tree(args.checkpoint)                         # read and checked once
+        p = Predictor(tree, use_numba=False, _checked=True)
         windows = np.random.default_rng(0).standard_normal((4, p.channels, p.length)).astype(np.float32)
-        diff = onnx_export.to_onnx(args.checkpoint, args.out, check_windows=windows)
+        diff = onnx_export.write_onnx(tree, args.out, windows, predictor=p)
         print(f"wrote {args.out} (ONNX opset {onnx_export.OPSET}): {p.channels} x {p.length} -> {p.num_classes} classes")
         print("(onnxruntime is not installed: the file was not run)" if diff is None else
               f"checked with onnxruntime before writing: max |logit difference| {diff:.2e}")

@@ -154,18 +154,25 @@ def build(deploy_tree: dict):
 
 
 def to_onnx(checkpoint: str, out: str, check_windows: np.ndarray | None = None) -> float | None:
-    """Write ``out`` (.onnx) from a model or deploy checkpoint, checked against its own config first.
+    """Write ``out`` (.onnx) from a model or deploy checkpoint, checked against its own config first
+    (``write_onnx`` says what the check windows do)."""
+    return write_onnx(load_deploy_tree(checkpoint), out, check_windows)
+
+
+def write_onnx(tree: dict, out: str, check_windows: np.ndarray | None = None,
+               predictor: Predictor | None = None) -> float | None:
+    """Write ``out`` (.onnx) from a checked deploy tree (``deploy.load_deploy_tree``).
 
     With ``check_windows`` and onnxruntime installed, the serialised graph is run on them and
-    compared with ``Predictor`` *before* the file is written (returns the largest logit difference);
-    the file is written atomically (``io.write_atomic``), so a failure leaves no ``.onnx`` behind.
+    compared with ``predictor`` (default: the tree's NumPy Predictor) *before* the file is written;
+    returns the largest logit difference. The file is written atomically (``io.write_atomic``), so a
+    failure leaves no ``.onnx`` behind.
     """
-    tree = load_deploy_tree(checkpoint)
     data = build(tree).SerializeToString()
     diff = None
     if check_windows is not None:
         try:
-            diff = compare(data, Predictor(tree, use_numba=False), check_windows)
+            diff = compare(data, predictor or Predictor(tree, use_numba=False, _checked=True), check_windows)
         except ImportError:
             diff = None
     io.write_atomic(out, lambda f: f.write(data))
