@@ -1,5 +1,7 @@
 """The CUDA backend: every .cu file compiles with nvcc (always, when nvcc is installed); the
-kernels equal the reference on a GPU (skipped, with the reason, where there is none)."""
+kernels equal the reference on a GPU (skipped, with the reason, where there is none): fixed cases,
+then random shapes (hypothesis) in float32 and float64 - batch 1, odd lengths, stride 2, dilation,
+padding, kernel sizes past the hand-written kernel's limit of 16 taps (the reference fallback)."""
 import glob
 import os
 import shutil
@@ -7,6 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from helpers import assert_close
 from tinysml.kernels import reference as ref
@@ -36,6 +39,65 @@ def _gpu():
         return cupy
     except Exception as err:  # noqa: BLE001 - ImportError, CUDARuntimeError, ...
         pytest.skip(f"no usable CUDA device: {type(err).__name__}: {str(err)[:100]}")
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    return _gpu()
+
+
+RANDOM = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+conv_cases = st.fixed_dictionaries({
+    "B": st.integers(1, 5), "C": st.integers(1, 24), "L": st.integers(1, 70), "K": st.integers(1, 19),
+    "S": st.integers(1, 2), "D": st.integers(1, 2), "P": st.integers(0, 6), "bias": st.booleans(),
+    "dtype": st.sampled_from([np.float32, np.float64]), "seed": st.integers(0, 2**16)})
+
+
+@RANDOM
+@given(conv_cases)
+def test_depthwise_random_shapes_on_gpu(gpu, c):
+    """Forward, input gradient and weight/bias gradients against the NumPy reference."""
+    from tinysml.kernels import cuda
+    args = (c["S"], c["P"], c["D"])
+    assume(ref.conv_out_len(c["L"], c["K"], *args) >= 1)
+    rng = np.random.default_rng(c["seed"])
+    x, w, b = (rng.standard_normal(s).astype(c["dtype"]) for s in ((c["B"], c["C"], c["L"]), (c["C"], c["K"]), (c["C"],)))
+    b = b if c["bias"] else None
+    y = cuda.dw_conv1d_fwd(gpu.asarray(x), gpu.asarray(w), None if b is None else gpu.asarray(b), *args)
+    assert y.dtype == c["dtype"]
+    assert_close(y.get(), ref.dw_conv1d_fwd(x, w, b, *args))
+    gy = rng.standard_normal(y.shape).astype(c["dtype"])
+    for ours, theirs in zip(cuda.dw_conv1d_bwd(gpu.asarray(gy), gpu.asarray(x), gpu.asarray(w), *args),
+                            ref.dw_conv1d_bwd(gy, x, w, *args)):
+        assert ours.dtype == c["dtype"]
+        assert_close(ours.get(), theirs)
+
+
+@RANDOM
+@given(st.integers(1, 5), st.integers(1, 40), st.integers(1, 70), st.sampled_from(ref.ACTIVATIONS),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 999))
+def test_bn_act_and_channel_scale_random_shapes_on_gpu(gpu, B, C, L, act, dtype, seed):
+    from tinysml.kernels import cuda
+    rng = np.random.default_rng(seed)
+    x, g, b, m, s = (rng.standard_normal(sh).astype(dtype) for sh in ((B, C, L), (C,), (C,), (C,), (B, C)))
+    v = (np.abs(rng.standard_normal(C)) + 0.1).astype(dtype)
+    y = cuda.bn_act_eval(*(gpu.asarray(a) for a in (x, g, b, m, v)), 1e-5, act)
+    assert_close(y.get(), ref.act_fwd(act, ref.bn_eval_fwd(x, g, b, m, v, 1e-5)))
+    assert_close(cuda.channel_scale_fwd(gpu.asarray(x), gpu.asarray(s)).get(), ref.channel_scale_fwd(x, s))
+
+
+@pytest.mark.parametrize("B, C, L, K, S", [(64, 96, 257, 5, 2), (256, 16, 1024, 3, 1), (1, 576, 9, 5, 1)])
+def test_depthwise_large_shapes_on_gpu(gpu, B, C, L, K, S):
+    """Sizes past one block of threads in every direction (the weight kernel's strided loop)."""
+    from tinysml.kernels import cuda
+    rng = np.random.default_rng(3)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((B, C, L), (C, K), (C,)))
+    y = cuda.dw_conv1d_fwd(gpu.asarray(x), gpu.asarray(w), gpu.asarray(b), S, K // 2, 1)
+    assert_close(y.get(), ref.dw_conv1d_fwd(x, w, b, S, K // 2, 1))
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    for ours, theirs in zip(cuda.dw_conv1d_bwd(gpu.asarray(gy), gpu.asarray(x), gpu.asarray(w), S, K // 2, 1),
+                            ref.dw_conv1d_bwd(gy, x, w, S, K // 2, 1)):
+        assert_close(ours.get(), theirs, rtol=1e-4)
 
 
 @pytest.mark.parametrize("B, C, L, K, S, P, D", [(1, 3, 17, 3, 1, 1, 1), (4, 16, 33, 5, 2, 2, 1), (2, 8, 40, 9, 1, 4, 1),
