@@ -16,6 +16,8 @@ hang cannot eat the slot; a failed step is recorded and the rest still run:
   5. bench     bench/vs_torch.py --device cuda at the student's training batch and at a large
                batch: per-layer kernels, depthwise GB/s against the device's peak, a training step
                against torch CUDA
+  6. profile   bench/step_profile.py --device cuda: where the training step's time goes, per
+               Function, the optimiser and the rest (evidence only, no target)
 
 Agreement (step 4), stated: the same checkpoint gives logits within 1e-3 on the CPU and the GPU
 (float32, different summation order), and the two pipeline runs, whose training trajectories
@@ -41,6 +43,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench", "vs_torch.py")
+PROFILE = os.path.join(ROOT, "bench", "step_profile.py")
 NO_GPU = 3
 PIPELINE = ["--dataset", "basicmotions", "--teacher-epochs", "4", "--student-epochs", "4", "--stage-epochs", "1",
             "--batch-size", "16", "--seed", "0", "--quiet"]
@@ -174,7 +177,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.environ.get("OUT") or "gpu-check-out", help="evidence folder ($OUT)")
     parser.add_argument("--budget", type=float, default=450, help="seconds for all steps together")
     parser.add_argument("--dry-run", action="store_true", help="without a GPU: run every step that does not need one")
-    parser.add_argument("--large-batch", type=int, default=2048)
+    parser.add_argument("--large-batch", type=int, default=8192)
     parser.add_argument("--shadow", action="store_true", help="skip pip: put a shadow package tree on PYTHONPATH")
     args = parser.parse_args(argv)
     have_gpu, what = gpu_present()
@@ -223,6 +226,11 @@ def main(argv=None) -> int:
                 with open(os.path.join(out, f"vs_torch-batch-{batch}.txt"), "w") as f:
                     f.write(text)
                 _bench_verdicts(check, text, batch, args.large_batch)
+        text = check.run("profile-cuda", [sys.executable, PROFILE, "--device", "cuda", "--batch", "64"], 90,
+                         required=False, **gpu_only)
+        if text:
+            with open(os.path.join(out, "step_profile-batch-64.txt"), "w") as f:
+                f.write(text)
         if not have_gpu:                        # the benchmark script and its parsing, on the CPU
             text = check.run("bench-cpu-dry-run", [sys.executable, BENCH, "--batch", "16",
                                                    "--repeats", "3"], 120)

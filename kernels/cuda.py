@@ -1,10 +1,15 @@
 """CUDA kernels through CuPy: the same names and signatures as ``reference.py``.
 
 The depthwise convolution (forward, gathered input gradient, per-channel weight gradient without
-atomics), eval-mode batch norm fused with its activation, and squeeze-excite's channel scaling are
-hand-written CUDA C in ``cuda/*.cu``, compiled by ``cupy.RawModule`` on first use (once per device;
-CuPy caches the binaries). Everything else is the reference array code running on CuPy arrays:
-pointwise convolutions are ``cupy.matmul`` (cuBLAS), reductions are CuPy's.
+atomics), batch norm fused with its activation (eval mode: one pass; training mode: statistics, then
+one pass, and two kernels for the backward), and squeeze-excite's channel scaling are hand-written
+CUDA C in ``cuda/*.cu``, compiled by ``cupy.RawModule`` on first use (once per device; CuPy caches
+the binaries). The AdamW step is one ``cupy.ElementwiseKernel`` per parameter (the array code takes
+nine). Everything else is the reference array code running on CuPy arrays: pointwise convolutions
+are ``cupy.matmul`` (cuBLAS), reductions are CuPy's.
+
+Why fuse on a GPU: a small model's training step is a few hundred kernel launches of microseconds
+each, so its time is launch overhead, not arithmetic; every launch saved is time saved.
 
 Requires CuPy (``pip install 'tinysml[cuda12]'`` or ``'tinysml[cuda13]'``; on a Jetson, the CuPy
 build matching JetPack's CUDA) and a CUDA device.
@@ -105,18 +110,80 @@ def channel_scale_fwd(x, s):
     return y
 
 
+# --------------------------------------------------------------------------- training-mode batch norm + act
+def bn_act_train_fwd(x, gamma, beta, eps, act):
+    """y = act(gamma (x - mean) invstd + beta) with batch statistics over (B, L): one block per channel
+    for mean, var (biased, two passes), invstd, and the folded scale/shift, then the eval kernel's
+    single elementwise pass. Returns y, mean, var, invstd (C,) as the reference."""
+    x = cp.ascontiguousarray(x)
+    B, C, L = x.shape
+    gamma, beta = (cp.ascontiguousarray(a, dtype=x.dtype) for a in (gamma, beta))
+    mean, var, invstd, scale, shift = (cp.empty(C, x.dtype) for _ in range(5))
+    _kernel("bn_act", "bn_stats", x.dtype)((C,), (THREADS,), (x, gamma, beta, mean, var, invstd, scale, shift,
+                                                              cp.int32(B), cp.int32(C), cp.int32(L), float(eps)),
+                                           shared_mem=THREADS * x.dtype.itemsize)
+    y = cp.empty_like(x)
+    _kernel("bn_act", "bn_act", x.dtype)(_blocks(x.size), (THREADS,), (x, scale, shift, y, cp.int64(x.size),
+                                                                       cp.int32(C), cp.int32(L), cp.int32(_ACT_CODE[act])))
+    return y, mean, var, invstd
+
+
+def bn_act_bwd(gy, x, gamma, beta, mean, invstd, act):
+    """Gradients of ``bn_act_train_fwd``: g = act'(pre) gy (pre recomputed); gbeta = sum g, ggamma =
+    sum g xhat (one block per channel); gx = gamma invstd / N (N g - gbeta - xhat ggamma)."""
+    gy, x = cp.ascontiguousarray(gy), cp.ascontiguousarray(x)
+    B, C, L = x.shape
+    gamma, beta, mean, invstd = (cp.ascontiguousarray(a, dtype=x.dtype) for a in (gamma, beta, mean, invstd))
+    ggamma, gbeta = cp.empty(C, x.dtype), cp.empty(C, x.dtype)
+    code = cp.int32(_ACT_CODE[act])
+    _kernel("bn_act", "bn_act_grad_sums", x.dtype)((C,), (THREADS,), (gy, x, gamma, beta, mean, invstd, ggamma, gbeta,
+                                                                      cp.int32(B), cp.int32(C), cp.int32(L), code),
+                                                   shared_mem=THREADS * x.dtype.itemsize)
+    gx = cp.empty_like(x)
+    _kernel("bn_act", "bn_act_grad_input", x.dtype)(_blocks(x.size), (THREADS,),
+                                                    (gy, x, gamma, beta, mean, invstd, ggamma, gbeta, gx,
+                                                     cp.int64(x.size), cp.int32(C), cp.int32(L), code))
+    return gx, ggamma, gbeta
+
+
+def bn_train_fwd(x, gamma, beta, eps):
+    """Training-mode batch norm without an activation (the fused kernels with act = identity)."""
+    return bn_act_train_fwd(x, gamma, beta, eps, "identity")
+
+
+def bn_bwd(gy, x, gamma, mean, invstd):
+    """Gradients of ``bn_train_fwd``; beta does not enter them (identity activation)."""
+    return bn_act_bwd(gy, x, gamma, cp.zeros_like(gamma), mean, invstd, "identity")
+
+
+# --------------------------------------------------------------------------- optimiser
+_adamw = None
+
+
+def adamw_step(w, g, m, v, lr, beta1, beta2, eps, weight_decay, t):
+    """One AdamW step in place on w, m, v, one thread per element (the reference's equation):
+
+        m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
+        w = w (1 - lr wd) - lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
+    """
+    global _adamw
+    if _adamw is None:
+        _adamw = cp.ElementwiseKernel(
+            "T g, T keep, T b1, T b2, T step, T bc2, T eps", "T w, T m, T v",
+            "m = b1 * m + (1 - b1) * g; v = b2 * v + (1 - b2) * (g * g); "
+            "w = w * keep - step * m / (sqrt(v / bc2) + eps);", "tinysml_adamw")
+    T = w.dtype.type
+    _adamw(g, T(1 - lr * weight_decay), T(beta1), T(beta2), T(lr / (1 - beta1 ** t)), T(1 - beta2 ** t), T(eps),
+           w, m, v)
+
+
 # --------------------------------------------------------------------------- the rest: reference on CuPy
 conv1d_fwd = reference.conv1d_fwd            # stem: tap-by-tap batched matmuls (cuBLAS)
 conv1d_bwd = reference.conv1d_bwd
 pw_conv1d_fwd = reference.pw_conv1d_fwd      # cupy.matmul -> cuBLAS
 pw_conv1d_bwd = reference.pw_conv1d_bwd
-bn_train_fwd = reference.bn_train_fwd
-bn_bwd = reference.bn_bwd
-bn_act_train_fwd = reference.bn_act_train_fwd   # not fused on the GPU yet: composed from the kernels above
-bn_act_bwd = reference.bn_act_bwd
 act_fwd = reference.act_fwd
 act_bwd = reference.act_bwd
 channel_scale_bwd = reference.channel_scale_bwd
 channel_scale_act_fwd = reference.channel_scale_act_fwd     # composed from the kernels above
 channel_scale_act_bwd = reference.channel_scale_act_bwd
-adamw_step = reference.adamw_step                          # CuPy's elementwise array code

@@ -60,7 +60,7 @@ def test_dry_run_runs_every_step_that_needs_no_gpu(tmp_path):
     summary = (tmp_path / "out" / "summary.md").read_text()
     for step in ("install-pip", "import", "versions", "tests", "pipeline-cpu", "bench-cpu-dry-run"):
         assert f"| {step} | passed |" in summary, summary
-    for step in ("same-weights-cpu-vs-gpu", "pipeline-cuda", "bench-batch-64", "bench-batch-2048"):
+    for step in ("same-weights-cpu-vs-gpu", "pipeline-cuda", "bench-batch-64", "bench-batch-8192", "profile-cuda"):
         assert f"| {step} | skipped (needs a GPU) |" in summary
     assert "met: dry run: bench/vs_torch.py ran on the CPU and its table parsed" in summary
     assert (tmp_path / "out" / "results-cpu.json").exists()

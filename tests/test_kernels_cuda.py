@@ -86,6 +86,45 @@ def test_bn_act_and_channel_scale_random_shapes_on_gpu(gpu, B, C, L, act, dtype,
     assert_close(cuda.channel_scale_fwd(gpu.asarray(x), gpu.asarray(s)).get(), ref.channel_scale_fwd(x, s))
 
 
+@RANDOM
+@given(st.integers(1, 5), st.integers(1, 40), st.integers(1, 70), st.sampled_from(ref.ACTIVATIONS),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 999))
+def test_training_batch_norm_act_random_shapes_on_gpu(gpu, B, C, L, act, dtype, seed):
+    """The fused training-mode kernels (statistics, one pass; two backward kernels) against the
+    reference composition, with and without an activation."""
+    from tinysml.kernels import cuda
+    rng = np.random.default_rng(seed)
+    x, g, b, gy = (rng.standard_normal(sh).astype(dtype) for sh in ((B, C, L), (C,), (C,), (B, C, L)))
+    x = x * 3 + 1                                                   # a mean and a spread far from (0, 1)
+    ours = cuda.bn_act_train_fwd(*(gpu.asarray(a) for a in (x, g, b)), 1e-5, act)
+    exact = ref.bn_act_train_fwd(x, g, b, 1e-5, act)
+    for o, t in zip(ours, exact):
+        assert o.dtype == dtype
+        assert_close(o.get(), t, rtol=1e-4)
+    mean, invstd = exact[1], exact[3]
+    for o, t in zip(cuda.bn_act_bwd(*(gpu.asarray(a) for a in (gy, x, g, b, mean, invstd)), act),
+                    ref.bn_act_bwd(gy, x, g, b, mean, invstd, act)):
+        assert_close(o.get(), t, rtol=1e-4)
+    for o, t in zip(cuda.bn_train_fwd(*(gpu.asarray(a) for a in (x, g, b)), 1e-5), ref.bn_train_fwd(x, g, b, 1e-5)):
+        assert_close(o.get(), t, rtol=1e-4)
+    for o, t in zip(cuda.bn_bwd(*(gpu.asarray(a) for a in (gy, x, g, mean, invstd))), ref.bn_bwd(gy, x, g, mean, invstd)):
+        assert_close(o.get(), t, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-6), (np.float64, 1e-13)])
+@pytest.mark.parametrize("n, weight_decay, t", [(7, 0.0, 1), (40_000, 0.01, 37)])
+def test_adamw_step_on_gpu(gpu, dtype, rtol, n, weight_decay, t):
+    from tinysml.kernels import cuda
+    rng = np.random.default_rng(4)
+    w, g, m = (rng.standard_normal(n).astype(dtype) for _ in range(3))
+    v = np.abs(rng.standard_normal(n)).astype(dtype)
+    ours = [gpu.asarray(a) for a in (w, g, m, v)]
+    cuda.adamw_step(*ours, 1e-3, 0.9, 0.999, 1e-8, weight_decay, t)
+    ref.adamw_step(w, g, m, v, 1e-3, 0.9, 0.999, 1e-8, weight_decay, t)
+    for o, e in zip((ours[0], ours[2], ours[3]), (w, m, v)):
+        np.testing.assert_allclose(o.get(), e, rtol=rtol, atol=rtol)
+
+
 @pytest.mark.parametrize("B, C, L, K, S", [(64, 96, 257, 5, 2), (256, 16, 1024, 3, 1), (1, 576, 9, 5, 1)])
 def test_depthwise_large_shapes_on_gpu(gpu, B, C, L, K, S):
     """Sizes past one block of threads in every direction (the weight kernel's strided loop)."""

@@ -76,3 +76,16 @@ def test_whole_small_mobilenet_directional_gradient():
     x = Tensor(rng.standard_normal((4, 6, 40)))
     y = np.array([0, 1, 2, 3])
     directional_check(lambda: F.cross_entropy(model(x), y), model.parameters(), n_directions=2)
+
+
+def test_cost_and_latency_feed_the_model_its_own_dtype_and_device(monkeypatch):
+    """count_macs and latency build their input on the model's array module and in its dtype (a
+    NumPy input to a model on the GPU was an error; the GPU case itself runs in test_kernels_cuda)."""
+    macs32 = profile.count_macs(build_model(preset("har-student", 6, 64, 4), seed=0), (6, 64))
+    model = build_model(preset("har-student", 6, 64, 4), seed=0).double()
+    seen = []
+    forward = type(model).forward
+    monkeypatch.setattr(type(model), "forward", lambda self, x, *a, **k: (seen.append(x.data.dtype), forward(self, x, *a, **k))[1])
+    assert profile.count_macs(model, (6, 64)) == macs32
+    profile.latency(model, (6, 64), repeats=2, warmup=1)
+    assert len(seen) == 4 and set(seen) == {np.dtype(np.float64)}

@@ -11,8 +11,16 @@ import time
 
 import numpy as np
 
+from .backend import get_array_module
 from .nn import Conv1d, Linear, Module
 from .tensor import Tensor, no_grad
+
+
+def _on_model(model: Module, x: np.ndarray) -> Tensor:
+    """``x`` on the model's device and in its dtype, so a model moved to the GPU or cast to float64 is
+    measured as it runs."""
+    p = model.parameters()[0].data
+    return Tensor(get_array_module(p).asarray(x, dtype=p.dtype))
 
 
 def count_params(module_or_modules) -> int:
@@ -54,7 +62,7 @@ def count_macs(model: Module, input_shape, by_module: bool = False):
     model.eval()
     try:
         with no_grad(), _counting(model) as counts:
-            model(Tensor(np.zeros((1, *input_shape), np.float32)))
+            model(_on_model(model, np.zeros((1, *input_shape))))
     finally:
         model.train(was_training)
     total = int(sum(counts.values()))
@@ -69,13 +77,16 @@ def backbone_macs(model, input_shape) -> int:
 
 def latency(model: Module, input_shape, batch: int = 1, repeats: int = 20, warmup: int = 3) -> dict:
     """Wall-clock time of an eval-mode forward pass: median and min over ``repeats`` runs, in ms."""
-    x = Tensor(np.random.default_rng(0).standard_normal((batch, *input_shape)).astype(np.float32))
+    x = _on_model(model, np.random.default_rng(0).standard_normal((batch, *input_shape)))
+    sync = getattr(get_array_module(x.data), "cuda", None)    # CuPy: wait for the GPU before reading the clock
     model.eval()
     times = []
     with no_grad():
         for i in range(warmup + repeats):
             t0 = time.perf_counter()
             model(x)
+            if sync is not None:
+                sync.Stream.null.synchronize()
             if i >= warmup:
                 times.append((time.perf_counter() - t0) * 1e3)
     return {"batch": batch, "median_ms": float(np.median(times)), "min_ms": float(np.min(times))}
