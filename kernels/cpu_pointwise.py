@@ -104,18 +104,20 @@ def _packed(B: int, L: int, C: int, O: int, backward: bool) -> bool:
     return L <= 8 or (L <= 32 and wide >= 40_000) or wide >= 1 << 19
 
 
-def pw_conv1d_fwd(x, w, b):
+def pw_conv1d_fwd(x, w, b, batch_invariant=False):
     """Pointwise conv y[b] = w @ x[b] (+ bias[:, None]): x (B, C, L), w (O, C) -> y (B, O, L).
 
     Long rows: one single-threaded BLAS GEMM (O, C) @ (C, L) per batch element, the batch spread
     over Numba's threads (one thread pool, no copies). Short rows or wide layers (``_packed``): x is
     packed to (C, B*L) and one GEMM (O, C) @ (C, B*L) runs with its rows split over the threads.
+    ``batch_invariant``: always the per-element form, whose GEMMs have the same shape whatever B is,
+    so a window's output is bitwise the same in any batch (the packed GEMM's blocking follows B*L).
     """
     x = np.ascontiguousarray(x)
     w = np.ascontiguousarray(w, dtype=x.dtype)
     B, C, L = x.shape
     y = _alloc((B, w.shape[0], L), x.dtype)
-    if _packed(B, L, C, w.shape[0], backward=False):
+    if not batch_invariant and _packed(B, L, C, w.shape[0], backward=False):
         X2, Y2 = _alloc((C, B * L), x.dtype), _alloc((w.shape[0], B * L), x.dtype)
         _launch(_pack, y.size, x, X2)
         _launch(_rows_dot, y.size, w, X2, Y2, max_threads())

@@ -137,10 +137,11 @@ def dw_conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1):
 
 
 # --------------------------------------------------------------------------- pointwise conv1d
-def pw_conv1d_fwd(x, w, b):
+def pw_conv1d_fwd(x, w, b, batch_invariant=False):
     """Pointwise (1x1) convolution: y[b, o, l] = bias[o] + sum_c w[o, c] x[b, c, l].
 
-    x (B, C, L), w (O, C), b (O,) or None -> y (B, O, L). One matmul per batch element.
+    x (B, C, L), w (O, C), b (O,) or None -> y (B, O, L). One matmul per batch element, each of the
+    same shape whatever B is: batch-invariant already (the flag is accepted for the common signature).
     """
     y = w @ x                                                         # (O, C) @ (B, C, L) -> (B, O, L)
     if b is not None:

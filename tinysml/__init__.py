@@ -10,7 +10,7 @@ import importlib
 
 __version__ = "0.1.0"
 _LAZY = {
-    "Tensor": ("tensor", "Tensor"), "no_grad": ("tensor", "no_grad"), "is_grad_enabled": ("tensor", "is_grad_enabled"),
+    "Tensor": ("tensor", "Tensor"), "no_grad": ("tensor", "no_grad"), "is_grad_enabled": ("tensor", "is_grad_enabled"), "batch_invariant": ("tensor", "batch_invariant"),
     "set_backend": ("backend", "set_backend"), "get_backend": ("backend", "get_backend"),
     "manual_seed": ("random", "manual_seed"), "functions": ("functions", None), "nn": ("nn", None),
 }

@@ -38,6 +38,29 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
+_batch_invariant = False
+
+
+@contextlib.contextmanager
+def batch_invariant(enabled: bool = True):
+    """Within this block every forward computes each window's output in an order that does not
+    depend on how many windows share its batch, so that results are bitwise the same batched
+    one way or another. Most kernels are so already; the matrix products (``functions/linalg.py``)
+    and the CPU pointwise convolution's packed form (``kernels/cpu_pointwise.py``) switch to a
+    per-row or per-window form, which is slower. Used for the frozen teacher's outputs, which are
+    computed once and cached or recomputed batch by batch (``distill/teacher_cache.py``)."""
+    global _batch_invariant
+    previous, _batch_invariant = _batch_invariant, enabled
+    try:
+        yield
+    finally:
+        _batch_invariant = previous
+
+
+def is_batch_invariant() -> bool:
+    return _batch_invariant
+
+
 def _as_array(data, dtype):
     """Convert ``data`` to an array. Floating arrays keep their dtype unless one is requested;
     Python numbers, lists and integer arrays become float32."""

@@ -125,10 +125,12 @@ def _copy_state(model) -> dict:
 
 def fit(model, train, val, config: TrainConfig, loss_fn=None, params=None, evaluate_fn=None,
         checkpoint: str | None = None, fingerprint: dict | None = None, progress: bool = True,
-        restore_best: bool = True, on_epoch_end=None, log=None) -> TrainResult:
+        restore_best: bool = True, on_epoch_end=None, log=None, batch_index: bool = False) -> TrainResult:
     """Train ``model`` on ``train`` = (X, y), selecting the best epoch on ``val`` = (X, y).
 
-    loss_fn(model, x: Tensor, y: array) -> scalar Tensor (default: cross-entropy).
+    loss_fn(model, x: Tensor, y: array) -> scalar Tensor (default: cross-entropy); with ``batch_index``
+        loss_fn(model, x, y, idx), idx the batch's rows of ``train`` (to read per-window constants,
+        e.g. a frozen teacher's cached outputs).
     params: the parameters to optimise (default: all of the model's).
     evaluate_fn(model) -> dict of validation metrics (default: accuracy and macro-F1 on ``val``);
         ``config.select_metric`` names the one that selects the best epoch.
@@ -163,14 +165,15 @@ def fit(model, train, val, config: TrainConfig, loss_fn=None, params=None, evalu
         rng = manual_seed(config.seed, epoch)
         model.train()
         losses = []
-        batches = iterate_batches(X_train, y_train, config.batch_size, rng)
+        batches = iterate_batches(X_train, y_train, config.batch_size, rng, with_index=True)
         n_batches = count_batches(len(y_train), config.batch_size)
-        for xb, yb in tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                           disable=not progress):
+        for xb, yb, idx in tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                                disable=not progress):
             if config.augment_jitter or config.augment_scale or config.augment_shift:
                 xb = augment(xb, rng, config.augment_jitter, config.augment_scale, config.augment_shift)
             optimizer.zero_grad()
-            loss = loss_fn(model, Tensor(xp.asarray(xb)), xp.asarray(yb))
+            args = (model, Tensor(xp.asarray(xb)), xp.asarray(yb)) + ((idx,) if batch_index else ())
+            loss = loss_fn(*args)
             loss.backward()
             optimizer.step()
             losses.append(loss.item())

@@ -6,9 +6,10 @@ import numpy as np
 
 
 def iterate_batches(X: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator | None = None,
-                    drop_last: bool = False):
-    """Yield (X_batch, y_batch); shuffled when ``rng`` is given. A final batch of one window is
-    dropped in training (batch norm needs two), as is any short batch with ``drop_last``."""
+                    drop_last: bool = False, with_index: bool = False):
+    """Yield (X_batch, y_batch), or (X_batch, y_batch, indices) ``with_index``; shuffled when ``rng``
+    is given. A final batch of one window is dropped in training (batch norm needs two), as is any
+    short batch with ``drop_last``."""
     n = len(y)
     order = rng.permutation(n) if rng is not None else np.arange(n)
     for start in range(0, n, batch_size):
@@ -17,7 +18,7 @@ def iterate_batches(X: np.ndarray, y: np.ndarray, batch_size: int, rng: np.rando
             break
         if rng is not None:
             idx = np.sort(idx)   # gather in memory order; the batch's content is what is random
-        yield X[idx], y[idx]
+        yield (X[idx], y[idx], idx) if with_index else (X[idx], y[idx])
 
 
 def count_batches(n: int, batch_size: int, shuffled: bool = True, drop_last: bool = False) -> int:

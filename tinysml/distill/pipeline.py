@@ -29,13 +29,15 @@ from ..data.prepare import prepare
 from ..models import build_model, preset
 from ..models.heads import memory_unit
 from ..nn import Module
-from ..tensor import Tensor, no_grad
+from ..backend import get_array_module
+from ..tensor import Tensor, batch_invariant, no_grad
 from ..train import TrainConfig, evaluate, fit, predict_logits
 from .baselines import attention_transfer_loss, fitnet_hint_loss
 from .logits import direct_conditional_loss, hinton_kd_loss, smoothed_conditional_loss
-from .memory import memory_loss, teacher_association, transplant
+from .memory import memory_loss, transplant
 from .run_dir import check_run_dir, check_teacher_identity
 from .stage import StageAdapter, StudentStages, stage_loss
+from .teacher_cache import teacher_forward, teacher_outputs
 
 METHODS = ("smldist", "kd", "fitnet", "at", "none")
 
@@ -86,6 +88,9 @@ class SMLDistConfig:
     search_space: dict | None = None        # None: tinysml.search.DEFAULT_SPACE
     search_budget: int | None = None        # random sample of that many candidates; None: the whole grid
     search_epochs: int = 30
+    # [ours] read the frozen teacher's outputs from a cache computed once (distill/teacher_cache.py)
+    # instead of running it on every batch; results are bitwise the same either way
+    teacher_cache: bool = True
     # baselines
     kd_T: float = 4.0
     kd_alpha: float = 0.9
@@ -175,9 +180,10 @@ def train_teacher(config: SMLDistConfig, data, run_dir: str, log) -> Module:
 
 
 # --------------------------------------------------------------------------- phase 2
-def stage_distillation(config, teacher, student, data, run_dir, log) -> None:
+def stage_distillation(config, teacher, student, data, run_dir, log, outputs=None) -> None:
     """Progressive: anchor s trains stem + blocks up to anchor s (+ its adapter) to match the
-    teacher's stage-s feature; each anchor gets a fresh optimiser."""
+    teacher's stage-s feature; each anchor gets a fresh optimiser. ``outputs``: the teacher's cached
+    outputs on the training windows (None: the teacher runs on every batch)."""
     done = os.path.join(run_dir, "stage.npz")
     if os.path.exists(done):
         student.load_state_dict(io.load(done)["state"])
@@ -188,9 +194,12 @@ def stage_distillation(config, teacher, student, data, run_dir, log) -> None:
     xp_val = data.val[0]
 
     for s in range(len(student.anchors)):
-        def loss_fn(model, x, y, s=s):
-            with no_grad():
-                target = teacher.forward_stages(x, upto=s)[0][s].data
+        def loss_fn(model, x, y, idx, s=s):
+            if outputs is not None:
+                target = outputs.batch(idx, get_array_module(x.data))[f"stage{s}"]
+            else:
+                with no_grad(), batch_invariant():
+                    target = teacher.forward_stages(x, upto=s)[0][s].data
             return stage_loss(wrapped.stage_feature(x, s), target, config.gamma, config.tau, config.uniform_freq)
 
         # the frozen teacher's validation features at this anchor: constants, computed once per anchor
@@ -216,15 +225,15 @@ def stage_distillation(config, teacher, student, data, run_dir, log) -> None:
                           select_metric="neg_stage_loss"),
             loss_fn=loss_fn, params=wrapped.stage_parameters(s), evaluate_fn=val_score,
             checkpoint=os.path.join(run_dir, f"stage{s}.train.npz"), fingerprint={"anchor": s},
-            progress=not log.quiet)
+            progress=not log.quiet, batch_index=True)
     io.save(done, {"state": student.state_dict()})
 
 
 # --------------------------------------------------------------------------- phase 3: head search
-def search_head(config, teacher, student, data, run_dir, log, executor=None) -> dict:
+def search_head(config, teacher, student, data, run_dir, log, executor=None, outputs=None) -> dict:
     """Search the student's head on its (stage-distilled) features; install the winner, trained,
     as the student's classifier. Returns the winner's row. Validation labels select; test labels
-    are never read."""
+    are never read. ``outputs``: the teacher's cached outputs (its logits are the soft labels)."""
     from .. import search as S
     from ..models.heads import build_head
     done = os.path.join(run_dir, "search.npz")
@@ -235,7 +244,11 @@ def search_head(config, teacher, student, data, run_dir, log, executor=None) -> 
     else:
         h_train = S.compute_features(student, data.train[0])
         h_val = S.compute_features(student, data.val[0])
-        z = predict_logits(teacher, data.train[0])                 # the frozen teacher's logits
+        if outputs is not None:                                     # the frozen teacher's logits
+            z = np.asarray(outputs.arrays["logits"])
+        else:
+            with batch_invariant():
+                z = predict_logits(teacher, data.train[0])
         soft = np.exp(z - z.max(1, keepdims=True))
         soft /= soft.sum(1, keepdims=True)
         space = config.search_space or S.DEFAULT_SPACE
@@ -255,38 +268,37 @@ def search_head(config, teacher, student, data, run_dir, log, executor=None) -> 
 
 
 # --------------------------------------------------------------------------- phase 4 losses
-def final_loss(config: SMLDistConfig, teacher, student, extra: dict):
-    """loss_fn(model, x, y) of the method's end-to-end phase."""
+def final_loss(config: SMLDistConfig, teacher, student, extra: dict, outputs=None):
+    """loss_fn(model, x, y, idx) of the method's end-to-end phase. The teacher's outputs for the
+    batch come from ``outputs`` (its cache) or from one teacher forward per step."""
     method = config.method
     unit, t_unit = memory_unit(student.classifier), memory_unit(teacher.classifier)
     use_memory = (method == "smldist" and config.mu > 0 and unit is not None and t_unit is not None
                   and unit.patterns.shape[1] == t_unit.patterns.shape[1])
 
-    def loss_fn(model, x, y):
+    def loss_fn(model, x, y, idx):
         if method == "none":
             return F.cross_entropy(student(x), y)
-        with no_grad():
-            h_t, t_stages = teacher.features(x, return_stages=True)        # one teacher forward per step
-            z_t = teacher.classifier(h_t)
+        t = outputs.batch(idx, get_array_module(x.data)) if outputs is not None else teacher_forward(teacher, x)
         if method == "smldist":
             h = student.features(x)
             z_s = student.classifier(h)
             if config.logits_form == "direct":
-                loss = direct_conditional_loss(z_s, z_t.data, y, config.lam, config.eta)
+                loss = direct_conditional_loss(z_s, t["logits"], y, config.lam, config.eta)
             else:
-                loss = smoothed_conditional_loss(z_s, z_t.data, y, config.lam, config.T, config.eta)
+                loss = smoothed_conditional_loss(z_s, t["logits"], y, config.lam, config.T, config.eta)
             if use_memory:
-                p_t, patterns = teacher_association(teacher.classifier, h_t)
-                loss = loss + config.mu * memory_loss(unit, h, p_t, patterns)
+                loss = loss + config.mu * memory_loss(unit, h, t["association"], t_unit.patterns.data)
             return loss
         if method == "kd":
-            return hinton_kd_loss(student(x), z_t.data, y, config.kd_T, config.kd_alpha)
+            return hinton_kd_loss(student(x), t["logits"], y, config.kd_T, config.kd_alpha)
         logits, s_stages = student(x, return_stages=True)
         ce = F.cross_entropy(logits, y)
+        t_stages = [t[f"stage{i}"] for i in range(len(s_stages))]
         if method == "fitnet":
             mid = len(s_stages) // 2
-            return ce + config.hint_beta * fitnet_hint_loss(extra["hint_adapter"](s_stages[mid]), t_stages[mid].data)
-        return ce + attention_transfer_loss(s_stages, [f.data for f in t_stages], config.at_beta)   # at
+            return ce + config.hint_beta * fitnet_hint_loss(extra["hint_adapter"](s_stages[mid]), t_stages[mid])
+        return ce + attention_transfer_loss(s_stages, t_stages, config.at_beta)   # at
 
     return loss_fn
 
@@ -336,13 +348,20 @@ def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = No
     teacher.eval()
     teacher.requires_grad_(False)
 
+    outputs = None
+    if config.teacher_cache and config.method != "none":
+        root = os.path.join(os.path.dirname(teacher_checkpoint) if teacher_identity["source"] == "checkpoint"
+                            else run_dir, "teacher-outputs")
+        outputs = teacher_outputs(teacher, data.train[0], root)
+        log(f"[teacher] outputs on the {len(data.train[0])} training windows: {outputs.folder}")
+
     _, student = _models_for(config, shape, data.dataset.num_classes)
     student.to(config.device)
     if config.method == "smldist" and config.use_stage:
-        stage_distillation(config, teacher, student, data, run_dir, log)
+        stage_distillation(config, teacher, student, data, run_dir, log, outputs)
     searched = None
     if config.method == "smldist" and config.search:
-        searched = search_head(config, teacher, student, data, run_dir, log, executor)
+        searched = search_head(config, teacher, student, data, run_dir, log, executor, outputs)
     elif config.method == "smldist" and config.transplant_head and config.mu > 0:
         what = transplant(teacher.classifier, student.classifier)
         log(f"[head] transplanted the teacher's {what} into the student")
@@ -355,7 +374,8 @@ def run(config: SMLDistConfig, run_dir: str, teacher_checkpoint: str | None = No
         trainable = _WithAdapter(student, extra["hint_adapter"])
     log(f"[final] {config.method}: student {config.student}, {student.num_parameters():,} parameters")
     result = fit(trainable, data.train, data.val, _train_config(config, config.student_epochs, config.student_lr),
-                 loss_fn=final_loss(config, teacher, student, extra), params=trainable.parameters(),
+                 loss_fn=final_loss(config, teacher, student, extra, outputs), params=trainable.parameters(),
+                 batch_index=True,
                  evaluate_fn=lambda m: evaluate(student, *data.val),
                  checkpoint=os.path.join(run_dir, "final.train.npz"), fingerprint={"method": config.method},
                  progress=not quiet)

@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 from .. import io
 
-RESUMABLE_ANYWHERE = ("device",)     # config keys a run may change when it resumes
+RESUMABLE_ANYWHERE = ("device", "teacher_cache")     # config keys a run may change when it resumes
 
 
 def check_run_dir(run_dir: str, config) -> None:

@@ -5,7 +5,7 @@ Shapes: x (B, C, L); dense/grouped weight (O, C/G, K); depthwise weight (C, K); 
 from __future__ import annotations
 
 from ..backend import kernels_for
-from ..tensor import Function
+from ..tensor import Function, is_batch_invariant
 
 
 def _check_input(x, channels, what):
@@ -45,7 +45,7 @@ class PointwiseConv1d(Function):
     @staticmethod
     def forward(ctx, x, w, b=None):
         ctx.save(x, w)
-        return kernels_for(x).pw_conv1d_fwd(x, w, b)
+        return kernels_for(x).pw_conv1d_fwd(x, w, b, batch_invariant=is_batch_invariant())
 
     @staticmethod
     def backward(ctx, g):

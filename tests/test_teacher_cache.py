@@ -1,0 +1,104 @@
+"""The frozen teacher's cached outputs: the same bits as running the teacher on every batch, so a
+run's results do not depend on the cache; the cache is keyed, atomic and checked when read."""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tinysml import Tensor, batch_invariant, no_grad
+from tinysml.distill.pipeline import SMLDistConfig, run
+from tinysml.distill.teacher_cache import TeacherOutputs, cache_key, teacher_forward, teacher_outputs
+from tinysml.models import build_model, preset
+
+TINY = SMLDistConfig(dataset="basicmotions", val_fraction=0.25, batch_size=16, teacher_epochs=2, student_epochs=2,
+                     stage_epochs=1)
+HOPFIELD = {"kind": "mixture", "heads": [{"kind": "hopfield", "patterns": 8, "dim": 16}, {"kind": "linear"}]}
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory):
+    d = tmp_path_factory.mktemp("teacher")
+    run(dataclasses.replace(TINY, method="none", student_epochs=0), str(d), quiet=True)
+    return str(d / "teacher.npz")
+
+
+def _without_times(r):
+    r = json.loads(json.dumps(r))
+    r.pop("config")
+    for h in r["history"]:
+        h.pop("seconds", None)
+    return r
+
+
+@pytest.mark.parametrize("method", ["smldist", "kd", "fitnet", "at"])
+def test_results_are_identical_with_and_without_the_cache(tmp_path, teacher_ckpt, method):
+    cached = run(dataclasses.replace(TINY, method=method), str(tmp_path / "cached"), teacher_checkpoint=teacher_ckpt,
+                 quiet=True)
+    assert os.listdir(os.path.join(os.path.dirname(teacher_ckpt), "teacher-outputs"))     # built beside the teacher
+    fresh = run(dataclasses.replace(TINY, method=method, teacher_cache=False), str(tmp_path / "fresh"),
+                teacher_checkpoint=teacher_ckpt, quiet=True)
+    assert _without_times(cached) == _without_times(fresh)
+    for name in ("student.npz",):
+        a, b = (np.load(tmp_path / d / name, allow_pickle=False) for d in ("cached", "fresh"))
+        assert sorted(a.files) == sorted(b.files)
+        for k in a.files:
+            assert np.array_equal(a[k], b[k]), k
+
+
+def test_a_windows_outputs_do_not_depend_on_its_batch():
+    """What makes cache and recomputation agree bitwise: under batch_invariant() every output of the
+    teacher (logits, memory association, every stage) for a window is the same in any batch."""
+    teacher = build_model(preset("har-teacher", 6, 100, 4, head=HOPFIELD), seed=0)
+    teacher.eval()
+    X = np.random.default_rng(0).standard_normal((70, 6, 100)).astype(np.float32)
+    whole = TeacherOutputs.compute(teacher, X, chunk=70).arrays
+    assert set(whole) == {"logits", "association", "stage0", "stage1", "stage2"}
+    for chunk in (1, 16, 33):
+        parts = TeacherOutputs.compute(teacher, X, chunk=chunk).arrays
+        for k in whole:
+            assert np.array_equal(parts[k], whole[k]), (chunk, k)
+    idx = np.array([3, 8, 40, 41, 69])
+    batch = teacher_forward(teacher, Tensor(X[idx]))
+    for k in whole:
+        assert np.array_equal(batch[k], whole[k][idx]), k
+
+
+def test_without_batch_invariance_the_bits_do_differ():
+    """The control: plain BLAS products do move the last bits with the batch size (else the test
+    above would prove nothing)."""
+    teacher = build_model(preset("har-teacher", 6, 100, 4, head=HOPFIELD), seed=0)
+    teacher.eval()
+    X = np.random.default_rng(0).standard_normal((70, 6, 100)).astype(np.float32)
+    with no_grad():
+        a = np.concatenate([teacher(Tensor(X[i:i + 1])).data for i in range(70)])
+        b = teacher(Tensor(X)).data
+        with batch_invariant():
+            c = np.concatenate([teacher(Tensor(X[i:i + 1])).data for i in range(70)])
+            d = teacher(Tensor(X)).data
+    assert not np.array_equal(a, b) and np.allclose(a, b, atol=1e-5)
+    assert np.array_equal(c, d)
+
+
+def test_the_cache_is_keyed_atomic_and_checked(tmp_path):
+    teacher = build_model(preset("har-teacher", 6, 100, 4), seed=0)
+    teacher.eval()
+    X = np.random.default_rng(1).standard_normal((20, 6, 100)).astype(np.float32)
+    root = str(tmp_path / "teacher-outputs")
+    first = teacher_outputs(teacher, X, root)
+    assert os.listdir(root) == [cache_key(teacher, X)]                    # no temporary folder left
+    assert isinstance(first.arrays["logits"], np.memmap)
+    again = teacher_outputs(teacher, X, root)                              # read, not recomputed
+    assert again.folder == first.folder and np.array_equal(again.arrays["stage1"], first.arrays["stage1"])
+    # other data or another teacher: another key, never the stale cache
+    assert cache_key(teacher, X[:19]) != cache_key(teacher, X)
+    other = build_model(preset("har-teacher", 6, 100, 4), seed=1)
+    assert cache_key(other, X) != cache_key(teacher, X)
+    # a second writer that loses the race keeps the first copy and leaves nothing behind
+    TeacherOutputs.compute(teacher, X).save(first.folder)
+    assert sorted(os.listdir(root)) == [cache_key(teacher, X)]
+    # a damaged cache is refused with what to do
+    np.save(os.path.join(first.folder, "logits.npy"), np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match="delete the folder to rebuild it"):
+        TeacherOutputs.load(first.folder)
