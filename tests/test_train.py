@@ -83,3 +83,36 @@ def test_a_checkpoint_from_before_a_config_field_existed_still_resumes(tmp_path)
     changed = {"train_config": {"epochs": 1}, "fingerprint": {"model": {**cfg, "bn_eps": 1e-3}}}
     with pytest.raises(ValueError, match="fingerprint.model"):
         _refuse_mismatch("c.npz", {"train_config": {"epochs": 1}, "fingerprint": {"model": old}}, changed)
+
+
+def test_min_steps_makes_an_epoch_pass_over_small_data_again(tmp_path, monkeypatch):
+    """A budget that does not starve small datasets: 20 windows at batch 8 are 3 steps a pass; with
+    min_steps=10 every epoch runs 4 passes (12 steps), each pass shuffled afresh."""
+    from tinysml import optim
+    (X, y), (Xv, yv) = _toy(0, 20), _toy(1, 12)
+    steps = []
+    step = optim.AdamW.step
+    monkeypatch.setattr(optim.AdamW, "step", lambda self: (steps.append(1), step(self))[1])
+    fit(build_model(preset("har-student", 3, 32, 3)), (X, y), (Xv, yv), TrainConfig(epochs=2, batch_size=8),
+        progress=False)
+    assert len(steps) == 2 * 3
+    steps.clear()
+    fit(build_model(preset("har-student", 3, 32, 3)), (X, y), (Xv, yv), TrainConfig(epochs=2, batch_size=8, min_steps=10),
+        progress=False)
+    assert len(steps) == 2 * 12
+    from tinysml.train import epoch_batches
+    batches, n = epoch_batches(X, y, 8, np.random.default_rng(0), 10)
+    order = np.concatenate([idx for _, _, idx in batches])
+    assert n == 12 and len(order) == 80 and all(sorted(order[k * 20:(k + 1) * 20]) == list(range(20)) for k in range(4))
+    assert not all((order[:20] == order[20 * k:20 * (k + 1)]).all() for k in range(1, 4))
+
+
+def test_a_checkpoint_from_before_min_steps_existed_still_resumes(tmp_path):
+    from tinysml.train import _refuse_mismatch
+    from dataclasses import asdict
+    now = asdict(TrainConfig(epochs=3))
+    old = {k: v for k, v in now.items() if k != "min_steps"}
+    _refuse_mismatch("c.npz", {"train_config": old, "fingerprint": {}}, {"train_config": now, "fingerprint": {}})
+    with pytest.raises(ValueError, match="min_steps"):
+        _refuse_mismatch("c.npz", {"train_config": old, "fingerprint": {}},
+                         {"train_config": {**now, "min_steps": 50}, "fingerprint": {}})

@@ -5,6 +5,7 @@
     tinysml train-teacher --dataset uci-har --out runs/t
     tinysml distill --dataset uci-har --teacher runs/t/teacher.npz --method smldist --out runs/s
     tinysml compare --dataset uci-har --seeds 0 1 2
+    tinysml evidence [--report-only]
     tinysml search --student runs/s/student.npz --dataset uci-har
     tinysml evaluate runs/s/student.npz
     tinysml export runs/s/student.npz --out student.onnx
@@ -304,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
                                         "seeds, on local processes or a dask cluster", formatter_class=_Help)
     compare.build_parser(co)
     co.set_defaults(run=lambda args: compare.main(args))
+    from . import evidence
+    ev = sub.add_parser("evidence", help="SMLDist vs the baselines on four datasets and the cross-dataset verdict "
+                                         "(docs/results.md; resumable, --report-only)", formatter_class=_Help)
+    evidence.build_parser(ev)
+    ev.set_defaults(run=lambda args: evidence.main(args))
 
     se = sub.add_parser("search", help="auto-search classifier heads on a trained student's features",
                         formatter_class=_Help)

@@ -82,7 +82,8 @@ def run_all(args, executor=None):
     for seed in args.seeds:
         bases[seed] = SMLDistConfig(dataset=args.dataset, seed=seed, teacher_epochs=args.teacher_epochs,
                                     student_epochs=args.student_epochs, stage_epochs=args.stage_epochs,
-                                    batch_size=args.batch_size, **{k: getattr(args, k) for k in TEACHER_RECIPE})
+                                    batch_size=args.batch_size, min_steps_per_epoch=getattr(args, "min_steps_per_epoch", 0),
+                                    **{k: getattr(args, k) for k in TEACHER_RECIPE})
         teacher = dataclasses.replace(bases[seed], method="none", student_epochs=0)
         future = executor.submit(run_job, dataclasses.asdict(teacher), _teacher_dir(args.out, seed), None, **job)
         pending[future] = ("teacher", seed)
@@ -120,6 +121,21 @@ def run_all(args, executor=None):
     results = {"teacher": [done_runs[("student alone", seed)] for seed in args.seeds]}
     results.update({name: [done_runs[(name, seed)] for seed in args.seeds] for name in variants})
     return results
+
+
+def collect(out: str, seeds, names) -> dict:
+    """What a grid under ``out`` has finished so far, read from disk: {name: {seed: results}} for the
+    teacher and every named variant (a run not finished yet is absent)."""
+    import json
+    found = {}
+    for name in ["teacher", *names]:
+        for seed in seeds:
+            path = os.path.join(_teacher_dir(out, seed) if name == "teacher" else _run_dir(out, seed, name),
+                                "results.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    found.setdefault(name, {})[seed] = {**json.load(f), "run_dir": os.path.dirname(path)}
+    return found
 
 
 def _teacher_dir(out, seed):
@@ -247,6 +263,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--student-epochs", type=COUNT, default=15, help="every student's final-phase epochs")
     p.add_argument("--stage-epochs", type=COUNT0, default=2, help="SMLDist's stage epochs per anchor")
     p.add_argument("--batch-size", type=COUNT, default=64, help="windows per step")
+    p.add_argument("--min-steps-per-epoch", type=COUNT0, default=0,
+                   help="every epoch runs at least this many steps (passes again over small data); 0: one pass")
     p.add_argument("--out", default="runs/compare", help="runs go to OUT/seedN/<variant> (resumed)")
     p.add_argument("--doc", default="docs/results.md", help="the results doc to write (its analysis is kept)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="NAME",
@@ -273,6 +291,7 @@ def main(argv=None, executor=None):
     cmd = (f"tinysml compare --dataset {args.dataset} --seeds {' '.join(map(str, args.seeds))} "
            f"--teacher-epochs {args.teacher_epochs} --student-epochs {args.student_epochs} "
            f"--stage-epochs {args.stage_epochs} --batch-size {args.batch_size}"
+           + (f" --min-steps-per-epoch {args.min_steps_per_epoch}" if args.min_steps_per_epoch else "")
            + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in TEACHER_RECIPE))   # all: 0 is not the default
     if list(args.variants) != list(VARIANTS):
         cmd += " --variants " + " ".join(shlex.quote(v) for v in args.variants)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -41,10 +42,15 @@ class TrainConfig:
     augment_jitter: float = 0.0       # training-time augmentation (data.batches.augment), off by default
     augment_scale: float = 0.0
     augment_shift: int = 0
+    # an epoch runs at least this many optimisation steps, passing over the training windows again
+    # (shuffled afresh) as often as it takes: on a dataset of a few hundred windows, a budget in
+    # epochs alone would be a few dozen steps. 0: one pass per epoch.
+    min_steps: int = 0
 
     def __post_init__(self):
         from . import validate as V
         V.fields(self, {"epochs": V.COUNT0, "batch_size": V.COUNT, "lr": V.POSITIVE, "weight_decay": V.NONNEG,
+                        "min_steps": V.COUNT0,
                         "label_smoothing": {"low": 0, "high": 1, "open_low": False}, "seed": V.COUNT0,
                         "augment_jitter": V.NONNEG, "augment_scale": V.NONNEG, "augment_shift": V.COUNT0})
         if self.label_smoothing >= 1:
@@ -123,6 +129,15 @@ def _copy_state(model) -> dict:
     return {k: v.copy() for k, v in model.state_dict().items()}
 
 
+def epoch_batches(X, y, batch_size: int, rng, min_steps: int = 0):
+    """One epoch's batches (X_batch, y_batch, idx) and how many there are: as many shuffled passes
+    over (X, y) as it takes to reach ``min_steps`` (one pass when that is 0 or a pass is enough)."""
+    per_pass = count_batches(len(y), batch_size)
+    passes = max(1, -(-min_steps // per_pass)) if per_pass else 1
+    return (itertools.chain.from_iterable(iterate_batches(X, y, batch_size, rng, with_index=True)
+                                          for _ in range(passes)), passes * per_pass)
+
+
 def fit(model, train, val, config: TrainConfig, loss_fn=None, params=None, evaluate_fn=None,
         checkpoint: str | None = None, fingerprint: dict | None = None, progress: bool = True,
         restore_best: bool = True, on_epoch_end=None, log=None, batch_index: bool = False) -> TrainResult:
@@ -165,8 +180,7 @@ def fit(model, train, val, config: TrainConfig, loss_fn=None, params=None, evalu
         rng = manual_seed(config.seed, epoch)
         model.train()
         losses = []
-        batches = iterate_batches(X_train, y_train, config.batch_size, rng, with_index=True)
-        n_batches = count_batches(len(y_train), config.batch_size)
+        batches, n_batches = epoch_batches(X_train, y_train, config.batch_size, rng, config.min_steps)
         for xb, yb, idx in tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                                 disable=not progress):
             if config.augment_jitter or config.augment_scale or config.augment_shift:
@@ -211,6 +225,10 @@ def _refuse_mismatch(path, saved: dict, current: dict) -> None:
         defaults = {f.name: f.default for f in dataclasses.fields(MobileNetConfig)
                     if f.default is not dataclasses.MISSING}
         saved["fingerprint"]["model"] = {**{k: v for k, v in defaults.items() if k not in model}, **model}
+    if isinstance(saved.get("train_config"), dict):    # TrainConfig fields added since (e.g. min_steps) likewise
+        train_defaults = _jsonable(asdict(TrainConfig()))
+        added = set(current.get("train_config", {})) - set(saved["train_config"])
+        saved["train_config"] = {**{k: train_defaults[k] for k in added if k in train_defaults}, **saved["train_config"]}
     if saved == current:
         return
     diffs = []

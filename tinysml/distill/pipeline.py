@@ -57,6 +57,9 @@ class SMLDistConfig:
     val_fraction: float = 0.2
     scaling: str = "robust"
     batch_size: int = 64
+    # [ours] every epoch of every phase runs at least this many steps (train.TrainConfig.min_steps):
+    # budgets that do not starve small datasets. 0: one pass over the training windows per epoch
+    min_steps_per_epoch: int = 0
     optimizer: str = "adamw"
     teacher_epochs: int = 30
     teacher_lr: float = 2e-3
@@ -104,7 +107,7 @@ class SMLDistConfig:
             raise ValueError(f"unknown method {self.method!r}; expected one of {METHODS}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
-        V.fields(self, {"seed": V.COUNT0, "batch_size": V.COUNT, "teacher_epochs": V.COUNT0, "student_epochs": V.COUNT0,
+        V.fields(self, {"seed": V.COUNT0, "batch_size": V.COUNT, "min_steps_per_epoch": V.COUNT0, "teacher_epochs": V.COUNT0, "student_epochs": V.COUNT0,
                         "stage_epochs": V.COUNT0, "search_epochs": V.COUNT, "val_fraction": V.FRACTION,
                         "teacher_lr": V.POSITIVE, "student_lr": V.POSITIVE, "stage_lr": V.POSITIVE,
                         "weight_decay": V.NONNEG, "teacher_label_smoothing": {"low": 0, "high": 0.99},
@@ -146,7 +149,7 @@ def _data_options(config: SMLDistConfig) -> dict:
 
 
 def _train_config(config: SMLDistConfig, epochs, lr, **overrides) -> TrainConfig:
-    return TrainConfig(**{"epochs": epochs, "batch_size": config.batch_size, "lr": lr,
+    return TrainConfig(**{"epochs": epochs, "batch_size": config.batch_size, "lr": lr, "min_steps": config.min_steps_per_epoch,
                           "weight_decay": config.weight_decay, "optimizer": config.optimizer, "schedule": "cosine",
                           "seed": config.seed, **overrides})
 

@@ -1,0 +1,287 @@
+"""The evidence: SMLDist against the baselines on four real datasets, and a cross-dataset verdict.
+
+    tinysml evidence                      # run (or resume) every grid, then write docs/results.md
+    tinysml evidence --report-only        # write docs/results.md from whatever runs have finished
+
+Each dataset is one ``tinysml compare`` grid (teacher, student alone, KD, FitNets, AT, SMLDist and
+one SMLDist variant of ours) under ``OUT/<dataset>``; uci-har also runs every ablation and the head
+search, with 5 seeds (the others 3). The variant of ours is chosen on uci-har's *validation* split
+(the best mean validation macro-F1 among its SMLDist variants other than the released one and the
+head search) and then applied unchanged to the other three datasets.
+
+Budgets: 50 teacher epochs, 15 student epochs (plus 2 stage epochs per anchor), batch 64, and on a
+dataset whose training windows make fewer than ``MIN_STEPS`` batches, every epoch passes over them
+again until it has run ``MIN_STEPS`` steps, so a small dataset gets as many optimisation steps as a
+large one. Every run's validation curve is checked: a row is marked where a run's best validation
+score came in the last fifth of its epochs and beat everything before by more than half a point
+(still improving when its budget ended).
+
+Runs resume: rerun the command after a kill or in another sitting; a table whose runs are not all
+finished says so in its heading. Nothing here selects on test data.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+
+import numpy as np
+
+from . import io
+from .compare import collect, run_all
+
+MIN_STEPS = 64
+CORE = ["KD (Hinton)", "FitNets", "AT", "SMLDist"]
+ABLATIONS = ["SMLDist, direct logits loss [ours]", "SMLDist, no frequency term", "SMLDist, no memory loss",
+             "SMLDist, no stage phase"]
+SELECTION = "uci-har"
+PLAN = {                                   # dataset -> seeds, variants beyond CORE (ours is added to the others)
+    "uci-har": {"seeds": [0, 1, 2, 3, 4], "extra": ABLATIONS + ["SMLDist + head search"]},
+    "hapt": {"seeds": [0, 1, 2], "extra": []},
+    "watch": {"seeds": [0, 1, 2], "extra": []},
+    "gesturepebble-z1": {"seeds": [0, 1, 2], "extra": []},
+}
+BASE = {"teacher_epochs": 50, "student_epochs": 15, "stage_epochs": 2, "batch_size": 64,
+        "teacher_label_smoothing": 0.1, "teacher_jitter": 0.05, "teacher_scale": 0.1}
+
+
+# --------------------------------------------------------------------------- statistics
+def paired_ci(a, b, level: float = 0.95):
+    """Mean of the paired differences a_i - b_i and its ``level`` confidence interval (Student's t
+    over the pairs); the interval is None with fewer than two pairs."""
+    from scipy import stats
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if len(d) < 2:
+        return float(d.mean()) if len(d) else float("nan"), None
+    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    return float(d.mean()), (float(d.mean() - half), float(d.mean() + half))
+
+
+def still_improving(history, metric: str = "macro_f1", tail: float = 0.2, margin: float = 0.005) -> bool:
+    """Whether a run was still improving when its budget ended: its best validation score came in
+    the last ``tail`` of the epochs and beat every earlier epoch by more than ``margin``."""
+    scores = [h[metric] for h in history]
+    if len(scores) < 3:
+        return False
+    k = max(2, math.ceil(tail * len(scores)))
+    return max(scores[-k:]) > max(scores[:-k]) + margin
+
+
+# --------------------------------------------------------------------------- the plan
+def grid_args(dataset: str, seeds, variants, out: str, workers=None, threads: int = 1) -> argparse.Namespace:
+    """The ``tinysml compare`` arguments of one dataset's grid."""
+    return argparse.Namespace(dataset=dataset, seeds=list(seeds), variants=list(variants), out=out,
+                              min_steps_per_epoch=min_steps(dataset), workers=workers, threads=threads,
+                              verbose=False, **BASE)
+
+
+def min_steps(dataset: str) -> int:
+    """MIN_STEPS where a pass over the dataset's training windows makes fewer batches; else 0 (one
+    pass per epoch, so the large datasets' runs are plain epochs)."""
+    n = _split_sizes(dataset)["train"]
+    return MIN_STEPS if math.ceil(n / BASE["batch_size"]) < MIN_STEPS else 0
+
+
+def _split_sizes(dataset: str, seed: int = 0) -> dict:
+    from .data import load
+    from .data.prepare import prepare
+    from .distill.pipeline import SMLDistConfig
+    cfg = SMLDistConfig(dataset=dataset, seed=seed)
+    data = prepare(load(dataset), cfg.val_fraction, seed, cfg.scaling)
+    return {"train": len(data.train[0]), "val": len(data.val[0]), "test": len(data.test[0]),
+            "subjects": data.dataset.train.subjects is not None, "classes": data.dataset.num_classes}
+
+
+def choose_ours(found: dict) -> tuple[str | None, dict]:
+    """The SMLDist variant of ours: the best mean validation macro-F1 on the selection dataset among
+    the SMLDist variants other than the released one and the head search, over the seeds where every
+    candidate has finished. Returns (name or None, {candidate: mean val F1})."""
+    candidates = [v for v in ABLATIONS if v in found]
+    seeds = sorted(set.intersection(*(set(found[v]) for v in candidates))) if candidates else []
+    if not seeds:
+        return None, {}
+    means = {v: float(np.mean([found[v][s]["student"]["val"]["macro_f1"] for s in seeds])) for v in candidates}
+    return max(means, key=means.get), means
+
+
+# --------------------------------------------------------------------------- the document
+def _fmt(mean, ci):
+    if ci is None:
+        return f"{100 * mean:+.1f} (1 seed)"
+    return f"{100 * mean:+.1f} [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+
+
+def dataset_section(dataset: str, found: dict, seeds, variants, sizes: dict, command: str) -> tuple[str, dict]:
+    """The markdown section of one dataset, and its paired statistics for the summary."""
+    expected = (1 + len(variants)) * len(seeds)
+    done = sum(len(found.get(n, {})) for n in ["teacher", *variants])
+    status = "complete" if done == expected else f"INCOMPLETE: {done} of {expected} runs finished"
+    steps, epochs = math.ceil(sizes["train"] / BASE["batch_size"]), BASE["student_epochs"]
+    ms = min_steps(dataset)
+    lines = [f"## {dataset} ({status})", "",
+             f"Protocol: {'subject-wise: the test subjects are never trained on; the validation split is carved from the training subjects' if sizes['subjects'] else 'the dataset’s own train/test split; validation carved from the training windows'}. "
+             f"{sizes['classes']} classes; {sizes['train']} training, {sizes['val']} validation and {sizes['test']} test "
+             f"windows (seed 0's split): every model selection here was made on {sizes['val']} validation windows.",
+             f"Budget: a pass over the training windows is {steps} steps of {BASE['batch_size']}; "
+             + (f"every epoch runs at least {ms} steps ({math.ceil(ms / steps)} passes), so the students' {epochs} "
+                f"epochs are {epochs * max(steps, ms)} steps." if ms else
+                f"the students' {epochs} epochs are {epochs * steps} steps."),
+             "", "Produced by", "", f"    {command}", ""]
+    names = ["teacher", *variants]
+    alone, kd = found.get("student alone", {}), found.get("KD (Hinton)", {})
+    lines += ["| model | seeds | test accuracy | test macro-F1 | vs student alone, points (95% CI) | vs KD, points (95% CI) | still improving |",
+              "|---|---|---|---|---|---|---|"]
+    stats = {}
+    for name in names:
+        runs = found.get(name, {})
+        if not runs:
+            lines.append(f"| {name} | 0 | — | — | — | — | — |")
+            continue
+        part = "teacher" if name == "teacher" else "student"
+        acc = {s: r[part]["test"]["accuracy"] for s, r in runs.items()}
+        f1 = [r[part]["test"]["macro_f1"] for r in runs.values()]
+        cells = []
+        for ref in (alone, kd):
+            common = sorted(set(acc) & set(ref))
+            if name in ("student alone",) and ref is alone or name == "KD (Hinton)" and ref is kd or not common:
+                cells.append("—")
+                continue
+            mean, ci = paired_ci([acc[s] for s in common], [ref[s]["student"]["test"]["accuracy"] for s in common])
+            cells.append(_fmt(mean, ci))
+            stats.setdefault(name, {})["alone" if ref is alone else "kd"] = (mean, ci, len(common))
+        flagged = [s for s, r in runs.items() if still_improving(_history(r, name))]
+        a = list(acc.values())
+        spread = f" ± {np.std(a, ddof=1):.4f}" if len(a) > 1 else ""
+        f_spread = f" ± {np.std(f1, ddof=1):.4f}" if len(f1) > 1 else ""
+        lines.append(f"| {name} | {len(runs)} | {np.mean(a):.4f}{spread} | {np.mean(f1):.4f}{f_spread} | {cells[0]} | "
+                     f"{cells[1]} | {', '.join(f'seed {s}' for s in flagged) or 'no'} |")
+        stats.setdefault(name, {})["accuracy"] = float(np.mean(a))
+    lines += ["", "Test accuracy and macro-F1: mean ± sample std (n - 1) over the finished seeds. Differences: "
+              "paired by seed, in accuracy points, with a 95% confidence interval from Student's t over the "
+              "seeds both rows have finished. \"Still improving\": the seeds whose best validation macro-F1 came "
+              "in the last fifth of the final phase and beat all earlier epochs by more than 0.5 points.", ""]
+    return "\n".join(lines), stats
+
+
+def _history(results: dict, name: str) -> list:
+    """The final phase's validation history of a run (the teacher's own training for the teacher)."""
+    if name != "teacher":
+        return results["history"]
+    path = os.path.join(results["run_dir"], "teacher.train.npz")
+    return list(io.load(path)["history"]) if os.path.exists(path) else []
+
+
+def summary_section(all_stats: dict, ours: str | None, means: dict) -> str:
+    """The cross-dataset summary and a verdict generated from the numbers, not written by hand."""
+    methods = [m for m in [*CORE, ours] if m]
+    datasets = list(all_stats)
+    lines = ["## Summary across datasets", "",
+             "Paired difference in test accuracy (points; 95% CI over seeds) against the student alone, and "
+             "in brackets against KD. A dataset counts as a win when the interval against the student alone "
+             "lies above zero.", "",
+             "| method | " + " | ".join(datasets) + " | wins vs student alone | best student mean |",
+             "|---|" + "---|" * (len(datasets) + 2)]
+    verdict = []
+    for m in methods:
+        cells, wins, best = [], 0, 0
+        for d in datasets:
+            st = all_stats[d].get(m, {})
+            if "alone" not in st:
+                cells.append("—")
+                continue
+            mean, ci, n = st["alone"]
+            kd = st.get("kd")
+            cells.append(_fmt(mean, ci) + (f" ({_fmt(kd[0], kd[1])} vs KD)" if kd else ""))
+            wins += ci is not None and ci[0] > 0
+            students = {k: v["accuracy"] for k, v in all_stats[d].items() if k != "teacher" and "accuracy" in v}
+            best += bool(students) and max(students, key=students.get) == m
+        lines.append(f"| {m}{f' (ours, chosen on {SELECTION} validation)' if m == ours else ''} | " + " | ".join(cells)
+                     + f" | {wins} of {len(datasets)} | {best} |")
+        verdict.append((m, wins))
+    chosen = ("The variant of ours is **" + ours + f"**, chosen on {SELECTION}'s validation split (mean validation "
+              "macro-F1: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(means.items(), key=lambda kv: -kv[1]))
+              + ")." if ours else f"The variant of ours is not chosen yet ({SELECTION}'s variant runs are not finished).")
+    sml = dict(verdict).get("SMLDist", 0)
+    kd_sml = [all_stats[d]["SMLDist"]["kd"] for d in datasets if "kd" in all_stats[d].get("SMLDist", {})]
+    above_kd = sum(ci is not None and ci[0] > 0 for _, ci, _ in kd_sml)
+    below_kd = sum(ci is not None and ci[1] < 0 for _, ci, _ in kd_sml)
+    lines += ["", chosen, "", "**Verdict** (generated from the table above): "
+              f"SMLDist's interval against the student alone lies above zero on {sml} of {len(datasets)} datasets; "
+              f"against KD it lies above zero on {above_kd}, below zero on {below_kd}, and includes zero on "
+              f"{len(kd_sml) - above_kd - below_kd} of the {len(kd_sml)} datasets where both ran. "
+              + ("With 3-5 seeds an interval excludes zero only for effects of a point or more: where it includes zero, "
+                 "the evidence neither supports nor rules out a difference." if datasets else ""), ""]
+    return "\n".join(lines)
+
+
+def report(out: str, doc: str) -> str:
+    """Write ``doc`` from every run finished under ``out``; returns the text."""
+    found_all, all_stats, sections = {}, {}, []
+    for d, plan in PLAN.items():
+        found_all[d] = collect(os.path.join(out, d), plan["seeds"], ["student alone", *CORE, *plan["extra"],
+                                                                     *ABLATIONS])
+    ours, means = choose_ours(found_all[SELECTION])
+    for d, plan in PLAN.items():
+        variants = ["student alone", *CORE] + (plan["extra"] if d == SELECTION else [ours] if ours else [])
+        text, stats = dataset_section(d, found_all[d], plan["seeds"], variants, _split_sizes(d),
+                                      _command(d, out, doc))
+        sections.append(text)
+        all_stats[d] = stats
+    head = ["# Results: SMLDist against the baselines on four datasets", "",
+            "Produced by `" + _command(None, out, doc) + "` (`--report-only` rewrites this file from the runs "
+            "finished so far). " + __doc__.split("\n\n")[2].replace("\n", " "), ""]
+    text = "\n".join(head) + "\n" + summary_section(all_stats, ours, means) + "\n" + "\n".join(sections)
+    text += kept_notes(doc)
+    io.write_atomic(doc, lambda f: f.write(text.encode()))
+    return text
+
+
+NOTES = "\n## Notes"      # the hand-written part of the doc starts here; kept when the tables are rewritten
+
+
+def kept_notes(doc: str) -> str:
+    """The hand-written notes of an existing doc (re-read them against new numbers: the script does
+    not know what they say)."""
+    if not os.path.exists(doc):
+        return ""
+    text = open(doc, encoding="utf-8").read()
+    return text[text.index(NOTES):] if NOTES in text else ""
+
+
+def _command(dataset, out, doc) -> str:
+    return (f"tinysml evidence --out {out} --doc {doc}" + (f" --datasets {dataset}" if dataset else ""))
+
+
+# --------------------------------------------------------------------------- running
+def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = p or argparse.ArgumentParser(prog="tinysml evidence", description=__doc__.split("\n\n")[0])
+    from .cli import COUNT
+    p.add_argument("--datasets", nargs="+", default=list(PLAN), choices=list(PLAN),
+                   help=f"the grids to run (the doc always covers all four; {SELECTION} first: it chooses ours)")
+    p.add_argument("--out", default="runs/evidence", help="grids go to OUT/<dataset> (resumed)")
+    p.add_argument("--doc", default="docs/results.md", help="the document to write")
+    p.add_argument("--report-only", action="store_true", help="run nothing; write the doc from the finished runs")
+    p.add_argument("--workers", type=COUNT, default=None, help="local processes (default: one per core)")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv) if not isinstance(argv, argparse.Namespace) else argv
+    if not args.report_only:
+        for d in [d for d in PLAN if d in args.datasets]:
+            plan = PLAN[d]
+            if d == SELECTION:
+                variants = CORE + plan["extra"]
+            else:
+                ours, _ = choose_ours(collect(os.path.join(args.out, SELECTION), PLAN[SELECTION]["seeds"], ABLATIONS))
+                if ours is None:
+                    raise SystemExit(f"tinysml evidence: {d} needs the variant of ours, chosen on {SELECTION}'s "
+                                     f"validation split: run --datasets {SELECTION} first")
+                variants = CORE + [ours]
+            run_all(grid_args(d, plan["seeds"], variants, os.path.join(args.out, d), args.workers))
+    report(args.out, args.doc)
+    print(f"wrote {args.doc}")
+
+
+if __name__ == "__main__":
+    main()
