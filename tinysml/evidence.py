@@ -104,6 +104,22 @@ def choose_ours(found: dict) -> tuple[str | None, dict]:
     return max(means, key=means.get), means
 
 
+def fixed_ours(out: str, found: dict, record: bool) -> tuple[str | None, dict, bool]:
+    """Our variant as recorded in ``OUT/ours.json`` once the first other dataset's grid started
+    (so it is applied unchanged, whatever finishes on uci-har later); else chosen now from the
+    finished runs (and recorded when ``record``). Returns (name, mean validation F1s, fixed?)."""
+    import json
+    path = os.path.join(out, "ours.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        return saved["variant"], saved["val_macro_f1"], True
+    ours, means = choose_ours(found)
+    if record and ours is not None:
+        io.write_json(path, {"variant": ours, "val_macro_f1": means, "selection": SELECTION})
+    return ours, means, record and ours is not None
+
+
 # --------------------------------------------------------------------------- the document
 def _fmt(mean, ci):
     if ci is None:
@@ -171,7 +187,7 @@ def _history(results: dict, name: str) -> list:
     return list(io.load(path)["history"]) if os.path.exists(path) else []
 
 
-def summary_section(all_stats: dict, ours: str | None, means: dict) -> str:
+def summary_section(all_stats: dict, ours: str | None, means: dict, fixed: bool = True) -> str:
     """The cross-dataset summary and a verdict generated from the numbers, not written by hand."""
     methods = [m for m in [*CORE, ours] if m]
     datasets = list(all_stats)
@@ -200,7 +216,9 @@ def summary_section(all_stats: dict, ours: str | None, means: dict) -> str:
         verdict.append((m, wins))
     chosen = ("The variant of ours is **" + ours + f"**, chosen on {SELECTION}'s validation split (mean validation "
               "macro-F1: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(means.items(), key=lambda kv: -kv[1]))
-              + ")." if ours else f"The variant of ours is not chosen yet ({SELECTION}'s variant runs are not finished).")
+              + ")" + ("." if fixed else f", provisionally: it is fixed (OUT/ours.json) when the first other "
+                       f"dataset's grid starts, from the {SELECTION} runs finished by then.")
+              if ours else f"The variant of ours is not chosen yet ({SELECTION}'s variant runs are not finished).")
     sml = dict(verdict).get("SMLDist", 0)
     kd_sml = [all_stats[d]["SMLDist"]["kd"] for d in datasets if "kd" in all_stats[d].get("SMLDist", {})]
     above_kd = sum(ci is not None and ci[0] > 0 for _, ci, _ in kd_sml)
@@ -220,7 +238,7 @@ def report(out: str, doc: str) -> str:
     for d, plan in PLAN.items():
         found_all[d] = collect(os.path.join(out, d), plan["seeds"], ["student alone", *CORE, *plan["extra"],
                                                                      *ABLATIONS])
-    ours, means = choose_ours(found_all[SELECTION])
+    ours, means, fixed = fixed_ours(out, found_all[SELECTION], record=False)
     for d, plan in PLAN.items():
         variants = ["student alone", *CORE] + (plan["extra"] if d == SELECTION else [ours] if ours else [])
         text, stats = dataset_section(d, found_all[d], plan["seeds"], variants, _split_sizes(d),
@@ -230,7 +248,7 @@ def report(out: str, doc: str) -> str:
     head = ["# Results: SMLDist against the baselines on four datasets", "",
             "Produced by `" + _command(None, out, doc) + "` (`--report-only` rewrites this file from the runs "
             "finished so far). " + __doc__.split("\n\n")[2].replace("\n", " "), ""]
-    text = "\n".join(head) + "\n" + summary_section(all_stats, ours, means) + "\n" + "\n".join(sections)
+    text = "\n".join(head) + "\n" + summary_section(all_stats, ours, means, fixed) + "\n" + "\n".join(sections)
     text += kept_notes(doc)
     io.write_atomic(doc, lambda f: f.write(text.encode()))
     return text
@@ -273,7 +291,8 @@ def main(argv=None):
             if d == SELECTION:
                 variants = CORE + plan["extra"]
             else:
-                ours, _ = choose_ours(collect(os.path.join(args.out, SELECTION), PLAN[SELECTION]["seeds"], ABLATIONS))
+                ours, _, _ = fixed_ours(args.out, collect(os.path.join(args.out, SELECTION), PLAN[SELECTION]["seeds"],
+                                                          ABLATIONS), record=True)
                 if ours is None:
                     raise SystemExit(f"tinysml evidence: {d} needs the variant of ours, chosen on {SELECTION}'s "
                                      f"validation split: run --datasets {SELECTION} first")
