@@ -194,17 +194,18 @@ def summary_section(all_stats: dict, ours: str | None, means: dict, fixed: bool 
     lines = ["## Summary across datasets", "",
              "Paired difference in test accuracy (points; 95% CI over seeds) against the student alone, and "
              "in brackets against KD. A dataset counts as a win when the interval against the student alone "
-             "lies above zero.", "",
+             "lies above zero; \"of N\" counts the datasets where the method has finished runs.", "",
              "| method | " + " | ".join(datasets) + " | wins vs student alone | best student mean |",
              "|---|" + "---|" * (len(datasets) + 2)]
     verdict = []
     for m in methods:
-        cells, wins, best = [], 0, 0
+        cells, wins, best, ran = [], 0, 0, 0
         for d in datasets:
             st = all_stats[d].get(m, {})
             if "alone" not in st:
                 cells.append("—")
                 continue
+            ran += 1
             mean, ci, n = st["alone"]
             kd = st.get("kd")
             cells.append(_fmt(mean, ci) + (f" ({_fmt(kd[0], kd[1])} vs KD)" if kd else ""))
@@ -212,7 +213,7 @@ def summary_section(all_stats: dict, ours: str | None, means: dict, fixed: bool 
             students = {k: v["accuracy"] for k, v in all_stats[d].items() if k != "teacher" and "accuracy" in v}
             best += bool(students) and max(students, key=students.get) == m
         lines.append(f"| {m}{f' (ours, chosen on {SELECTION} validation)' if m == ours else ''} | " + " | ".join(cells)
-                     + f" | {wins} of {len(datasets)} | {best} |")
+                     + f" | {wins} of {ran} | {best} |")
         verdict.append((m, wins))
     chosen = ("The variant of ours is **" + ours + f"**, chosen on {SELECTION}'s validation split (mean validation "
               "macro-F1: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(means.items(), key=lambda kv: -kv[1]))
@@ -220,11 +221,13 @@ def summary_section(all_stats: dict, ours: str | None, means: dict, fixed: bool 
                        f"dataset's grid starts, from the {SELECTION} runs finished by then.")
               if ours else f"The variant of ours is not chosen yet ({SELECTION}'s variant runs are not finished).")
     sml = dict(verdict).get("SMLDist", 0)
+    sml_ran = sum("alone" in all_stats[d].get("SMLDist", {}) for d in datasets)
     kd_sml = [all_stats[d]["SMLDist"]["kd"] for d in datasets if "kd" in all_stats[d].get("SMLDist", {})]
     above_kd = sum(ci is not None and ci[0] > 0 for _, ci, _ in kd_sml)
     below_kd = sum(ci is not None and ci[1] < 0 for _, ci, _ in kd_sml)
     lines += ["", chosen, "", "**Verdict** (generated from the table above): "
-              f"SMLDist's interval against the student alone lies above zero on {sml} of {len(datasets)} datasets; "
+              f"SMLDist's interval against the student alone lies above zero on {sml} of the {sml_ran} datasets "
+              f"where it has finished runs (of {len(datasets)} planned); "
               f"against KD it lies above zero on {above_kd}, below zero on {below_kd}, and includes zero on "
               f"{len(kd_sml) - above_kd - below_kd} of the {len(kd_sml)} datasets where both ran. "
               + ("With 3-5 seeds an interval excludes zero only for effects of a point or more: where it includes zero, "
