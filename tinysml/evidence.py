@@ -127,51 +127,59 @@ def _fmt(mean, ci):
     return f"{100 * mean:+.1f} [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
 
 
+def _preamble(dataset: str, sizes: dict) -> list:
+    """A dataset section's protocol, split sizes and budget, in words."""
+    if sizes["subjects"]:
+        protocol = ("subject-wise: the test subjects are never trained on; the validation split is carved "
+                    "from the training subjects")
+    else:
+        protocol = "the dataset's own train/test split; validation carved from the training windows"
+    steps, epochs, ms = math.ceil(sizes["train"] / BASE["batch_size"]), BASE["student_epochs"], min_steps(dataset)
+    budget = (f"every epoch runs at least {ms} steps ({math.ceil(ms / steps)} passes), so the students' {epochs} "
+              f"epochs are {epochs * max(steps, ms)} steps." if ms else
+              f"the students' {epochs} epochs are {epochs * steps} steps.")
+    return [f"Protocol: {protocol}. {sizes['classes']} classes; {sizes['train']} training, {sizes['val']} validation "
+            f"and {sizes['test']} test windows (seed 0's split): every model selection here was made on "
+            f"{sizes['val']} validation windows.",
+            f"Budget: a pass over the training windows is {steps} steps of {BASE['batch_size']}; {budget}"]
+
+
+def _mean_spread(values) -> str:
+    return f"{np.mean(values):.4f}" + (f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else "")
+
+
 def dataset_section(dataset: str, found: dict, seeds, variants, sizes: dict, command: str) -> tuple[str, dict]:
-    """The markdown section of one dataset, and its paired statistics for the summary."""
+    """The markdown section of one dataset, and its paired statistics for the summary:
+    {name: {"accuracy": mean, "alone": (mean diff, CI, pairs), "kd": (...)}}."""
     expected = (1 + len(variants)) * len(seeds)
     done = sum(len(found.get(n, {})) for n in ["teacher", *variants])
     status = "complete" if done == expected else f"INCOMPLETE: {done} of {expected} runs finished"
-    steps, epochs = math.ceil(sizes["train"] / BASE["batch_size"]), BASE["student_epochs"]
-    ms = min_steps(dataset)
-    lines = [f"## {dataset} ({status})", "",
-             f"Protocol: {'subject-wise: the test subjects are never trained on; the validation split is carved from the training subjects' if sizes['subjects'] else 'the dataset’s own train/test split; validation carved from the training windows'}. "
-             f"{sizes['classes']} classes; {sizes['train']} training, {sizes['val']} validation and {sizes['test']} test "
-             f"windows (seed 0's split): every model selection here was made on {sizes['val']} validation windows.",
-             f"Budget: a pass over the training windows is {steps} steps of {BASE['batch_size']}; "
-             + (f"every epoch runs at least {ms} steps ({math.ceil(ms / steps)} passes), so the students' {epochs} "
-                f"epochs are {epochs * max(steps, ms)} steps." if ms else
-                f"the students' {epochs} epochs are {epochs * steps} steps."),
-             "", "Produced by", "", f"    {command}", ""]
-    names = ["teacher", *variants]
-    alone, kd = found.get("student alone", {}), found.get("KD (Hinton)", {})
-    lines += ["| model | seeds | test accuracy | test macro-F1 | vs student alone, points (95% CI) | vs KD, points (95% CI) | still improving |",
-              "|---|---|---|---|---|---|---|"]
+    lines = [f"## {dataset} ({status})", "", *_preamble(dataset, sizes), "", "Produced by", "", f"    {command}", "",
+             "| model | seeds | test accuracy | test macro-F1 | vs student alone, points (95% CI) | "
+             "vs KD, points (95% CI) | still improving |", "|---|---|---|---|---|---|---|"]
+    references = {"alone": ("student alone", found.get("student alone", {})), "kd": ("KD (Hinton)", found.get("KD (Hinton)", {}))}
     stats = {}
-    for name in names:
+    for name in ["teacher", *variants]:
         runs = found.get(name, {})
         if not runs:
             lines.append(f"| {name} | 0 | — | — | — | — | — |")
             continue
         part = "teacher" if name == "teacher" else "student"
         acc = {s: r[part]["test"]["accuracy"] for s, r in runs.items()}
-        f1 = [r[part]["test"]["macro_f1"] for r in runs.values()]
+        stats[name] = {"accuracy": float(np.mean(list(acc.values())))}
         cells = []
-        for ref in (alone, kd):
+        for key, (ref_name, ref) in references.items():
             common = sorted(set(acc) & set(ref))
-            if name in ("student alone",) and ref is alone or name == "KD (Hinton)" and ref is kd or not common:
+            if name == ref_name or not common:
                 cells.append("—")
                 continue
             mean, ci = paired_ci([acc[s] for s in common], [ref[s]["student"]["test"]["accuracy"] for s in common])
             cells.append(_fmt(mean, ci))
-            stats.setdefault(name, {})["alone" if ref is alone else "kd"] = (mean, ci, len(common))
-        flagged = [s for s, r in runs.items() if still_improving(_history(r, name))]
-        a = list(acc.values())
-        spread = f" ± {np.std(a, ddof=1):.4f}" if len(a) > 1 else ""
-        f_spread = f" ± {np.std(f1, ddof=1):.4f}" if len(f1) > 1 else ""
-        lines.append(f"| {name} | {len(runs)} | {np.mean(a):.4f}{spread} | {np.mean(f1):.4f}{f_spread} | {cells[0]} | "
-                     f"{cells[1]} | {', '.join(f'seed {s}' for s in flagged) or 'no'} |")
-        stats.setdefault(name, {})["accuracy"] = float(np.mean(a))
+            stats[name][key] = (mean, ci, len(common))
+        flagged = [f"seed {s}" for s, r in runs.items() if still_improving(_history(r, name))]
+        lines.append(f"| {name} | {len(runs)} | {_mean_spread(list(acc.values()))} | "
+                     f"{_mean_spread([r[part]['test']['macro_f1'] for r in runs.values()])} | {cells[0]} | {cells[1]} | "
+                     f"{', '.join(flagged) or 'no'} |")
     lines += ["", "Test accuracy and macro-F1: mean ± sample std (n - 1) over the finished seeds. Differences: "
               "paired by seed, in accuracy points, with a 95% confidence interval from Student's t over the "
               "seeds both rows have finished. \"Still improving\": the seeds whose best validation macro-F1 came "
