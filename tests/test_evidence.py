@@ -57,6 +57,7 @@ def test_a_tiny_plan_runs_reports_and_says_when_it_is_incomplete(tmp_path, monke
     assert "every epoch runs at least 4 steps (2 passes)" in text             # 32 windows: 2 batches a pass
     assert "The variant of ours is **SMLDist, no memory loss**" in text and "**Verdict**" in text
     assert "provisionally" in text                  # only the selection dataset ran: not fixed yet
+    assert "| SMLDist, no memory loss | " in text.split("Against SMLDist itself")[1]     # the ablation, paired
     assert not os.path.exists(os.path.join(out, "ours.json"))
     cfg = json.load(open(os.path.join(out, "basicmotions", "seed0", "smldist", "config.json")))
     assert cfg["min_steps_per_epoch"] == 4

@@ -148,6 +148,26 @@ def _mean_spread(values) -> str:
     return f"{np.mean(values):.4f}" + (f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else "")
 
 
+def _against_smldist(found: dict, variants) -> list:
+    """The SMLDist variants (ablations, ours, the head search) paired against SMLDist itself, seed by
+    seed: what each part of the method is worth. Empty where no variant ran."""
+    released = found.get("SMLDist", {})
+    rows = []
+    for name in [v for v in variants if v.startswith("SMLDist") and v != "SMLDist" and found.get(v)]:
+        common = sorted(set(found[name]) & set(released))
+        if not common:
+            continue
+        a = [found[name][s]["student"]["test"]["accuracy"] for s in common]
+        b = [released[s]["student"]["test"]["accuracy"] for s in common]
+        mean, ci = paired_ci(a, b)
+        per_seed = ", ".join(f"{100 * (x - y):+.1f}" for x, y in zip(a, b))
+        rows.append(f"| {name} | {_fmt(mean, ci)} | {per_seed} |")
+    if not rows:
+        return []
+    return ["", "Against SMLDist itself (test accuracy points, paired by seed; 95% CI, then seed by seed):", "",
+            "| variant | vs SMLDist (95% CI) | per seed |", "|---|---|---|", *rows]
+
+
 def dataset_section(dataset: str, found: dict, seeds, variants, sizes: dict, command: str) -> tuple[str, dict]:
     """The markdown section of one dataset, and its paired statistics for the summary:
     {name: {"accuracy": mean, "alone": (mean diff, CI, pairs), "kd": (...)}}."""
@@ -180,6 +200,7 @@ def dataset_section(dataset: str, found: dict, seeds, variants, sizes: dict, com
         lines.append(f"| {name} | {len(runs)} | {_mean_spread(list(acc.values()))} | "
                      f"{_mean_spread([r[part]['test']['macro_f1'] for r in runs.values()])} | {cells[0]} | {cells[1]} | "
                      f"{', '.join(flagged) or 'no'} |")
+    lines += _against_smldist(found, variants)
     lines += ["", "Test accuracy and macro-F1: mean ± sample std (n - 1) over the finished seeds. Differences: "
               "paired by seed, in accuracy points, with a 95% confidence interval from Student's t over the "
               "seeds both rows have finished. \"Still improving\": the seeds whose best validation macro-F1 came "
@@ -220,11 +241,12 @@ def summary_section(all_stats: dict, ours: str | None, means: dict, fixed: bool 
             wins += ci is not None and ci[0] > 0
             students = {k: v["accuracy"] for k, v in all_stats[d].items() if k != "teacher" and "accuracy" in v}
             best += bool(students) and max(students, key=students.get) == m
-        lines.append(f"| {m}{f' (ours, chosen on {SELECTION} validation)' if m == ours else ''} | " + " | ".join(cells)
+        label = f" ({'' if '[ours]' in m else 'ours, '}chosen on {SELECTION} validation)" if m == ours else ""
+        lines.append(f"| {m}{label} | " + " | ".join(cells)
                      + f" | {wins} of {ran} | {best} |")
         verdict.append((m, wins))
     chosen = ("The variant of ours is **" + ours + f"**, chosen on {SELECTION}'s validation split (mean validation "
-              "macro-F1: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(means.items(), key=lambda kv: -kv[1]))
+              "macro-F1 over the seeds every candidate had finished when the choice was made: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(means.items(), key=lambda kv: -kv[1]))
               + ")" + ("." if fixed else f", provisionally: it is fixed (OUT/ours.json) when the first other "
                        f"dataset's grid starts, from the {SELECTION} runs finished by then.")
               if ours else f"The variant of ours is not chosen yet ({SELECTION}'s variant runs are not finished).")
