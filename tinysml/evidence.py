@@ -281,7 +281,7 @@ def report(out: str, doc: str) -> str:
     head = ["# Results: SMLDist against the baselines on four datasets", "",
             "Produced by `" + _command(None, out, doc) + "` (`--report-only` rewrites this file from the runs "
             "finished so far). " + __doc__.split("\n\n")[2].replace("\n", " "), ""]
-    text = "\n".join(head) + "\n" + summary_section(all_stats, ours, means, fixed) + "\n" + "\n".join(sections)
+    text = "\n".join(head) + "\n" + summary_section(all_stats, ours, means, fixed) + "\n" + "\n\n".join(sections)
     text += kept_notes(doc)
     io.write_atomic(doc, lambda f: f.write(text.encode()))
     return text
