@@ -102,3 +102,17 @@ def test_the_cache_is_keyed_atomic_and_checked(tmp_path):
     np.save(os.path.join(first.folder, "logits.npy"), np.zeros((3, 4), np.float32))
     with pytest.raises(ValueError, match="delete the folder to rebuild it"):
         TeacherOutputs.load(first.folder)
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((5, 7), (7, 3)), ((4, 5, 7), (4, 7, 3)), ((4, 5, 7), (7, 3)),
+                                              ((2, 4, 5, 7), (4, 7, 3))])
+def test_batch_invariant_products_equal_plain_ones_for_any_batch_dimensions(a_shape, b_shape):
+    """The row-by-row form keeps b's batch dimensions aligned with a's (a (B, n, k) @ b (B, k, m))."""
+    from tinysml import functions as F
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
+    with no_grad():
+        plain = F.matmul(Tensor(a), Tensor(b)).data
+        with batch_invariant():
+            rows = F.matmul(Tensor(a), Tensor(b)).data
+    assert rows.shape == plain.shape and np.allclose(rows, plain, rtol=1e-12, atol=1e-12)

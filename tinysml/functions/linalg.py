@@ -12,8 +12,9 @@ from .elementwise import unbroadcast
 
 
 def _product(a, b):
-    """a @ b; row by row inside ``batch_invariant``."""
-    return (a[..., None, :] @ b)[..., 0, :] if is_batch_invariant() else a @ b
+    """a @ b; row by row inside ``batch_invariant``: a (..., n, k) -> (..., n, 1, k) against
+    b (..., 1, k, m), so b's batch dimensions stay aligned with a's."""
+    return (a[..., None, :] @ b[..., None, :, :])[..., 0, :] if is_batch_invariant() else a @ b
 
 
 class MatMul(Function):
