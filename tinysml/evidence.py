@@ -71,15 +71,15 @@ def still_improving(history, metric: str = "macro_f1", tail: float = 0.2, margin
 def grid_args(dataset: str, seeds, variants, out: str, workers=None, threads: int = 1) -> argparse.Namespace:
     """The ``tinysml compare`` arguments of one dataset's grid."""
     return argparse.Namespace(dataset=dataset, seeds=list(seeds), variants=list(variants), out=out,
-                              min_steps_per_epoch=min_steps(dataset), workers=workers, threads=threads,
+                              min_steps_per_epoch=min_steps(_split_sizes(dataset)["train"]), workers=workers,
+                              threads=threads,
                               verbose=False, **BASE)
 
 
-def min_steps(dataset: str) -> int:
-    """MIN_STEPS where a pass over the dataset's training windows makes fewer batches; else 0 (one
+def min_steps(n_train: int) -> int:
+    """MIN_STEPS where a pass over ``n_train`` training windows makes fewer batches; else 0 (one
     pass per epoch, so the large datasets' runs are plain epochs)."""
-    n = _split_sizes(dataset)["train"]
-    return MIN_STEPS if math.ceil(n / BASE["batch_size"]) < MIN_STEPS else 0
+    return MIN_STEPS if math.ceil(n_train / BASE["batch_size"]) < MIN_STEPS else 0
 
 
 def _split_sizes(dataset: str, seed: int = 0) -> dict:
@@ -134,7 +134,7 @@ def _preamble(dataset: str, sizes: dict) -> list:
                     "from the training subjects")
     else:
         protocol = "the dataset's own train/test split; validation carved from the training windows"
-    steps, epochs, ms = math.ceil(sizes["train"] / BASE["batch_size"]), BASE["student_epochs"], min_steps(dataset)
+    steps, epochs, ms = math.ceil(sizes["train"] / BASE["batch_size"]), BASE["student_epochs"], min_steps(sizes["train"])
     budget = (f"every epoch runs at least {ms} steps ({math.ceil(ms / steps)} passes), so the students' {epochs} "
               f"epochs are {epochs * max(steps, ms)} steps." if ms else
               f"the students' {epochs} epochs are {epochs * steps} steps.")
