@@ -216,19 +216,24 @@ def fit(model, train, val, config: TrainConfig, loss_fn=None, params=None, evalu
     return TrainResult(float(best["score"]), int(best["epoch"]), history, elapsed)
 
 
+def _with_added_defaults(saved: dict, current: dict, cls) -> dict:
+    """``saved`` plus, for every field of dataclass ``cls`` that ``current`` has and ``saved`` lacks,
+    that field's default: a field added after a checkpoint was written means its old behaviour."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    added = {k: _jsonable(defaults[k]) for k in set(current) - set(saved) if k in defaults}
+    return {**added, **saved}
+
+
 def _refuse_mismatch(path, saved: dict, current: dict) -> None:
     """Refuse to resume from a checkpoint written for another run, naming what differs."""
     saved, current = _jsonable(saved), _jsonable(current)
-    model = saved.get("fingerprint", {}).get("model")
-    if isinstance(model, dict):                  # config fields added since the checkpoint was written
-        from .models.mobilenet import MobileNetConfig          # count as their defaults (e.g. bn_eps)
-        defaults = {f.name: f.default for f in dataclasses.fields(MobileNetConfig)
-                    if f.default is not dataclasses.MISSING}
-        saved["fingerprint"]["model"] = {**{k: v for k, v in defaults.items() if k not in model}, **model}
-    if isinstance(saved.get("train_config"), dict):    # TrainConfig fields added since (e.g. min_steps) likewise
-        train_defaults = _jsonable(asdict(TrainConfig()))
-        added = set(current.get("train_config", {})) - set(saved["train_config"])
-        saved["train_config"] = {**{k: train_defaults[k] for k in added if k in train_defaults}, **saved["train_config"]}
+    # config fields added since the checkpoint was written count as their defaults (e.g. bn_eps, min_steps)
+    from .models.mobilenet import MobileNetConfig
+    for section, key, cls in (("fingerprint", "model", MobileNetConfig), (None, "train_config", TrainConfig)):
+        holder_saved = saved.get(section, {}) if section else saved
+        holder_now = current.get(section, {}) if section else current
+        if isinstance(holder_saved.get(key), dict) and isinstance(holder_now.get(key), dict):
+            holder_saved[key] = _with_added_defaults(holder_saved[key], holder_now[key], cls)
     if saved == current:
         return
     diffs = []
