@@ -136,7 +136,6 @@ class _Progress:
 
 def _on_device(module: Module, array):
     """``array`` (NumPy) on the device of ``module``'s parameters."""
-    from ..backend import get_array_module
     return get_array_module(module.parameters()[0].data).asarray(array)
 
 
