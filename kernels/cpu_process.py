@@ -13,6 +13,13 @@ inference kernel that ``tinysml.deploy`` uses, which must not pull in SciPy):
   created (0.21 s of a 0.74 s deployment process here). An ``atexit`` hook freezes the heap first
   (``gc.freeze()``), so that collection skips it; the process's memory goes back to the OS as it
   would anyway, and Python never promised finalizers at exit. ``TINYSML_FAST_EXIT=0`` turns it off.
+* No SciPy import for a kernel that does not use BLAS. Numba's first compile or cache load
+  imports ``numba.np.arraymath``, which asks "is there a BLAS?" by importing
+  ``scipy.linalg.cython_blas``, and with it all of ``scipy.linalg`` (0.19 s of a 0.57 s deployment
+  process here, most of it SciPy's array-API layer touching every lazy NumPy submodule).
+  ``_answer_blas_question_lazily`` answers that question by looking for SciPy's BLAS module on
+  disk instead; the answer is the same, and a kernel that does call BLAS still imports SciPy
+  (Numba does it when it compiles ``np.dot``, and when the compiled call first runs).
 """
 from __future__ import annotations
 
@@ -44,6 +51,43 @@ def _configure_process() -> None:
 _configure_process()
 
 import numba  # noqa: E402
+
+
+def _answer_blas_question_lazily() -> None:
+    """Let ``numba.np.arraymath`` learn whether SciPy's BLAS exists without importing it.
+
+    Its module-level ``_HAVE_BLAS = _check_blas()`` calls ``numba.np.linalg.ensure_blas``, which
+    imports ``scipy.linalg.cython_blas``. For that one import we swap in a check that finds the
+    module's file without running it; Numba's own ``ensure_blas`` is back in place before any code
+    is compiled (its BLAS codegen calls it again, and it then imports SciPy and checks the
+    integer width as before). On a Numba without these names nothing is changed.
+    """
+    import importlib.machinery
+    import importlib.util
+    import sys
+    if "numba.np.arraymath" in sys.modules:
+        return
+    try:
+        import numba.np.linalg as nlinalg
+        real_ensure_blas = nlinalg.ensure_blas
+    except (ImportError, AttributeError):
+        return
+
+    def scipy_blas_on_disk():
+        spec = importlib.util.find_spec("scipy")
+        folders = list(spec.submodule_search_locations or []) if spec else []
+        suffixes = importlib.machinery.EXTENSION_SUFFIXES
+        if not any(os.path.exists(os.path.join(f, "linalg", "cython_blas" + s)) for f in folders for s in suffixes):
+            raise ImportError("scipy 0.16+ is required for linear algebra")
+
+    nlinalg.ensure_blas = scipy_blas_on_disk
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        nlinalg.ensure_blas = real_ensure_blas
+
+
+_answer_blas_question_lazily()
 
 if "NUMBA_CACHE_DIR" in os.environ and numba.config.CACHE_DIR != os.environ["NUMBA_CACHE_DIR"]:
     numba.config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]   # numba was imported before us

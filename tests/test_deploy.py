@@ -137,6 +137,22 @@ def test_importing_deploy_loads_neither_autograd_nor_scipy():
     assert out.strip() == "[]"
 
 
+def test_a_numba_prediction_does_not_import_scipy_linalg(trained):
+    """Numba's "is there a BLAS?" check used to import all of scipy.linalg (0.19 s of a cold start).
+    The deployment kernel calls no BLAS, so a deployment process must not pay for it; Numba must
+    still get the right answer, and a kernel that does use BLAS must still get it (the training
+    backend's np.dot kernels: every other CPU test)."""
+    code = ("import sys, numpy as np\n"
+            "from tinysml.deploy import Predictor\n"
+            f"p = Predictor.load({trained[3]!r}, use_numba=True)\n"
+            "p.predict_proba(np.zeros((1, 6, 100), np.float32))\n"
+            "import numba.np.arraymath as am, importlib.util\n"
+            "print('scipy.linalg' in sys.modules, am._HAVE_BLAS, importlib.util.find_spec('scipy') is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "False"
+    assert out[1] == out[2], "numba.np.arraymath._HAVE_BLAS must say whether SciPy's BLAS exists"
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_checkpoints_give_a_clear_error(trained, tmp_path, data):
