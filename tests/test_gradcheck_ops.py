@@ -120,10 +120,14 @@ def test_conv1d(B, C, O, L, K, stride, padding, dilation, groups):
 ])
 def test_dw_conv1d(B, C, L, K, stride, padding, dilation):
     gradcheck(lambda x, w, b: F.dw_conv1d(x, w, b, stride, padding, dilation), rand(B, C, L), rand(C, K), rand(C))
+    # a layer's own (C, 1, K) parameter: viewed inside, its gradient handed back in that shape
+    gradcheck(lambda x, w: F.dw_conv1d(x, w, None, stride, padding, dilation), rand(B, C, L), rand(C, 1, K))
 
 
 def test_pw_conv1d_and_channel_scale():
     gradcheck(F.pw_conv1d, rand(2, 3, 5), rand(4, 3), rand(4))
+    gradcheck(F.pw_conv1d, rand(2, 3, 5), rand(4, 3, 1), rand(4))       # a layer's own (O, C, 1) parameter
+    gradcheck(F.pw_conv1d, rand(1, 3, 5), rand(4, 3, 1))
     gradcheck(F.channel_scale, rand(2, 3, 5), rand(2, 3))
     for act in ("hardswish", "selu", "relu", "sigmoid"):
         gradcheck(lambda x, s: F.channel_scale_act(x, s, act), rand(2, 3, 5), rand(2, 3))

@@ -227,6 +227,13 @@ def _reverse_topological_order(root: Tensor) -> list:
     return order[::-1]
 
 
+def _constant(x) -> Tensor:
+    """A Function's input that is not a Tensor: a constant (floating arrays are wrapped as they are)."""
+    if type(x) is np.ndarray and x.dtype.kind == "f":
+        return Tensor._wrap(x)
+    return Tensor(x)
+
+
 class Function:
     """Base class of differentiable operations.
 
@@ -237,7 +244,7 @@ class Function:
 
     def __init__(self, *parents: Tensor):
         self.parents = parents
-        self.needs_grad = tuple(p.requires_grad for p in parents)
+        self.needs_grad = tuple([p.requires_grad for p in parents])
         self.saved = ()
 
     def save(self, *arrays) -> None:
@@ -253,7 +260,7 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params) -> Tensor:
-        tensors = tuple(x if isinstance(x, Tensor) else Tensor(x) for x in inputs)
+        tensors = tuple([x if isinstance(x, Tensor) else _constant(x) for x in inputs])
         ctx = cls(*tensors)
         out = cls.forward(ctx, *[t.data for t in tensors], **params)
         requires_grad = _grad_enabled and any(ctx.needs_grad)

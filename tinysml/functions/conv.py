@@ -1,6 +1,9 @@
 """Convolutions over time and the squeeze-excite pieces, all through the backend's kernels.
 
 Shapes: x (B, C, L); dense/grouped weight (O, C/G, K); depthwise weight (C, K); pointwise (O, C).
+The depthwise and pointwise Functions also take a layer's own (C, 1, K) and (O, C, 1) parameters:
+they view them in their kernel's shape and hand the gradient back in the parameter's, so a layer
+costs one graph node, not two (a separate Reshape node per weight was 13 of the student's 67).
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ class Conv1d(Function):
 class DepthwiseConv1d(Function):
     @staticmethod
     def forward(ctx, x, w, b=None, *, stride, padding, dilation):
+        ctx.w_shape = w.shape                         # (C, K) or the layer's (C, 1, K)
+        w = w.reshape(w.shape[0], w.shape[-1])        # (C, K), a view
         ctx.save(x, w)
         ctx.args = stride, padding, dilation
         return kernels_for(x).dw_conv1d_fwd(x, w, b, stride, padding, dilation)
@@ -38,12 +43,15 @@ class DepthwiseConv1d(Function):
     def backward(ctx, g):
         x, w = ctx.saved
         gx, gw, gb = kernels_for(x).dw_conv1d_bwd(g, x, w, *ctx.args)
+        gw = gw.reshape(ctx.w_shape)
         return (gx, gw) if len(ctx.parents) == 2 else (gx, gw, gb)
 
 
 class PointwiseConv1d(Function):
     @staticmethod
     def forward(ctx, x, w, b=None):
+        ctx.w_shape = w.shape                         # (O, C) or the layer's (O, C, 1)
+        w = w.reshape(w.shape[0], w.shape[1])         # (O, C), a view
         ctx.save(x, w)
         return kernels_for(x).pw_conv1d_fwd(x, w, b, batch_invariant=is_batch_invariant())
 
@@ -51,6 +59,7 @@ class PointwiseConv1d(Function):
     def backward(ctx, g):
         x, w = ctx.saved
         gx, gw, gb = kernels_for(x).pw_conv1d_bwd(g, x, w)
+        gw = gw.reshape(ctx.w_shape)
         return (gx, gw) if len(ctx.parents) == 2 else (gx, gw, gb)
 
 
@@ -98,13 +107,17 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 def dw_conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1):
-    """Depthwise convolution; weight (C, K)."""
+    """Depthwise convolution; weight (C, K) or (C, 1, K)."""
+    if not (weight.ndim == 2 or (weight.ndim == 3 and weight.shape[1] == 1)):
+        raise ValueError(f"depthwise conv1d expected a weight of shape (C, K) or (C, 1, K), got {tuple(weight.shape)}")
     _check_input(x, weight.shape[0], f"depthwise conv1d with weight {tuple(weight.shape)}")
     return DepthwiseConv1d.apply(*_args(x, weight, bias), stride=stride, padding=padding, dilation=dilation)
 
 
 def pw_conv1d(x, weight, bias=None):
-    """Pointwise (1x1) convolution; weight (O, C)."""
+    """Pointwise (1x1) convolution; weight (O, C) or (O, C, 1)."""
+    if not (weight.ndim == 2 or (weight.ndim == 3 and weight.shape[2] == 1)):
+        raise ValueError(f"pointwise conv1d expected a weight of shape (O, C) or (O, C, 1), got {tuple(weight.shape)}")
     _check_input(x, weight.shape[1], f"pointwise conv1d with weight {tuple(weight.shape)}")
     return PointwiseConv1d.apply(*_args(x, weight, bias))
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..backend import get_array_module, kernels_for
-from ..tensor import Function
+from ..tensor import Function, Tensor
 
 
 class BatchNorm(Function):
@@ -26,20 +26,18 @@ class BatchNormEval(Function):
     """Eval-mode batch norm: an affine map per channel with the stored statistics."""
 
     @staticmethod
-    def forward(ctx, x, gamma, beta, running_mean, running_var, eps):
-        xp = get_array_module(x)
-        ctx.save(x, gamma, beta, running_mean, running_var)
+    def forward(ctx, x, gamma, beta, *, running_mean, running_var, eps):
+        ctx.save(x, gamma, beta, running_mean, running_var)      # the statistics are constants, not inputs
         ctx.eps = eps
-        ctx.invstd = 1 / xp.sqrt(running_var + eps)
         return kernels_for(x).bn_eval_fwd(x, gamma, beta, running_mean, running_var, eps)
 
     @staticmethod
     def backward(ctx, g):
         x, gamma, beta, mean, var = ctx.saved
-        invstd = ctx.invstd
+        invstd = 1 / get_array_module(x).sqrt(var + ctx.eps)   # here, not in the forward: inference never needs it
         gx = g * (gamma * invstd)[None, :, None]
         ggamma = (g * (x - mean[None, :, None]) * invstd[None, :, None]).sum(axis=(0, 2))
-        return gx, ggamma, g.sum(axis=(0, 2)), None, None
+        return gx, ggamma, g.sum(axis=(0, 2))
 
 
 def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5):
@@ -47,12 +45,20 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
     place as PyTorch does: r = (1 - momentum) r + momentum s, with the unbiased variance."""
     n = _values_per_channel("batch_norm", x, gamma, training)
     if not training:
-        return BatchNormEval.apply(x, gamma, beta, running_mean, running_var, eps=eps)
+        return BatchNormEval.apply(x, gamma, beta, running_mean=_array(running_mean), running_var=_array(running_var),
+                                   eps=eps)
     stats = {}
     out = BatchNorm.apply(x, gamma, beta, eps=eps, stats=stats)
     if running_mean is not None:
         _update_running(running_mean, running_var, stats, momentum, n)
     return out
+
+
+def _array(stat):
+    """A running statistic as an array (callers may hand over a Tensor)."""
+    if stat is None:
+        raise ValueError("batch_norm in eval mode needs running_mean and running_var (the stored statistics)")
+    return stat.data if isinstance(stat, Tensor) else stat
 
 
 def _values_per_channel(name, x, gamma, training) -> int:
@@ -96,20 +102,19 @@ class BatchNormActEval(Function):
     """act(eval-mode batch norm) in one pass: y = act(x scale + shift) with the stored statistics."""
 
     @staticmethod
-    def forward(ctx, x, gamma, beta, running_mean, running_var, eps, act):
-        xp = get_array_module(x)
-        ctx.save(x, gamma, beta, running_mean)
-        ctx.invstd, ctx.act = 1 / xp.sqrt(running_var + eps), act
+    def forward(ctx, x, gamma, beta, *, running_mean, running_var, eps, act):
+        ctx.save(x, gamma, beta, running_mean, running_var)      # the statistics are constants, not inputs
+        ctx.eps, ctx.act = eps, act
         return kernels_for(x).bn_act_eval(x, gamma, beta, running_mean, running_var, eps, act)
 
     @staticmethod
     def backward(ctx, g):
-        x, gamma, beta, mean = ctx.saved
+        x, gamma, beta, mean, var = ctx.saved
         K = kernels_for(x)
-        xhat = (x - mean[None, :, None]) * ctx.invstd[None, :, None]
+        invstd = 1 / get_array_module(x).sqrt(var + ctx.eps)    # here, not in the forward: inference never needs it
+        xhat = (x - mean[None, :, None]) * invstd[None, :, None]
         g = K.act_bwd(ctx.act, xhat * gamma[None, :, None] + beta[None, :, None], g)        # through act
-        return (g * (gamma * ctx.invstd)[None, :, None], (g * xhat).sum(axis=(0, 2)), g.sum(axis=(0, 2)),
-                None, None)
+        return g * (gamma * invstd)[None, :, None], (g * xhat).sum(axis=(0, 2)), g.sum(axis=(0, 2))
 
 
 def batch_norm_act(x, gamma, beta, running_mean=None, running_var=None, training=True, momentum=0.1, eps=1e-5,
@@ -118,7 +123,8 @@ def batch_norm_act(x, gamma, beta, running_mean=None, running_var=None, training
     statistics update as ``batch_norm``."""
     n = _values_per_channel("batch_norm_act", x, gamma, training)
     if not training:
-        return BatchNormActEval.apply(x, gamma, beta, running_mean, running_var, eps=eps, act=act)
+        return BatchNormActEval.apply(x, gamma, beta, running_mean=_array(running_mean),
+                                      running_var=_array(running_var), eps=eps, act=act)
     stats = {}
     out = BatchNormAct.apply(x, gamma, beta, eps=eps, act=act, stats=stats)
     if running_mean is not None:

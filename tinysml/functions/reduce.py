@@ -33,6 +33,26 @@ class Sum(Function):
         return get_array_module(g).broadcast_to(g, ctx.shape).copy()
 
 
+class Mean(Function):
+    """y = sum(x over axes) / n, n the number of reduced elements; dx = g / n broadcast back.
+    One node (a Sum and a scaling were two; the squeeze-excite pools and the losses use it)."""
+
+    @staticmethod
+    def forward(ctx, x, axis, keepdims):
+        ctx.axes = _normalize_axes(axis, x.ndim)
+        ctx.keepdims, ctx.shape = keepdims, x.shape
+        count = 1
+        for a in ctx.axes:
+            count *= x.shape[a]
+        ctx.inv_count = x.dtype.type(1.0 / count)    # a sum times 1/n (cheaper than NumPy's mean on small arrays)
+        return x.sum(axis=ctx.axes, keepdims=keepdims) * ctx.inv_count
+
+    @staticmethod
+    def backward(ctx, g):
+        g = _expand(g, ctx.axes, ctx.keepdims, ctx.shape) * ctx.inv_count
+        return get_array_module(g).broadcast_to(g, ctx.shape).copy()
+
+
 class Max(Function):
     """Maximum over axes; the gradient is shared equally between tied maxima."""
 
@@ -57,10 +77,7 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001 - mirrors numpy
 
 
 def mean(x, axis=None, keepdims=False):
-    count = 1
-    for a in _normalize_axes(axis, x.ndim):
-        count *= x.shape[a]
-    return Sum.apply(x, axis=axis, keepdims=keepdims) * (1.0 / count)
+    return Mean.apply(x, axis=axis, keepdims=keepdims)
 
 
 def max(x, axis=None, keepdims=False):  # noqa: A001 - mirrors numpy

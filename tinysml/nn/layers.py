@@ -47,11 +47,10 @@ class Conv1d(Module):
 
     def forward(self, x):
         kind = self.kind
-        if kind == "depthwise":
-            w = self.weight.reshape(self.out_channels, self.kernel_size)
-            return F.dw_conv1d(x, w, self.bias, self.stride, self.padding, self.dilation)
-        if kind == "pointwise":
-            return F.pw_conv1d(x, self.weight.reshape(self.out_channels, self.in_channels), self.bias)
+        if kind == "depthwise":                       # weight (C, 1, K), viewed as (C, K) inside
+            return F.dw_conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        if kind == "pointwise":                       # weight (O, C, 1), viewed as (O, C) inside
+            return F.pw_conv1d(x, self.weight, self.bias)
         return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def output_length(self, L: int) -> int:
@@ -163,11 +162,13 @@ class Sequential(Module):
         return getattr(self, str(i))
 
     def __iter__(self):
-        return (self[i] for i in range(self._length))
+        modules = vars(self)
+        return (modules[str(i)] for i in range(self._length))
 
     def forward(self, x):
-        for m in self:
-            x = m(x)
+        modules = vars(self)
+        for i in range(self._length):
+            x = modules[str(i)](x)
         return x
 
 
@@ -184,7 +185,7 @@ class ConvBNAct(Sequential):
     unfused = ()
 
     def forward(self, x):
-        conv, bn, act = self[0], self[1], self[2]
+        conv, bn, act = self.__dict__["0"], self.__dict__["1"], self.__dict__["2"]
         if act.name in self.unfused:
             return act(bn(conv(x)))
         return F.batch_norm_act(conv(x), bn.weight, bn.bias, bn.running_mean, bn.running_var, training=bn.training,
