@@ -287,22 +287,24 @@ def conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1, groups=1):
     return y
 
 
-def conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1, groups=1):
+def conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1, groups=1, input_grad=True):
     """Dense conv gradients: gx parallel over input rows (b, c), gw and gb parallel over output
-    channels o (each a sum over b and l of row dot products). Grouped: the reference kernel."""
+    channels o (each a sum over b and l of row dot products). Grouped: the reference kernel.
+    ``input_grad=False`` skips gx (None): the stem's input is data (70% of the stem's backward)."""
     if groups != 1:
-        return reference.conv1d_bwd(gy, x, w, stride, padding, dilation, groups)
+        return reference.conv1d_bwd(gy, x, w, stride, padding, dilation, groups, input_grad)
     gy, x, w = np.ascontiguousarray(gy), np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
-    gx = _alloc(x.shape, x.dtype)
+    gx = _alloc(x.shape, x.dtype) if input_grad else None
     gw = _alloc(w.shape, x.dtype)
     gb = _alloc(w.shape[0], x.dtype)
-    _launch(_conv_bwd_input, gx.size, gy, w, gx, stride, padding, dilation)
+    if input_grad:
+        _launch(_conv_bwd_input, gx.size, gy, w, gx, stride, padding, dilation)
     _launch(_conv_bwd_weight, x.size, gy, x, gw, gb, stride, padding, dilation)
     return gx, gw, gb
 
 
 from .cpu_act import (act_bwd, act_fwd, channel_scale_act_bwd, channel_scale_act_fwd,  # noqa: E402,F401
-                      channel_scale_bwd, channel_scale_fwd)
+                      channel_scale_bwd, channel_scale_fwd, time_mean_bwd, time_mean_fwd)
 from .cpu_norm import (bn_act_bwd, bn_act_eval, bn_act_train_fwd, bn_bwd, bn_eval_fwd,  # noqa: E402,F401
                        bn_train_fwd)
 from .cpu_optim import adamw_step  # noqa: E402,F401

@@ -185,5 +185,7 @@ pw_conv1d_bwd = reference.pw_conv1d_bwd
 act_fwd = reference.act_fwd
 act_bwd = reference.act_bwd
 channel_scale_bwd = reference.channel_scale_bwd
+time_mean_fwd = reference.time_mean_fwd                     # CuPy's reductions: array code is enough
+time_mean_bwd = reference.time_mean_bwd
 channel_scale_act_fwd = reference.channel_scale_act_fwd     # composed from the kernels above
 channel_scale_act_bwd = reference.channel_scale_act_bwd

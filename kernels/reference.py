@@ -71,8 +71,9 @@ def conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1, groups=1):
     return y
 
 
-def conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1, groups=1):
-    """Gradients of ``conv1d_fwd``: gx (B, C, L), gw (O, C/G, K), gb (O,).
+def conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1, groups=1, input_grad=True):
+    """Gradients of ``conv1d_fwd``: gx (B, C, L), gw (O, C/G, K), gb (O,); gx is None when
+    ``input_grad`` is False (the stem, whose input is data).
 
     gxpad[b, c, l*S + k*D] += sum_o w[o, c, k] gy[b, o, l];   gw[o, c, k] = sum_{b,l} gy[b,o,l] xpad[b,c,lS+kD]
     """
@@ -89,10 +90,11 @@ def conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1, groups=1):
     wgT = wg.transpose(0, 2, 1, 3)                                    # (G, C/G, O/G, K)
     for k in range(K):
         tap = _tap(k, dilation, stride, Lout)
-        gxg[..., tap] += wgT[..., k] @ gyg                            # (B, G, C/G, Lout)
+        if input_grad:
+            gxg[..., tap] += wgT[..., k] @ gyg                        # (B, G, C/G, Lout)
         gw[..., k] = (gyg @ xg[..., tap].transpose(0, 1, 3, 2)).sum(0)  # (G, O/G, C/G)
-    gx = gxg.reshape(B, C, -1)[:, :, padding:padding + L]
-    return xp.ascontiguousarray(gx), gw.reshape(O, Cg, K), gy.sum(axis=(0, 2))
+    gx = xp.ascontiguousarray(gxg.reshape(B, C, -1)[:, :, padding:padding + L]) if input_grad else None
+    return gx, gw.reshape(O, Cg, K), gy.sum(axis=(0, 2))
 
 
 # --------------------------------------------------------------------------- depthwise conv1d
@@ -264,6 +266,17 @@ def act_bwd(name, x, gy):
 
 
 # --------------------------------------------------------------------------- squeeze-excite pieces
+def time_mean_fwd(x):
+    """Global average pooling over time: m[b, c] = (1/L) sum_l x[b, c, l].  x (B, C, L) -> (B, C)."""
+    return x.sum(axis=2) * x.dtype.type(1.0 / x.shape[2])
+
+
+def time_mean_bwd(g, L):
+    """Its gradient: gx[b, c, l] = g[b, c] / L.  g (B, C) -> (B, C, L)."""
+    g = g * g.dtype.type(1.0 / L)
+    return _xp(g).broadcast_to(g[:, :, None], g.shape + (L,)).copy()
+
+
 def channel_scale_fwd(x, s):
     """y[b, c, l] = x[b, c, l] s[b, c]:  x (B, C, L), s (B, C) -> y (B, C, L)."""
     return x * s[:, :, None]

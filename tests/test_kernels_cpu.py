@@ -61,6 +61,11 @@ def test_dense_conv_forward_and_backward(c, O):
     (gy,) = arrays(c["seed"] + 1, y.shape)
     for ours, theirs in zip(cpu.conv1d_bwd(gy, x, w, *args), ref.conv1d_bwd(gy, x, w, *args)):
         assert_close(ours, theirs)
+    # the stem's case: no input gradient wanted, the same weight and bias gradients
+    skipped, gw, gb = cpu.conv1d_bwd(gy, x, w, *args, input_grad=False)
+    assert skipped is None and ref.conv1d_bwd(gy, x, w, *args, input_grad=False)[0] is None
+    for ours, theirs in zip((gw, gb), ref.conv1d_bwd(gy, x, w, *args)[1:]):
+        assert_close(ours, theirs)
 
 
 @SETTINGS
@@ -154,6 +159,27 @@ def test_channel_scale(B, C, L, seed):
     assert_close(cpu.channel_scale_fwd(x, s), ref.channel_scale_fwd(x, s))
     for o, t in zip(cpu.channel_scale_bwd(gy, x, s), ref.channel_scale_bwd(gy, x, s)):
         assert_close(o, t)
+
+
+@SETTINGS
+@given(st.integers(1, 4), st.integers(1, 20), st.integers(1, 300), st.sampled_from([np.float32, np.float64]),
+       st.integers(0, 999))
+def test_time_mean(B, C, L, dtype, seed):
+    """Rows from 1 to 300 values: every branch of the pairwise sum (< 8, <= 128, halved above)."""
+    x, g = arrays(seed, (B, C, L), (B, C), dtype=dtype)
+    x = x * np.random.default_rng(seed).random((B, C, 1)).astype(dtype) * 100
+    m = cpu.time_mean_fwd(x)
+    assert m.dtype == dtype
+    assert_close(m, ref.time_mean_fwd(x))
+    np.testing.assert_array_equal(cpu.time_mean_bwd(g, L), ref.time_mean_bwd(g, L))
+
+
+def test_time_mean_is_numpys_sum_bit_for_bit():
+    """The kernel sums in NumPy's pairwise order, so training with it gives the very numbers that
+    NumPy's ``x.sum(axis=2)`` gave (where NumPy's own order is the one it has here)."""
+    x, = arrays(5, (3, 7, 1000))
+    for L in (1, 7, 8, 9, 31, 64, 127, 128, 129, 256, 257, 1000):
+        np.testing.assert_array_equal(cpu.time_mean_fwd(x[:, :, :L]), ref.time_mean_fwd(x[:, :, :L]))
 
 
 @pytest.mark.parametrize("act", ref.ACTIVATIONS)

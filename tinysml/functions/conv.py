@@ -26,7 +26,7 @@ class Conv1d(Function):
     @staticmethod
     def backward(ctx, g):
         x, w = ctx.saved
-        gx, gw, gb = kernels_for(x).conv1d_bwd(g, x, w, *ctx.args)
+        gx, gw, gb = kernels_for(x).conv1d_bwd(g, x, w, *ctx.args, input_grad=ctx.needs_grad[0])
         return (gx, gw) if len(ctx.parents) == 2 else (gx, gw, gb)
 
 
@@ -93,6 +93,19 @@ class ChannelScaleAct(Function):
         return kernels_for(x).channel_scale_act_bwd(g, x, s, ctx.act)
 
 
+class GlobalAvgPool(Function):
+    """m[b, c] = (1/L) sum_l x[b, c, l]: squeeze-excite's squeeze and the head's pooling."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.length = x.shape[2]
+        return kernels_for(x).time_mean_fwd(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return kernels_for(g).time_mean_bwd(g, ctx.length)
+
+
 def _args(*tensors):
     return tuple(t for t in tensors if t is not None)
 
@@ -124,7 +137,9 @@ def pw_conv1d(x, weight, bias=None):
 
 def global_avg_pool(x):
     """(B, C, L) -> (B, C): the mean over time."""
-    return x.mean(axis=2)
+    if x.ndim != 3:
+        raise ValueError(f"global_avg_pool expected input of shape (B, C, L), got {tuple(x.shape)}")
+    return GlobalAvgPool.apply(x)
 
 
 def channel_scale(x, s):
