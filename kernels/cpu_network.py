@@ -68,32 +68,45 @@ def _act_inplace(v, act):
 @njit(fastmath=_FAST, cache=True, inline="always")
 def _pointwise(x, WT, b, y, act):
     """y[t, :] = act(b + sum_c x[t, c] WT[c, :]).   x (T, C), WT (C, O), b (O,), y (T, O).
-    Register blocking: two time steps and four input channels per pass over the output rows, so
-    each weight loaded serves two outputs and each output row is loaded and stored C/4 times."""
+    Register blocking: four time steps and four input channels per pass over the output rows, so
+    each weight loaded serves four outputs and each output row is loaded and stored C/4 times."""
     T, C = x.shape[0], WT.shape[0]
     C4 = C - C % 4
-    for t in range(0, T - T % 2, 2):
-        r0, r1, x0, x1 = y[t], y[t + 1], x[t], x[t + 1]
+    T4 = T - T % 4
+    for t in range(0, T4, 4):
+        r0, r1, r2, r3 = y[t], y[t + 1], y[t + 2], y[t + 3]
+        x0, x1, x2, x3 = x[t], x[t + 1], x[t + 2], x[t + 3]
         r0[:] = b
         r1[:] = b
+        r2[:] = b
+        r3[:] = b
         for c in range(0, C4, 4):
             w0, w1, w2, w3 = WT[c], WT[c + 1], WT[c + 2], WT[c + 3]
             a0, a1, a2, a3 = x0[c], x0[c + 1], x0[c + 2], x0[c + 3]
             b0, b1, b2, b3 = x1[c], x1[c + 1], x1[c + 2], x1[c + 3]
+            d0, d1, d2, d3 = x2[c], x2[c + 1], x2[c + 2], x2[c + 3]
+            e0, e1, e2, e3 = x3[c], x3[c + 1], x3[c + 2], x3[c + 3]
             for o in range(r0.shape[0]):
-                r0[o] += a0 * w0[o] + a1 * w1[o] + a2 * w2[o] + a3 * w3[o]
-                r1[o] += b0 * w0[o] + b1 * w1[o] + b2 * w2[o] + b3 * w3[o]
+                v0, v1, v2, v3 = w0[o], w1[o], w2[o], w3[o]
+                r0[o] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
+                r1[o] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3
+                r2[o] += d0 * v0 + d1 * v1 + d2 * v2 + d3 * v3
+                r3[o] += e0 * v0 + e1 * v1 + e2 * v2 + e3 * v3
         for c in range(C4, C):
-            w, a0, b0 = WT[c], x0[c], x1[c]
+            w, a0, b0, d0, e0 = WT[c], x0[c], x1[c], x2[c], x3[c]
             for o in range(r0.shape[0]):
                 r0[o] += a0 * w[o]
                 r1[o] += b0 * w[o]
+                r2[o] += d0 * w[o]
+                r3[o] += e0 * w[o]
         _act_inplace(r0, act)
         _act_inplace(r1, act)
-    if T % 2:                                                  # an odd last time step
-        row = y[T - 1]
+        _act_inplace(r2, act)
+        _act_inplace(r3, act)
+    for t in range(T4, T):                                     # the last T % 4 time steps
+        row = y[t]
         row[:] = b
-        _pointwise_acc(x[T - 1], WT, row)
+        _pointwise_acc(x[t], WT, row)
         _act_inplace(row, act)
 
 
@@ -160,11 +173,16 @@ def _window_forward(x, params, plan, scaling, work, vec, out):
                 pooled /= lout
                 S1 = params[p[SE1]:p[SE1] + hid * cmid].reshape(hid, cmid)        # (hid, E)
                 S2T = params[p[SE2]:p[SE2] + hid * cmid].reshape(hid, cmid)       # (hid, E)
-                for j in range(hid):
-                    z[j] = max((S1[j] * pooled).sum(), 0.0)
-                pooled[:] = 0.0                                                   # now the gate
-                for j in range(hid):
-                    pooled += z[j] * S2T[j]
+                for j in range(hid):                                              # z = relu(S1 pooled)
+                    row, acc = S1[j], np.float32(0)
+                    for e in range(cmid):
+                        acc += row[e] * pooled[e]
+                    z[j] = max(acc, np.float32(0))
+                pooled[:] = 0.0                                                   # now the gate: S2 z
+                for j in range(hid):                                              # (loops, not array
+                    row, zj = S2T[j], z[j]                                        # expressions: each of
+                    for e in range(cmid):                                         # those allocated)
+                        pooled[e] += zj * row[e]
                 _act_inplace(pooled, 3)                                           # hardsigmoid
                 for t in range(lout):
                     d[t] *= pooled
