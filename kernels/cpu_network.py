@@ -19,16 +19,19 @@ Per window x (C, L), with act the block's activation and * a 1-D convolution:
 
 The classifier head (linear, MLP, Hopfield, mixture) runs after it in NumPy, on (B, H).
 
-Loops are ordered so that the innermost one runs over time on contiguous rows, which LLVM
-vectorises: a 1x1 convolution is ``for o: for c: y[o, :] += W[o, c] x[c, :]``; the depthwise
-convolution reads a zero-padded copy of its input that the expand step writes directly, so no tap
-needs a bounds check. Windows are independent: ``network_forward_parallel`` runs them on all
+Activations are channels-last, (time, channels), so the innermost loop of every step runs over
+the channels of one time step, contiguous, which LLVM vectorises: a 1x1 convolution is
+``for t: for c: y[t, :] += x[t, c] WT[c, :]``, blocked over four time steps and four channels
+(each weight loaded serves four outputs); the stem reads its (L', K C) im2col matrix as a strided
+view of its padded input (no copy); the depthwise convolution reads a zero-padded copy of its
+input that the expand step writes directly, so no tap needs a bounds check. Windows are independent: ``network_forward_parallel`` runs them on all
 threads (prange over the batch, each with its own work slot); at batch 1 the serial entry is used.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from numpy.lib.stride_tricks import as_strided
 
 from . import cpu_process  # noqa: F401  (cache folder: set before Numba compiles)
 from .cpu_exp import _exp_nonpositive  # noqa: E402
@@ -124,7 +127,7 @@ def _window_forward(x, params, plan, scaling, work, vec, out):
     """One window x (C, L) through the plan; writes the pooled features out (H,).
     Activations are channels-last, (time, channels), so every inner loop runs over channels.
     work (4, N): slots 0 and 1 hold the activations (ping-pong), 2 the zero-padded input of a
-    convolution, 3 the depthwise output (the stem's im2col matrix); vec: the squeeze-excite vectors."""
+    convolution, 3 the depthwise output; vec: the squeeze-excite vectors."""
     a_slot = 0
     C = x.shape[0]
     low, high = scaling[2 * C], scaling[2 * C + 1]
@@ -139,10 +142,10 @@ def _window_forward(x, params, plan, scaling, work, vec, out):
             for c in range(cin):
                 for t in range(lin):
                     xp[pad + t, c] = min(max((x[c, t] - scaling[c]) / scaling[C + c], low), high)
-            cols = work[3, :lout * k * cin].reshape(lout, k * cin)                # im2col (L', K C)
-            for t in range(lout):
-                for j in range(k):
-                    cols[t, j * cin:(j + 1) * cin] = xp[t * s + j]
+            # im2col without a copy: taps j = 0..K-1 of output t are the K C contiguous values
+            # from row t S of xp, so the (L', K C) matrix is a strided view of xp
+            flat = work[2, :(lin + 2 * pad) * cin]
+            cols = as_strided(flat, shape=(lout, k * cin), strides=(s * cin * flat.itemsize, flat.itemsize))
             W = params[p[W1]:p[W1] + k * cin * cout].reshape(k * cin, cout)       # (K C, O)
             y = work[0, :lout * cout].reshape(lout, cout)                         # (L', C0)
             _pointwise(cols, W, params[p[B1]:p[B1] + cout], y, act)

@@ -119,7 +119,7 @@ def pack(deploy_tree: dict):
             row[net.OP], row[net.K], row[net.STRIDE], row[net.PAD] = net.OP_STEM, K, S, P
             row[net.ACT] = net.ACT_CODES["hardswish"]
             row[net.W1], row[net.B1] = put(layer["w"].transpose(2, 1, 0)), put(layer["b"])     # (K, C, O)
-            N = max(N, C * (L + 2 * P), O * Lout, Lout * K * C)
+            N = max(N, C * (L + 2 * P), O * Lout)
         elif layer["op"] == "block":
             E, O, K, S = layer["we"].shape[0], layer["wp"].shape[0], layer["kernel"], layer["stride"]
             P = (K - 1) // 2
