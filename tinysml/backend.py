@@ -74,6 +74,9 @@ def _ensure_default() -> None:
 
 def kernels_for(array):
     """The kernel module that handles ``array``: CUDA for CuPy arrays, else the chosen CPU one."""
+    cpu = _state["cpu"]
+    if cpu is not None and type(array) is np.ndarray:      # the common case, first (every op asks)
+        return cpu
     _ensure_default()
     if get_array_module(array) is np:
         if _state["cpu"] is None:  # backend "cupy" chosen but a NumPy array arrived
