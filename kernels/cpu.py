@@ -273,6 +273,87 @@ def _conv_bwd_weight(gy, x, gw, gb, stride, padding, dilation):
         gb[o] = gb_acc
 
 
+@njit(parallel=True, cache=True)
+def _phases(x, xs):
+    """xs[b, c, p, m] = x[b, c, m S + p] (zero past the end): each row split into its S phases, so
+    that a stride-S tap reads a contiguous slice of one phase instead of every S-th value."""
+    B, C, L = x.shape
+    S, Lp = xs.shape[2], xs.shape[3]
+    for bc in prange(B * C):
+        bi, c = bc // C, bc % C
+        r = x[bi, c]
+        for p in range(S):
+            o = xs[bi, c, p]
+            for m in range(Lp):
+                j = m * S + p
+                o[m] = r[j] if j < L else 0.0
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _conv_fwd_phased(xs, w, b, y, stride, padding, dilation, L):
+    """``_conv_fwd`` for stride > 1 over the phases of x: every tap is a contiguous axpy."""
+    B, C = xs.shape[0], xs.shape[1]
+    O, _, K = w.shape
+    Lout = y.shape[2]
+    for bo in prange(B * O):
+        bi, o = bo // O, bo % O
+        yr = y[bi, o]
+        bias = b[o] if b.shape[0] > 0 else 0.0
+        for i in range(Lout):
+            yr[i] = bias
+        for c in range(C):
+            for k in range(K):
+                lo, hi, j0 = _tap_range(k, L, Lout, stride, padding, dilation)
+                if hi <= lo:
+                    continue
+                wk = w[o, c, k]
+                ys = yr[lo:hi]
+                m0 = j0 // stride
+                xs_ = xs[bi, c, j0 - m0 * stride, m0:m0 + hi - lo]
+                for i in range(hi - lo):
+                    ys[i] += wk * xs_[i]
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _conv_bwd_weight_phased(gy, xs, gw, gb, stride, padding, dilation, L):
+    """``_conv_bwd_weight`` for stride > 1 over the phases of x: every dot product is contiguous."""
+    B, C = xs.shape[0], xs.shape[1]
+    O, _, K = gw.shape
+    Lout = gy.shape[2]
+    for o in prange(O):
+        acc = np.zeros((C, K), np.float64)
+        gb_acc = 0.0
+        for bi in range(B):
+            gyr = gy[bi, o]
+            row = gyr[0] * 0
+            for i in range(Lout):
+                row += gyr[i]
+            gb_acc += row
+            for c in range(C):
+                for k in range(K):
+                    lo, hi, j0 = _tap_range(k, L, Lout, stride, padding, dilation)
+                    if hi <= lo:
+                        continue
+                    gys = gyr[lo:hi]
+                    m0 = j0 // stride
+                    xs_ = xs[bi, c, j0 - m0 * stride, m0:m0 + hi - lo]
+                    dot = gys[0] * 0
+                    for i in range(hi - lo):
+                        dot += gys[i] * xs_[i]
+                    acc[c, k] += dot
+        for c in range(C):
+            for k in range(K):
+                gw[o, c, k] = acc[c, k]
+        gb[o] = gb_acc
+
+
+def _phased(x, stride):
+    B, C, L = x.shape
+    xs = _alloc((B, C, stride, -(-L // stride)), x.dtype)
+    _launch(_phases, x.size, x, xs)
+    return xs
+
+
 def conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1, groups=1):
     """Dense conv: y[b, o, l] = bias[o] + sum_{c,k} w[o, c, k] x[b, c, lS + kD - P]. x (B, C, L),
     w (O, C, K) -> y (B, O, Lout). Parallel over output rows (b, o); taps as vectorised axpys.
@@ -282,8 +363,12 @@ def conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1, groups=1):
     B, C, L = x.shape
     O, _, K = w.shape
     y = _alloc((B, O, conv_out_len(L, K, stride, padding, dilation)), x.dtype)
-    _launch(_conv_fwd, y.size, np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype),
-              _EMPTY[x.dtype] if b is None else np.ascontiguousarray(b, dtype=x.dtype), y, stride, padding, dilation)
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
+    b = _EMPTY[x.dtype] if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    if stride > 1:                       # the stem: stride 2, taps read the phases of x (vectorised)
+        _launch(_conv_fwd_phased, y.size, _phased(x, stride), w, b, y, stride, padding, dilation, L)
+    else:
+        _launch(_conv_fwd, y.size, x, w, b, y, stride, padding, dilation)
     return y
 
 
@@ -299,7 +384,11 @@ def conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1, groups=1, input_grad=T
     gb = _alloc(w.shape[0], x.dtype)
     if input_grad:
         _launch(_conv_bwd_input, gx.size, gy, w, gx, stride, padding, dilation)
-    _launch(_conv_bwd_weight, x.size, gy, x, gw, gb, stride, padding, dilation)
+    if stride > 1:
+        _launch(_conv_bwd_weight_phased, x.size, gy, _phased(x, stride), gw, gb, stride, padding, dilation,
+                x.shape[2])
+    else:
+        _launch(_conv_bwd_weight, x.size, gy, x, gw, gb, stride, padding, dilation)
     return gx, gw, gb
 
 
