@@ -30,9 +30,11 @@ def _pw_bwd(gy, x, wT, gx, parts):
     for t in prange(T):                               # thread t: batch elements t, t + T, ...
         acc = parts[t]
         acc[:] = 0
+        tmp = np.empty_like(acc)                      # one product buffer per thread, not one per b
         for b in range(t, B, T):
             np.dot(wT, gy[b], gx[b])                  # gx[b] = w^T gy[b]
-            acc += np.dot(gy[b], x[b].T)              # partial gw of this thread
+            np.dot(gy[b], x[b].T, tmp)
+            acc += tmp                                # partial gw of this thread
 
 
 @njit(parallel=True, cache=True)
