@@ -207,30 +207,6 @@ def dw_conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1):
 
 # =========================================================================== dense conv1d (the stem)
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _conv_fwd(x, w, b, y, stride, padding, dilation):
-    B, C, L = x.shape
-    O, _, K = w.shape
-    Lout = y.shape[2]
-    for bo in prange(B * O):                          # one output row (b, o) per iteration
-        bi, o = bo // O, bo % O
-        yr = y[bi, o]
-        bias = b[o] if b.shape[0] > 0 else 0.0
-        for i in range(Lout):
-            yr[i] = bias
-        for c in range(C):
-            xr = x[bi, c]
-            for k in range(K):
-                lo, hi, j0 = _tap_range(k, L, Lout, stride, padding, dilation)
-                if hi <= lo:
-                    continue
-                wk = w[o, c, k]
-                ys = yr[lo:hi]
-                xs = xr[j0:j0 + (hi - lo - 1) * stride + 1:stride]
-                for i in range(hi - lo):
-                    ys[i] += wk * xs[i]
-
-
-@njit(parallel=True, cache=True, fastmath=_FAST)
 def _conv_bwd_input(gy, w, gx, stride, padding, dilation):
     B, C, L = gx.shape
     O, _, K = w.shape
@@ -253,38 +229,6 @@ def _conv_bwd_input(gy, w, gx, stride, padding, dilation):
                     gxs[i] += wk * gys[i]
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
-def _conv_bwd_weight(gy, x, gw, gb, stride, padding, dilation):
-    B, C, L = x.shape
-    O, _, K = gw.shape
-    Lout = gy.shape[2]
-    for o in prange(O):                               # a thread owns gw[o] and gb[o]
-        acc = np.zeros((C, K), np.float64)
-        gb_acc = 0.0
-        for bi in range(B):
-            gyr = gy[bi, o]
-            row = gyr[0] * 0
-            for i in range(Lout):
-                row += gyr[i]
-            gb_acc += row
-            for c in range(C):
-                xr = x[bi, c]
-                for k in range(K):
-                    lo, hi, j0 = _tap_range(k, L, Lout, stride, padding, dilation)
-                    if hi <= lo:
-                        continue
-                    gys = gyr[lo:hi]
-                    xs = xr[j0:j0 + (hi - lo - 1) * stride + 1:stride]
-                    dot = gys[0] * 0
-                    for i in range(hi - lo):
-                        dot += gys[i] * xs[i]
-                    acc[c, k] += dot
-        for c in range(C):
-            for k in range(K):
-                gw[o, c, k] = acc[c, k]
-        gb[o] = gb_acc
-
-
 @njit(parallel=True, cache=True)
 def _phases(x, xs):
     """xs[b, c, p, m] = x[b, c, m S + p] (zero past the end): each row split into its S phases, so
@@ -302,8 +246,9 @@ def _phases(x, xs):
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _conv_fwd_phased(xs, w, b, y, stride, padding, dilation, L):
-    """``_conv_fwd`` for stride > 1 over the phases of x: every tap is a contiguous axpy."""
+def _conv_fwd(xs, w, b, y, stride, padding, dilation, L):
+    """y[b, o] = bias[o] + sum_{c,k} w[o, c, k] x[b, c, l S + k D - P], one output row (b, o) per
+    iteration, over the phases xs of x (``_phases``): every tap is a contiguous axpy (vectorised)."""
     B, C = xs.shape[0], xs.shape[1]
     O, _, K = w.shape
     Lout = y.shape[2]
@@ -327,8 +272,9 @@ def _conv_fwd_phased(xs, w, b, y, stride, padding, dilation, L):
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _conv_bwd_weight_phased(gy, xs, gw, gb, stride, padding, dilation, L):
-    """``_conv_bwd_weight`` for stride > 1 over the phases of x: every dot product is contiguous."""
+def _conv_bwd_weight(gy, xs, gw, gb, stride, padding, dilation, L):
+    """gw[o, c, k] = sum_{b,l} gy[b, o, l] x[b, c, l S + k D - P] and gb[o] = sum gy[:, o], a thread
+    per output channel o, over the phases xs of x: every dot product reads contiguous slices."""
     B, C = xs.shape[0], xs.shape[1]
     O, _, K = gw.shape
     Lout = gy.shape[2]
@@ -360,7 +306,10 @@ def _conv_bwd_weight_phased(gy, xs, gw, gb, stride, padding, dilation, L):
 
 
 def _phased(x, stride):
+    """x (B, C, L) as its phases (B, C, S, ceil(L / S)); with stride 1 that is x itself, a view."""
     B, C, L = x.shape
+    if stride == 1:
+        return x.reshape(B, C, 1, L)
     xs = _alloc((B, C, stride, -(-L // stride)), x.dtype)
     _launch(_phases, x.size, x, xs)
     return xs
@@ -377,10 +326,7 @@ def conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1, groups=1):
     y = _alloc((B, O, conv_out_len(L, K, stride, padding, dilation)), x.dtype)
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype)
     b = _EMPTY[x.dtype] if b is None else np.ascontiguousarray(b, dtype=x.dtype)
-    if stride > 1:                       # the stem: stride 2, taps read the phases of x (vectorised)
-        _launch(_conv_fwd_phased, y.size, _phased(x, stride), w, b, y, stride, padding, dilation, L)
-    else:
-        _launch(_conv_fwd, y.size, x, w, b, y, stride, padding, dilation)
+    _launch(_conv_fwd, y.size, _phased(x, stride), w, b, y, stride, padding, dilation, L)
     return y
 
 
@@ -396,11 +342,7 @@ def conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1, groups=1, input_grad=T
     gb = _alloc(w.shape[0], x.dtype)
     if input_grad:
         _launch(_conv_bwd_input, gx.size, gy, w, gx, stride, padding, dilation)
-    if stride > 1:
-        _launch(_conv_bwd_weight_phased, x.size, gy, _phased(x, stride), gw, gb, stride, padding, dilation,
-                x.shape[2])
-    else:
-        _launch(_conv_bwd_weight, x.size, gy, x, gw, gb, stride, padding, dilation)
+    _launch(_conv_bwd_weight, x.size, gy, _phased(x, stride), gw, gb, stride, padding, dilation, x.shape[2])
     return gx, gw, gb
 
 
