@@ -24,7 +24,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import median_ms, same_allocator_for_everyone, verdict  # noqa: E402
+from timing import blas_kernels, median_ms, same_allocator_for_everyone, verdict  # noqa: E402
 
 if __name__ == "__main__":
     same_allocator_for_everyone()
@@ -91,6 +91,7 @@ def main(argv=None):
                   Predictor.load(path, use_numba=False)}
     print(f"har-student (9, 128), linear head; torch and the Numba pool at {args.threads} threads; "
           f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')}")
+    print(blas_kernels())
     targets = []
     for batch in (1, 64):
         x = np.random.default_rng(0).standard_normal((batch, 9, 128)).astype(np.float32)

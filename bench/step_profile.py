@@ -99,6 +99,9 @@ def main(argv=None) -> None:
     where += ", array code for batch norm and AdamW" if args.array_code else ""
     print(f"{args.preset}, batch {args.batch} on ({args.channels}, {args.length}), {where}: training step "
           f"{plain:.2f} ms unprofiled, {profiled:.2f} ms profiled (per step, {args.steps} steps)")
+    if args.device == "cpu":
+        from timing import blas_kernels
+        print(blas_kernels())
     print(f"{'what':<44}{'calls':>7}{'ms':>9}{'share':>8}")
     total = sum(times.values())
     for name, t in sorted(times.items(), key=lambda kv: -kv[1]):

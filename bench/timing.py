@@ -31,5 +31,17 @@ def median_ms(fn, repeats, warmup=3):
     return 1e3 * float(np.median(times))
 
 
+def blas_kernels() -> str:
+    """Which OpenBLAS kernel set each loaded OpenBLAS runs (threadpoolctl), and whether the
+    environment forced one: some machines set OPENBLAS_CORETYPE (and OPENBLAS_L2_SIZE) for old
+    OpenBLAS builds, which slows a current one; every figure says which kernels produced it."""
+    from threadpoolctl import threadpool_info
+    libs = [f"{os.path.basename(i['filepath']).split('-')[0]} {i.get('architecture')}" for i in threadpool_info()
+            if i.get("internal_api") == "openblas"]
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return (f"OpenBLAS kernels: {', '.join(libs) or 'none loaded'}; "
+            f"OPENBLAS_CORETYPE {'=' + forced if forced else 'unset (OpenBLAS chose)'}")
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
