@@ -206,3 +206,31 @@ def network_forward_parallel(x, params, plan, scaling, work, vec, out):
     """As ``network_forward``, windows spread over Numba's threads (each writes its own slot)."""
     for b in prange(x.shape[0]):
         _window_forward(x[b], params, plan, scaling, work[b], vec[b], out[b])
+
+
+@njit(fastmath=_FAST, cache=True)
+def linear_softmax(h, W, b, z, p):
+    """The linear classifier head and the softmax in one call: z = h W^T + b and p = softmax(z)
+    per row.   h (B, H), W (K, H), b (K,), z and p (B, K). Returns how many scores are not finite
+    (the caller refuses those, as for any head). (In NumPy: five calls and ~5 us at batch 1, a tenth
+    of the whole prediction.)"""
+    bad = 0
+    for i in range(h.shape[0]):
+        hi, zi, pi = h[i], z[i], p[i]
+        m = -np.inf
+        for k in range(W.shape[0]):
+            wk, acc = W[k], b[k]
+            for j in range(hi.shape[0]):
+                acc += hi[j] * wk[j]
+            zi[k] = acc
+            if not np.isfinite(acc):
+                bad += 1
+            m = max(m, acc)
+        total = 0.0
+        for k in range(zi.shape[0]):
+            e = np.exp(zi[k] - m)
+            pi[k] = e
+            total += e
+        for k in range(zi.shape[0]):
+            pi[k] /= total
+    return bad

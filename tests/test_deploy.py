@@ -43,8 +43,31 @@ def test_equals_training_model_on_random_windows(tmp_path, head, use_numba):
     X = np.random.default_rng(0).standard_normal((5, 6, 100)).astype(np.float32)
     fit(model, (X, np.arange(5) % 4), (X, np.arange(5) % 4), TrainConfig(epochs=1, batch_size=5), progress=False)
     io.save_model(tmp_path / "m.npz", model)
-    got = Predictor.load(tmp_path / "m.npz", use_numba=use_numba).logits(X)
-    np.testing.assert_allclose(got, _eval_logits(model, X), rtol=1e-5, atol=1e-5)
+    predictor = Predictor.load(tmp_path / "m.npz", use_numba=use_numba)
+    want = _eval_logits(model, X)
+    np.testing.assert_allclose(predictor.logits(X), want, rtol=1e-5, atol=1e-5)
+    e = np.exp(want - want.max(axis=1, keepdims=True))           # (with Numba, a linear head's
+    np.testing.assert_allclose(predictor.predict_proba(X), e / e.sum(axis=1, keepdims=True),   # softmax is fused)
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")   # inf x 0, on purpose
+@pytest.mark.parametrize("use_numba", [False, None])
+def test_non_finite_scores_are_refused_on_either_path(tmp_path, use_numba):
+    """Scores that are not finite: the fused Numba head (linear_softmax) and the NumPy head both
+    refuse, naming the windows, rather than return NaN probabilities. (The loader refuses a
+    non-finite weight, so the head's weight is replaced after loading.)"""
+    model = build_model(preset("har-student", 6, 100, 4), seed=0)
+    io.save_model(tmp_path / "m.npz", model)
+    predictor = Predictor.load(tmp_path / "m.npz", use_numba=use_numba)
+    W = np.full_like(predictor.classifier["fc.weight"], np.inf)
+    predictor.classifier["fc.weight"] = W
+    if predictor.fused_head is not None:
+        predictor.fused_head = (W, predictor.fused_head[1])
+    X = np.random.default_rng(0).standard_normal((3, 6, 100)).astype(np.float32)
+    for predict in (predictor.predict_proba, predictor.logits, predictor.predict):
+        with pytest.raises(FloatingPointError, match=r"NaN or infinite scores for windows \[0, 1, 2\]"):
+            predict(X)
 
 
 def _randomise_batchnorm(model, rng):

@@ -197,6 +197,10 @@ class Predictor:
         if self.network is not None:
             self.params, self.plan, self.scaling, self.work_shape = pack(deploy_tree)
             self.buffers = {}                   # batch size -> (work, vec, out); at most 2 sizes of <= MAX_CHUNK
+        self.fused_head = None                  # a linear head with Numba: (W, b) for the kernel's linear_softmax
+        if self.network is not None and self.head_spec.get("kind", "linear") == "linear":
+            self.fused_head = (np.ascontiguousarray(self.classifier["fc.weight"], np.float32),
+                               np.ascontiguousarray(self.classifier["fc.bias"], np.float32))
 
     @classmethod
     def load(cls, path, use_numba: bool | None = None) -> "Predictor":
@@ -268,12 +272,23 @@ class Predictor:
     def logits(self, windows, nan_policy: str = "raise") -> np.ndarray:
         """(B, K) class scores (log-probabilities up to a constant). Never silently wrong: scores
         that overflowed (finite but absurd weights) raise instead of becoming class 0."""
-        z = _head_logits(self.head_spec, self.classifier, self.features(windows, nan_policy))
-        if not np.isfinite(z).all():
+        return self._scores(windows, nan_policy)[0]
+
+    def _scores(self, windows, nan_policy):
+        """(logits, probabilities or None): a linear head with Numba computes both in one call."""
+        h = self.features(windows, nan_policy)                            # (B, H)
+        if self.fused_head is not None and len(h):
+            z = np.empty((len(h), self.num_classes), np.float32)
+            p = np.empty_like(z)
+            finite = self.network.linear_softmax(h, *self.fused_head, z, p) == 0
+        else:
+            z, p = _head_logits(self.head_spec, self.classifier, h), None
+            finite = np.isfinite(z).all()
+        if not finite:
             rows = sorted(set(np.nonzero(~np.isfinite(z))[0].tolist()))[:5]
             raise FloatingPointError(f"the model produced NaN or infinite scores for windows {rows}: its weights "
                                      f"overflow float32 arithmetic on these inputs; the checkpoint is unusable")
-        return z
+        return z, p
 
     def _block(self, layer, x):
         h = _act(layer["act"], np.matmul(layer["we"], x) + layer["be"][:, None])        # expand (B, E, L)
@@ -286,7 +301,8 @@ class Predictor:
 
     def predict_proba(self, windows, nan_policy: str = "raise") -> np.ndarray:
         """(B, K) class probabilities."""
-        return _softmax(self.logits(windows, nan_policy))
+        z, p = self._scores(windows, nan_policy)
+        return _softmax(z) if p is None else p
 
     def predict(self, windows, nan_policy: str = "raise") -> np.ndarray:
         """(B,) class indices."""
