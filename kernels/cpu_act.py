@@ -240,8 +240,7 @@ def act_bwd(name, x, gy):
     return gx
 
 
-# =========================================================================== squeeze-excite
-# =========================================================================== global average pooling
+# =========================================================================== squeeze-excite: the pooling
 _PAIRWISE_BLOCK = 128     # NumPy sums up to this many values with eight running sums, halves above
 
 
@@ -296,7 +295,7 @@ def _time_mean_bwd(g, inv, gx):
 def time_mean_fwd(x):
     """m[b, c] = (1/L) sum_l x[b, c, l], one row per task (NumPy's sum runs the rows of 8-64 values
     one after another on one core: 0.17 ms per squeeze-excite pool of the student at batch 64).
-    Rows longer than NumPy's pairwise block go to NumPy itself (no pooled row is that long here)."""
+    Rows longer than NumPy's pairwise block go to NumPy itself (no preset pools rows that long)."""
     if x.shape[2] > _PAIRWISE_BLOCK:
         return reference.time_mean_fwd(x)
     x = np.ascontiguousarray(x)
@@ -313,7 +312,7 @@ def time_mean_bwd(g, L):
     return gx
 
 
-# =========================================================================== channel scaling
+# =========================================================================== squeeze-excite: the scaling
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _scale_fwd(x, s, y):
     B, C, L = x.shape

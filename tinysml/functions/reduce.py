@@ -35,7 +35,7 @@ class Sum(Function):
 
 class Mean(Function):
     """y = sum(x over axes) / n, n the number of reduced elements; dx = g / n broadcast back.
-    One node (a Sum and a scaling were two; the squeeze-excite pools and the losses use it)."""
+    One node (a Sum and a scaling were two; the losses and ``var`` use it)."""
 
     @staticmethod
     def forward(ctx, x, axis, keepdims):
