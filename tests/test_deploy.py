@@ -176,6 +176,8 @@ def test_a_numba_prediction_does_not_import_scipy_linalg(trained):
     assert out[1] == out[2], "numba.np.arraymath._HAVE_BLAS must say whether SciPy's BLAS exists"
 
 
+# a fuzzed .npy header is parsed by Python's literal_eval, which warns about escapes in the garbage
+@pytest.mark.filterwarnings("ignore:invalid escape sequence:DeprecationWarning")
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_checkpoints_give_a_clear_error(trained, tmp_path, data):
