@@ -24,7 +24,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import blas_kernels, median_ms, same_allocator_for_everyone, verdict  # noqa: E402
+from timing import best_of_rounds, blas_kernels, median_ms, same_allocator_for_everyone, verdict  # noqa: E402
 
 if __name__ == "__main__":
     same_allocator_for_everyone()
@@ -111,11 +111,8 @@ def main(argv=None):
             assert np.allclose(sess.run(["logits"], {"windows": x})[0], want, atol=1e-4)
             paths[f"onnxruntime, {threads} thread{'s' if threads > 1 else ''}"] = (
                 lambda sess=sess: sess.run(["probabilities"], {"windows": x}))
-        # the machine is shared: every path gets the same rounds, interleaved, and keeps its best
-        rows = {name: float("inf") for name in paths}
-        for _ in range(args.rounds):
-            for name, fn in paths.items():
-                rows[name] = min(rows[name], median_ms(fn, args.repeats, warmup=10))
+        rows = best_of_rounds({name: (lambda fn=fn: median_ms(fn, args.repeats, warmup=10))
+                               for name, fn in paths.items()}, args.rounds)
         ort_best = min((ms for name, ms in rows.items() if name.startswith("onnxruntime")), default=float("nan"))
         print(f"\nbatch-{batch} latency (median of {args.repeats} calls, best of {args.rounds} alternating rounds)")
         print(f"{'path':<30}{'median ms':>10}{'vs torch':>10}{'vs ort best':>13}")

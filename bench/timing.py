@@ -31,6 +31,17 @@ def median_ms(fn, repeats, warmup=3):
     return 1e3 * float(np.median(times))
 
 
+def best_of_rounds(timers: dict, rounds: int) -> dict:
+    """{name: ms} from {name: a call that times one round and returns ms}: the timers take turns
+    for ``rounds`` rounds and each keeps its best (the machine is shared: a neighbour's burst
+    during one side's turn should not decide a ratio)."""
+    best = {name: float("inf") for name in timers}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            best[name] = min(best[name], timer())
+    return best
+
+
 def blas_kernels() -> str:
     """Which OpenBLAS kernel set each loaded OpenBLAS runs (threadpoolctl), and whether the
     environment forced one: some machines set OPENBLAS_CORETYPE (and OPENBLAS_L2_SIZE) for old

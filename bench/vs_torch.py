@@ -25,7 +25,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import blas_kernels, median_ms, same_allocator_for_everyone  # noqa: E402
+from timing import best_of_rounds, blas_kernels, median_ms, same_allocator_for_everyone  # noqa: E402
 
 if __name__ == "__main__":
     same_allocator_for_everyone()
@@ -188,15 +188,13 @@ def main(argv=None):
         torch.nn.functional.cross_entropy(twin(xt), yt).backward()
         topt.step()
 
-    def best_of_rounds(ours, theirs, repeats=args.repeats):
-        """(ours, theirs): the two take turns for --rounds rounds and each keeps its best median
-        (the machine is shared: a neighbour's burst should not decide a ratio)."""
-        a = b = float("inf")
-        for _ in range(args.rounds):
-            a, b = min(a, t_ours(ours, repeats)), min(b, t_torch(theirs, repeats))
-        return a, b
+    def both(ours, theirs, repeats=args.repeats):
+        """(ours, theirs) in alternating rounds, each side's best (``timing.best_of_rounds``)."""
+        best = best_of_rounds({"ours": lambda: t_ours(ours, repeats), "torch": lambda: t_torch(theirs, repeats)},
+                              args.rounds)
+        return best["ours"], best["torch"]
 
-    row(summary, f"training step, batch {B} (fwd+bwd+AdamW)", *best_of_rounds(step_ours, step_torch))
+    row(summary, f"training step, batch {B} (fwd+bwd+AdamW)", *both(step_ours, step_torch))
     model.eval(), twin.eval()
     x1 = x[:1].copy()
     x1s, x1t = Tensor(dev(x1)), T(x1)
@@ -209,7 +207,7 @@ def main(argv=None):
         with torch.no_grad():
             twin(x1t)
 
-    row(summary, "inference, batch 1 (autograd path / eager)", *best_of_rounds(infer_ours, infer_torch, args.repeats * 3))
+    row(summary, "inference, batch 1 (autograd path / eager)", *both(infer_ours, infer_torch, args.repeats * 3))
     print_table("Totals", summary)
     targets = []
     if args.device == "cpu":

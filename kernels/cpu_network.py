@@ -24,8 +24,9 @@ the channels of one time step, contiguous, which LLVM vectorises: a 1x1 convolut
 ``for t: for c: y[t, :] += x[t, c] WT[c, :]``, blocked over four time steps and four channels
 (each weight loaded serves four outputs); the stem reads its (L', K C) im2col matrix as a strided
 view of its padded input (no copy); the depthwise convolution reads a zero-padded copy of its
-input that the expand step writes directly, so no tap needs a bounds check. Windows are independent: ``network_forward_parallel`` runs them on all
-threads (prange over the batch, each with its own work slot); at batch 1 the serial entry is used.
+input that the expand step writes directly, so no tap needs a bounds check. Windows are
+independent: ``network_forward_parallel`` runs them on all threads (prange over the batch, each with
+its own work slot); at batch 1 the serial entry is used.
 """
 from __future__ import annotations
 
