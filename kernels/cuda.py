@@ -1,6 +1,6 @@
 """CUDA kernels through CuPy: the same names and signatures as ``reference.py``.
 
-The depthwise convolution (forward, gathered input gradient, per-channel weight gradient without
+The depthwise convolution (forward, gathered input gradient, weight gradient over batch slices without
 atomics), batch norm fused with its activation (eval mode: one pass; training mode: statistics, then
 one pass, and two kernels for the backward), and squeeze-excite's channel scaling are hand-written
 CUDA C in ``cuda/*.cu``, compiled by ``cupy.RawModule`` on first use (once per device; CuPy caches
@@ -16,6 +16,7 @@ build matching JetPack's CUDA) and a CUDA device.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 try:
@@ -28,6 +29,7 @@ from .reference import ACTIVATIONS, conv_out_len  # noqa: F401
 
 SOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda")
 THREADS = 256
+ITEMS = 4             # elements per thread in the depthwise kernels (ITEMS in cuda/depthwise.cu)
 _modules: dict = {}
 _ACT_CODE = {"identity": 0, "relu": 1, "relu6": 2, "hardswish": 3, "hardsigmoid": 4, "selu": 5, "sigmoid": 6}
 
@@ -44,13 +46,14 @@ def _kernel(source: str, name: str, dtype):
     return _modules[key].get_function(f"{name}_{suffix}")
 
 
-def _blocks(n):
-    return ((int(n) + THREADS - 1) // THREADS,)
+def _blocks(n, items=1):
+    """A 1-D grid of THREADS-thread blocks covering n elements, ``items`` per thread."""
+    return ((int(n) + THREADS * items - 1) // (THREADS * items),)
 
 
 # --------------------------------------------------------------------------- depthwise conv1d
 def dw_conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1):
-    """y[b, c, l] = bias[c] + sum_k w[c, k] x[b, c, l*S + k*D - P]; one thread per output element."""
+    """y[b, c, l] = bias[c] + sum_k w[c, k] x[b, c, l*S + k*D - P]; ITEMS output elements per thread."""
     x, w = cp.ascontiguousarray(x), cp.ascontiguousarray(w, dtype=x.dtype)
     B, C, L = x.shape
     K = w.shape[1]
@@ -58,14 +61,17 @@ def dw_conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1):
     y = cp.empty((B, C, Lout), dtype=x.dtype)
     bias = cp.ascontiguousarray(b, dtype=x.dtype) if b is not None else cp.zeros(1, x.dtype)
     _kernel("depthwise", "dw_conv1d_fwd", x.dtype)(
-        _blocks(y.size), (THREADS,), (x, w, bias, y, cp.int32(B), cp.int32(C), cp.int32(L), cp.int32(K),
+        _blocks(y.size, ITEMS), (THREADS,), (x, w, bias, y, cp.int32(B), cp.int32(C), cp.int32(L), cp.int32(K),
                                       cp.int32(Lout), cp.int32(stride), cp.int32(padding), cp.int32(dilation),
                                       cp.int32(b is not None)))
     return y
 
 
 def dw_conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1):
-    """gx gathered (one thread per input element, no atomics); gw and gb by one block per channel."""
+    """gx gathered (ITEMS input elements per thread, no atomics); gw and gb in two kernels: blocks (c, g)
+    each sum one slice of the batch for channel c, then one thread per (c, k) adds the slices in order.
+    Splitting the batch keeps the device full when there are few channels (C blocks alone leave most
+    of an H100's 132 multiprocessors idle)."""
     gy, x, w = cp.ascontiguousarray(gy), cp.ascontiguousarray(x), cp.ascontiguousarray(w, dtype=x.dtype)
     B, C, L = x.shape
     K = w.shape[1]
@@ -75,12 +81,30 @@ def dw_conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1):
     args = (cp.int32(B), cp.int32(C), cp.int32(L), cp.int32(K), cp.int32(Lout), cp.int32(stride), cp.int32(padding),
             cp.int32(dilation))
     gx = cp.empty_like(x)
-    _kernel("depthwise", "dw_conv1d_bwd_input", x.dtype)(_blocks(gx.size), (THREADS,), (gy, w, gx, *args))
-    gw = cp.empty((C, K), dtype=x.dtype)
-    gb = cp.empty(C, dtype=x.dtype)
-    _kernel("depthwise", "dw_conv1d_bwd_weight", x.dtype)((C,), (THREADS,), (gy, x, gw, gb, *args),
+    _kernel("depthwise", "dw_conv1d_bwd_input", x.dtype)(_blocks(gx.size, ITEMS), (THREADS,), (gy, w, gx, *args))
+    G = _batch_slices(B, C, Lout)
+    gw, gb = cp.empty((C, K), dtype=x.dtype), cp.empty(C, dtype=x.dtype)
+    part = cp.empty((C, G, K + 1), dtype=x.dtype) if G > 1 else gw       # G = 1: the blocks write gw, gb
+    _kernel("depthwise", "dw_conv1d_bwd_weight", x.dtype)((C, G), (THREADS,), (gy, x, part, gw, gb, *args),
                                                           shared_mem=THREADS * x.dtype.itemsize)
+    if G > 1:
+        _kernel("depthwise", "dw_conv1d_bwd_weight_sum", x.dtype)(_blocks(C * (K + 1)), (THREADS,),
+                                                                  (part, gw, gb, cp.int32(C), cp.int32(K), cp.int32(G)))
     return gx, gw, gb
+
+
+@functools.lru_cache(maxsize=None)
+def _multiprocessors(device: int) -> int:
+    return cp.cuda.runtime.getDeviceProperties(device)["multiProcessorCount"]
+
+
+def _batch_slices(B: int, C: int, Lout: int) -> int:
+    """How many slices of the batch the weight gradient splits into: enough blocks for eight per
+    multiprocessor, but at least sixteen (b, l) pairs per thread in each slice. Below that (a batch
+    of 64 on HAR windows) the kernel takes microseconds and the second launch would cost more than
+    the split saves."""
+    want = -(-8 * _multiprocessors(cp.cuda.runtime.getDevice()) // C)
+    return max(1, min(want, B * Lout // (16 * THREADS), B))
 
 
 # --------------------------------------------------------------------------- batch norm, SE

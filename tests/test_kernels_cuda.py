@@ -91,24 +91,31 @@ def test_bn_act_and_channel_scale_random_shapes_on_gpu(gpu, B, C, L, act, dtype,
        st.sampled_from([np.float32, np.float64]), st.integers(0, 999))
 def test_training_batch_norm_act_random_shapes_on_gpu(gpu, B, C, L, act, dtype, seed):
     """The fused training-mode kernels (statistics, one pass; two backward kernels) against the
-    reference composition, with and without an activation."""
+    reference composition, with and without an activation. The fused pass computes x * scale + shift
+    with scale = gamma invstd, so its float32 rounding scales with |x| |scale|, not with |y|: when a
+    channel's values nearly coincide (a batch of one, or two close values), invstd is large and
+    x * scale and shift cancel. The floor of y's and gx's tolerance is that magnitude (found by hypothesis on an
+    H200: B = L = 1, off by 2.8e-4 with |y| < 1 and |x scale| near 10^3)."""
     from tinysml.kernels import cuda
     rng = np.random.default_rng(seed)
     x, g, b, gy = (rng.standard_normal(sh).astype(dtype) for sh in ((B, C, L), (C,), (C,), (B, C, L)))
     x = x * 3 + 1                                                   # a mean and a spread far from (0, 1)
     ours = cuda.bn_act_train_fwd(*(gpu.asarray(a) for a in (x, g, b)), 1e-5, act)
     exact = ref.bn_act_train_fwd(x, g, b, 1e-5, act)
+    mean, invstd = exact[1], exact[3]
+    scale = np.abs(g * invstd)
+    fwd = float((np.abs(x) * scale[:, None]).max())                 # |x * scale|, the folded pass's terms
+    bwd = float(scale.max() * np.abs(gy).max() * (1 + np.abs((x - mean[:, None]) * invstd[:, None]).max()))
     for o, t in zip(ours, exact):
         assert o.dtype == dtype
-        assert_close(o.get(), t, rtol=1e-4)
-    mean, invstd = exact[1], exact[3]
+        assert_close(o.get(), t, rtol=1e-4, magnitude=fwd if t.ndim == 3 else 0.0)
     for o, t in zip(cuda.bn_act_bwd(*(gpu.asarray(a) for a in (gy, x, g, b, mean, invstd)), act),
                     ref.bn_act_bwd(gy, x, g, b, mean, invstd, act)):
-        assert_close(o.get(), t, rtol=1e-4)
+        assert_close(o.get(), t, rtol=1e-4, magnitude=bwd if t.ndim == 3 else 0.0)
     for o, t in zip(cuda.bn_train_fwd(*(gpu.asarray(a) for a in (x, g, b)), 1e-5), ref.bn_train_fwd(x, g, b, 1e-5)):
-        assert_close(o.get(), t, rtol=1e-4)
+        assert_close(o.get(), t, rtol=1e-4, magnitude=fwd if t.ndim == 3 else 0.0)
     for o, t in zip(cuda.bn_bwd(*(gpu.asarray(a) for a in (gy, x, g, mean, invstd))), ref.bn_bwd(gy, x, g, mean, invstd)):
-        assert_close(o.get(), t, rtol=1e-4)
+        assert_close(o.get(), t, rtol=1e-4, magnitude=bwd if t.ndim == 3 else 0.0)
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-6), (np.float64, 1e-13)])
