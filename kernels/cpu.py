@@ -113,6 +113,69 @@ def _dw_bwd(gy, x, w, gx, gw, gb, stride, padding, dilation):
         gb[c] = gb_acc
 
 
+@njit(inline="always", fastmath=_FAST)
+def _sum64(v):
+    """sum(v) accumulated in float64."""
+    acc = 0.0
+    for i in range(v.shape[0]):
+        acc += v[i]
+    return acc
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def _dw_bwd_batched(gy, x, w, gx, gw, gb, stride, padding, dilation):
+    """The same gradients with the batch as the vector axis: a thread owns channel c, copies its rows
+    transposed into xt (L, B) and gyt (Lout, B), and every tap is then, for each output position l,
+    two vector operations over the batch (gxt[j] += w[c,k] gyt[l];  dot += gyt[l] * xt[j], with
+    j = lS + kD - P), with no per-row set-up. On rows of 8-32 values that set-up (slices, tap
+    ranges, scalar remainders) was most of the row kernel's time. Sums: each row's in the dtype, in
+    order of l, then over the batch in float64, as the row kernel does."""
+    B, C, L = x.shape
+    K = w.shape[1]
+    Lout = gy.shape[2]
+    for c in prange(C):
+        xt = np.empty((L, B), x.dtype)                # (L, B): row b of channel c is column b
+        gyt = np.empty((Lout, B), x.dtype)            # (Lout, B)
+        gxt = np.zeros((L, B), x.dtype)               # (L, B)
+        for bi in range(B):
+            xr, gyr = x[bi, c], gy[bi, c]
+            for j in range(L):
+                xt[j, bi] = xr[j]
+            for i in range(Lout):
+                gyt[i, bi] = gyr[i]
+        part = np.zeros(B, x.dtype)                   # (B,) each row's sum of gy, then of gy * x per tap
+        for i in range(Lout):
+            g = gyt[i]
+            for bi in range(B):
+                part[bi] += g[bi]
+        gb[c] = _sum64(part)
+        for k in range(K):
+            lo, hi, j0 = _tap_range(k, L, Lout, stride, padding, dilation)
+            wk = w[c, k]
+            part[:] = 0
+            for i in range(lo, hi):
+                j = j0 + (i - lo) * stride
+                g, xr, gxr = gyt[i], xt[j], gxt[j]
+                for bi in range(B):
+                    gxr[bi] += wk * g[bi]
+                    part[bi] += g[bi] * xr[bi]
+            gw[c, k] = _sum64(part)
+        for bi in range(B):
+            gxr = gx[bi, c]
+            for j in range(L):
+                gxr[j] = gxt[j, bi]
+
+
+def _dw_bwd_kernel(B, L, stride):
+    """Which depthwise backward runs: the batched form, except on small batches (no vector to fill)
+    and on long stride-1 rows, whose contiguous slices vectorise well and where the transposes cost
+    more than they save. Measured on the reference machine, B = 64 (ms, rows -> batched): (64,480,8)
+    k3 s1 0.66 -> 0.22, (64,384,16) k3 s2 0.58 -> 0.24, (64,144,32) k5 s1 0.36 -> 0.27, (64,96,40)
+    k5 s1 0.27 -> 0.22, (64,64,48) k3 s1 0.13 -> 0.14, (64,64,128) k3 s1 0.17 -> 0.44, (64,64,128)
+    k3 s2 0.33 -> 0.27; B = 8: (8,96,16) k5 s1 0.055 -> 0.058, B = 16: (16,96,32) k3 s2 0.050 -> 0.037."""
+    return _dw_bwd_batched if B >= 16 and (stride != 1 or L < 48) else _dw_bwd
+
+
 # --- the forward's fast path: dilation 1, stride 1 or 2, K <= 9. The tap count is a compile-time constant
 # (KT = 3, 5 or 9; missing taps get weight 0), so LLVM unrolls the taps and vectorises the loop
 # over outputs: one load per tap, one store per output, no per-tap loop set-up. That is what
@@ -192,16 +255,21 @@ def dw_conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1):
 def dw_conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1):
     """Depthwise conv gradients, gathered per channel (no atomics, no races):
     gx[b, c, lS + kD - P] += w[c, k] gy[b, c, l];  gw[c, k] = sum_{b,l} gy[b, c, l] x[b, c, lS + kD - P];
-    gb[c] = sum_{b,l} gy[b, c, l].   Parallel over channels; one pass over gy and x computes all three.
-    (The forward's unrolled-taps scheme, applied here as a correlation of the upsampled gy with the
-    reversed taps plus K strided dot products for gw, measured 1.3-1.9x slower than this kernel's
-    one pass of slices on the stride-2 layers, and was dropped; at stride 1 it gave the same bits
-    and no gain overall: 1.5x faster on rows of 16, 2x slower on rows of 64-128.)
+    gb[c] = sum_{b,l} gy[b, c, l].   Parallel over channels; one pass over gy and x computes all three,
+    row by row (``_dw_bwd``) or with the batch as the vector axis (``_dw_bwd_batched``; which one
+    runs: ``_dw_bwd_kernel``). (The forward's unrolled-taps scheme, applied here as a correlation of
+    the upsampled gy with the reversed taps plus K strided dot products for gw, measured 1.3-1.9x
+    slower than the row kernel on the stride-2 layers, and was dropped.)
     """
+    return _dw_bwd_with(_dw_bwd_kernel(x.shape[0], x.shape[2], stride), gy, x, w, stride, padding, dilation)
+
+
+def _dw_bwd_with(kernel, gy, x, w, stride, padding, dilation):
+    """Run one of the two depthwise backward kernels (the tests run both on the same shapes)."""
     gx = _alloc(x.shape, x.dtype)
     gw = _alloc(w.shape, x.dtype)
     gb = _alloc(w.shape[0], x.dtype)
-    _launch(_dw_bwd, x.size, np.ascontiguousarray(gy), np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype),
+    _launch(kernel, x.size, np.ascontiguousarray(gy), np.ascontiguousarray(x), np.ascontiguousarray(w, dtype=x.dtype),
             gx, gw, gb, stride, padding, dilation)
     return gx, gw, gb
 

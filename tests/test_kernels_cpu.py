@@ -49,6 +49,28 @@ def test_depthwise_forward_and_backward(c):
 
 
 @SETTINGS
+@given(conv_cases, st.integers(1, 24), st.sampled_from([np.float32, np.float64]))
+def test_both_depthwise_backward_kernels(c, B, dtype):
+    """The row kernel and the batched kernel (the batch as the vector axis) each equal the reference,
+    whichever of them ``dw_conv1d_bwd`` would pick for the shape; batches up to 24."""
+    assume(_lout(c) >= 1)
+    x, w = arrays(c["seed"], (B, c["C"], c["L"]), (c["C"], c["K"]), dtype=dtype)
+    args = (c["stride"], c["padding"], c["dilation"])
+    (gy,) = arrays(c["seed"] + 1, (B, c["C"], _lout(c)), dtype=dtype)
+    exact = ref.dw_conv1d_bwd(gy, x, w, *args)
+    for kernel in (cpu._dw_bwd, cpu._dw_bwd_batched):
+        for ours, theirs in zip(cpu._dw_bwd_with(kernel, gy, x, w, *args), exact):
+            assert_close(ours, theirs)
+
+
+def test_depthwise_backward_picks_the_batched_kernel_on_short_rows():
+    assert cpu._dw_bwd_kernel(64, 16, 1) is cpu._dw_bwd_batched
+    assert cpu._dw_bwd_kernel(64, 128, 2) is cpu._dw_bwd_batched
+    assert cpu._dw_bwd_kernel(64, 128, 1) is cpu._dw_bwd            # long stride-1 rows: slices vectorise
+    assert cpu._dw_bwd_kernel(4, 16, 2) is cpu._dw_bwd              # a batch too small to fill a vector
+
+
+@SETTINGS
 @given(conv_cases, st.integers(1, 16))
 def test_dense_conv_forward_and_backward(c, O):
     assume(_lout(c) >= 1)
