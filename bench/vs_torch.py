@@ -159,7 +159,7 @@ def main(argv=None):
             xi, wi, gyi = dev(xi), dev(wi), dev(gyi)
             f_ours = t_ours(lambda: K.pw_conv1d_fwd(xi, wi, None))
             f_torch = t_torch(lambda: torch.nn.functional.conv1d(tx, tw))
-            b_ours = t_ours(lambda: K.pw_conv1d_bwd(gyi, xi, wi))
+            b_ours = t_ours(lambda: K.pw_conv1d_bwd(gyi, xi, wi, bias_grad=False))   # as torch's mask
             b_torch = t_torch(lambda: torch.ops.aten.convolution_backward(
                 tgy, tx, tw, None, [1], [0], [1], False, [0], 1, [True, True, False]))
             row(kernels, f"block {i} {name} fwd ({B},{Ci},{Lp})->{Co}", f_ours, f_torch, flops, "GFLOP/s")

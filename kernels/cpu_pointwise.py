@@ -131,8 +131,8 @@ def pw_conv1d_fwd(x, w, b, batch_invariant=False):
     return y
 
 
-def pw_conv1d_bwd(gy, x, w):
-    """gx[b] = w^T @ gy[b];  gw = sum_b gy[b] @ x[b]^T;  gb = sum_{b,l} gy.
+def pw_conv1d_bwd(gy, x, w, bias_grad=True):
+    """gx[b] = w^T @ gy[b];  gw = sum_b gy[b] @ x[b]^T;  gb = sum_{b,l} gy (None without ``bias_grad``).
 
     Long rows: per batch element, with per-thread partial sums of gw added at the end in a fixed
     order (results do not depend on timing). Short rows or wide layers (``_packed``): gy and x are
@@ -151,12 +151,12 @@ def pw_conv1d_bwd(gy, x, w):
         _launch(_rows_dot, gy.size, wT, G2, GX2, T)
         _launch(_rows_dot, gy.size, G2, X2.T, gw, T)
         _launch(_unpack, x.size, GX2, gx)
-        return gx, gw, _channel_sum(gy)
+        return gx, gw, _channel_sum(gy) if bias_grad else None
     gx = _alloc(x.shape, x.dtype)
     threads = 1 if gy.size < SMALL_WORK else max_threads()
     parts = _alloc((threads, O, C), x.dtype)
     _launch(_pw_bwd, gy.size, gy, x, wT, gx, parts)
-    return gx, parts.sum(axis=0), _channel_sum(gy)
+    return gx, parts.sum(axis=0), _channel_sum(gy) if bias_grad else None
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)

@@ -151,12 +151,13 @@ def pw_conv1d_fwd(x, w, b, batch_invariant=False):
     return y
 
 
-def pw_conv1d_bwd(gy, x, w):
-    """Gradients of ``pw_conv1d_fwd``: gx = w^T gy (B, C, L), gw = sum_b gy x^T (O, C), gb (O,)."""
+def pw_conv1d_bwd(gy, x, w, bias_grad=True):
+    """Gradients of ``pw_conv1d_fwd``: gx = w^T gy (B, C, L), gw = sum_b gy x^T (O, C), gb (O,), or
+    None for gb when ``bias_grad`` is False (a layer without a bias: a pass over gy saved)."""
     xp = _xp(x)
     gx = w.T @ gy                                                     # (B, C, L)
     gw = xp.tensordot(gy, x, axes=([0, 2], [0, 2]))                   # (O, C)
-    return gx, gw.astype(x.dtype, copy=False), gy.sum(axis=(0, 2))
+    return gx, gw.astype(x.dtype, copy=False), gy.sum(axis=(0, 2)) if bias_grad else None
 
 
 # --------------------------------------------------------------------------- batch norm

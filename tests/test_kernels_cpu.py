@@ -96,8 +96,13 @@ def test_pointwise_forward_and_backward(B, C, O, L, bias, seed):
     x, w, b, gy = arrays(seed, (B, C, L), (O, C), (O,), (B, O, L))
     b = b if bias else None
     assert_close(cpu.pw_conv1d_fwd(x, w, b), ref.pw_conv1d_fwd(x, w, b))
-    for ours, theirs in zip(cpu.pw_conv1d_bwd(gy, x, w), ref.pw_conv1d_bwd(gy, x, w)):
+    exact = ref.pw_conv1d_bwd(gy, x, w)
+    for ours, theirs in zip(cpu.pw_conv1d_bwd(gy, x, w), exact):
         assert_close(ours, theirs)
+    gx, gw, gb = cpu.pw_conv1d_bwd(gy, x, w, bias_grad=False)          # a layer without a bias: no gb
+    assert gb is None and ref.pw_conv1d_bwd(gy, x, w, bias_grad=False)[2] is None
+    assert_close(gx, exact[0])
+    assert_close(gw, exact[1])
 
 
 @pytest.mark.parametrize("B, C, O, L", [(2, 3, 5, 8), (4, 150, 150, 16), (3, 5, 4, 17), (2, 210, 200, 20),

@@ -58,7 +58,7 @@ class PointwiseConv1d(Function):
     @staticmethod
     def backward(ctx, g):
         x, w = ctx.saved
-        gx, gw, gb = kernels_for(x).pw_conv1d_bwd(g, x, w)
+        gx, gw, gb = kernels_for(x).pw_conv1d_bwd(g, x, w, bias_grad=len(ctx.parents) == 3)
         gw = gw.reshape(ctx.w_shape)
         return (gx, gw) if len(ctx.parents) == 2 else (gx, gw, gb)
 
