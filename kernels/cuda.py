@@ -62,8 +62,8 @@ def dw_conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1):
     bias = cp.ascontiguousarray(b, dtype=x.dtype) if b is not None else cp.zeros(1, x.dtype)
     _kernel("depthwise", "dw_conv1d_fwd", x.dtype)(
         _blocks(y.size, ITEMS), (THREADS,), (x, w, bias, y, cp.int32(B), cp.int32(C), cp.int32(L), cp.int32(K),
-                                      cp.int32(Lout), cp.int32(stride), cp.int32(padding), cp.int32(dilation),
-                                      cp.int32(b is not None)))
+                                             cp.int32(Lout), cp.int32(stride), cp.int32(padding), cp.int32(dilation),
+                                             cp.int32(b is not None)))
     return y
 
 
