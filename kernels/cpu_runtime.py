@@ -1,7 +1,8 @@
 """Numba CPU backend, part 1: process set-up and the helpers every kernel uses.
 
-(The kernels: ``cpu.py`` (convolutions), ``cpu_norm.py`` (batch norm), ``cpu_act.py``
-(activations, squeeze-excite).)
+(The kernels: ``cpu.py`` (depthwise convolutions, and the backend's full surface), ``cpu_dense.py``
+(the stem's dense convolution), ``cpu_pointwise.py``, ``cpu_norm.py`` (batch norm), ``cpu_act.py``
+(activations, squeeze-excite), ``cpu_optim.py``.)
 
 What every kernel here does to be fast on a small CPU (measured in ``bench/``):
 
@@ -30,6 +31,7 @@ import threading
 from . import cpu_process  # noqa: F401  (cache folder and allocator: set before Numba compiles)
 
 import numba  # noqa: E402
+from numba import njit  # noqa: E402
 import numpy as np  # noqa: E402
 try:  # the BLAS Numba's np.dot calls (pointwise kernels): load it before limiting BLAS threads
     import scipy.linalg.cython_blas  # noqa: E402,F401
@@ -89,3 +91,15 @@ def _alloc(shape, dtype):
 
 
 _EMPTY = {np.dtype(np.float32): np.zeros(0, np.float32), np.dtype(np.float64): np.zeros(0, np.float64)}
+
+
+@njit(inline="always")
+def _tap_range(k, L, Lout, stride, padding, dilation):
+    """Outputs [lo, hi) of tap k whose input index j = l*S + k*D - P lies in [0, L), and the input
+    index of output lo."""
+    off = k * dilation - padding
+    if L - 1 - off < 0:
+        return 0, 0, 0
+    lo = 0 if off >= 0 else (-off + stride - 1) // stride
+    hi = min(Lout, (L - 1 - off) // stride + 1)
+    return lo, hi, lo * stride + off
