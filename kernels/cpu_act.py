@@ -7,8 +7,7 @@ import numpy as np
 from numba import njit, prange
 
 from .cpu_exp import _exp_nonpositive
-from .cpu_runtime import _FAST, _alloc, _launch
-from . import reference
+from .cpu_runtime import _FAST, _alloc, _launch, _per_channel, _spread
 from .reference import ACTIVATIONS, SELU_ALPHA, SELU_SCALE
 
 
@@ -24,77 +23,99 @@ _0, _1, _3, _6, _HALF = np.float32(0), np.float32(1), np.float32(3), np.float32(
 # float64 rows lose nothing
 
 
-@njit(cache=True, fastmath=_FAST, inline="always")
-def _affine_act_row(r, scale, shift, o, act):
-    """o = act(r scale + shift) over one row."""
-    n = r.shape[0]
-    if act == 0:
-        for i in range(n):
-            o[i] = r[i] * scale + shift
-    elif act == 1:
-        for i in range(n):
-            o[i] = max(r[i] * scale + shift, _0)
-    elif act == 2:
-        for i in range(n):
-            o[i] = min(max(r[i] * scale + shift, _0), _6)
-    elif act == 3:
-        for i in range(n):
-            v = r[i] * scale + shift
-            o[i] = v * min(max(v + _3, _0), _6) / _6
-    elif act == 4:
-        for i in range(n):
-            o[i] = min(max(r[i] * scale + shift + _3, _0), _6) / _6
-    elif act == 5:
-        for i in range(n):
-            v = r[i] * scale + shift
-            o[i] = SELU_SCALE * v if v > 0 else (SELU_SCALE * SELU_ALPHA) * np.expm1(v)
-    elif act == _SELU_F32:
-        lam, lam_alpha = np.float32(SELU_SCALE), np.float32(SELU_SCALE * SELU_ALPHA)
-        for i in range(n):
-            v = r[i] * scale + shift
-            e = _exp_nonpositive(min(v, _0))
-            o[i] = lam * v if v > _0 else lam_alpha * (e - _1)
-    else:
-        for i in range(n):
-            o[i] = _1 / (_1 + np.exp(-(r[i] * scale + shift)))
+def _act_helpers(scale_at, shift_at):
+    """The two per-row helpers of the fused kernels, for one way of reading the coefficients:
+    ``scale_at(scale, i)`` is scale itself (one number for the row: ``_same``) or scale[i] (one
+    per element: ``_each``, for the spans of the training kernels, which run over many channels
+    at once); shift likewise. Written once for every combination in use."""
+
+    @njit(fastmath=_FAST, inline="always")
+    def affine_act(r, scale, shift, o, act):
+        """o = act(r scale + shift) over one row."""
+        n = r.shape[0]
+        if act == 0:
+            for i in range(n):
+                o[i] = r[i] * scale_at(scale, i) + shift_at(shift, i)
+        elif act == 1:
+            for i in range(n):
+                o[i] = max(r[i] * scale_at(scale, i) + shift_at(shift, i), _0)
+        elif act == 2:
+            for i in range(n):
+                o[i] = min(max(r[i] * scale_at(scale, i) + shift_at(shift, i), _0), _6)
+        elif act == 3:
+            for i in range(n):
+                v = r[i] * scale_at(scale, i) + shift_at(shift, i)
+                o[i] = v * min(max(v + _3, _0), _6) / _6
+        elif act == 4:
+            for i in range(n):
+                o[i] = min(max(r[i] * scale_at(scale, i) + shift_at(shift, i) + _3, _0), _6) / _6
+        elif act == 5:
+            for i in range(n):
+                v = r[i] * scale_at(scale, i) + shift_at(shift, i)
+                o[i] = SELU_SCALE * v if v > 0 else (SELU_SCALE * SELU_ALPHA) * np.expm1(v)
+        elif act == _SELU_F32:
+            lam, lam_alpha = np.float32(SELU_SCALE), np.float32(SELU_SCALE * SELU_ALPHA)
+            for i in range(n):
+                v = r[i] * scale_at(scale, i) + shift_at(shift, i)
+                e = _exp_nonpositive(min(v, _0))
+                o[i] = lam * v if v > _0 else lam_alpha * (e - _1)
+        else:
+            for i in range(n):
+                o[i] = _1 / (_1 + np.exp(-(r[i] * scale_at(scale, i) + shift_at(shift, i))))
+
+    @njit(fastmath=_FAST, inline="always")
+    def act_grad(r, scale, shift, g, o, act):
+        """o = act'(r scale + shift) g over one row (derivatives at the kinks as reference.act_bwd)."""
+        n = r.shape[0]
+        if act == 0:
+            for i in range(n):
+                o[i] = g[i]
+        elif act == 1:
+            for i in range(n):
+                o[i] = g[i] if r[i] * scale_at(scale, i) + shift_at(shift, i) > _0 else _0
+        elif act == 2:
+            for i in range(n):
+                v = r[i] * scale_at(scale, i) + shift_at(shift, i)
+                o[i] = g[i] if (v > _0) and (v < _6) else _0
+        elif act == 3:
+            for i in range(n):
+                v = r[i] * scale_at(scale, i) + shift_at(shift, i)
+                o[i] = g[i] * (_0 if v < -_3 else (v / _3 + _HALF if v <= _3 else _1))
+        elif act == 4:
+            for i in range(n):
+                v = r[i] * scale_at(scale, i) + shift_at(shift, i)
+                o[i] = g[i] / _6 if (v > -_3) and (v < _3) else _0
+        elif act == 5:
+            for i in range(n):
+                v = r[i] * scale_at(scale, i) + shift_at(shift, i)
+                o[i] = g[i] * (SELU_SCALE if v > 0 else (SELU_SCALE * SELU_ALPHA) * np.exp(v))
+        elif act == _SELU_F32:
+            lam, lam_alpha = np.float32(SELU_SCALE), np.float32(SELU_SCALE * SELU_ALPHA)
+            for i in range(n):
+                v = r[i] * scale_at(scale, i) + shift_at(shift, i)
+                e = _exp_nonpositive(min(v, _0))
+                o[i] = g[i] * (lam if v > _0 else lam_alpha * e)
+        else:
+            for i in range(n):
+                sg = _1 / (_1 + np.exp(-(r[i] * scale_at(scale, i) + shift_at(shift, i))))
+                o[i] = g[i] * sg * (_1 - sg)
+
+    return affine_act, act_grad
 
 
-@njit(cache=True, fastmath=_FAST, inline="always")
-def _act_grad_row(r, scale, shift, g, o, act):
-    """o = act'(r scale + shift) g over one row (derivatives at the kinks as reference.act_bwd)."""
-    n = r.shape[0]
-    if act == 0:
-        for i in range(n):
-            o[i] = g[i]
-    elif act == 1:
-        for i in range(n):
-            o[i] = g[i] if r[i] * scale + shift > _0 else _0
-    elif act == 2:
-        for i in range(n):
-            v = r[i] * scale + shift
-            o[i] = g[i] if (v > _0) and (v < _6) else _0
-    elif act == 3:
-        for i in range(n):
-            v = r[i] * scale + shift
-            o[i] = g[i] * (_0 if v < -_3 else (v / _3 + _HALF if v <= _3 else _1))
-    elif act == 4:
-        for i in range(n):
-            v = r[i] * scale + shift
-            o[i] = g[i] / _6 if (v > -_3) and (v < _3) else _0
-    elif act == 5:
-        for i in range(n):
-            v = r[i] * scale + shift
-            o[i] = g[i] * (SELU_SCALE if v > 0 else (SELU_SCALE * SELU_ALPHA) * np.exp(v))
-    elif act == _SELU_F32:
-        lam, lam_alpha = np.float32(SELU_SCALE), np.float32(SELU_SCALE * SELU_ALPHA)
-        for i in range(n):
-            v = r[i] * scale + shift
-            e = _exp_nonpositive(min(v, _0))
-            o[i] = g[i] * (lam if v > _0 else lam_alpha * e)
-    else:
-        for i in range(n):
-            sg = _1 / (_1 + np.exp(-(r[i] * scale + shift)))
-            o[i] = g[i] * sg * (_1 - sg)
+@njit(inline="always")
+def _same(s, i):
+    return s
+
+
+@njit(inline="always")
+def _each(s, i):
+    return s[i]
+
+
+_affine_act_row, _act_grad_row = _act_helpers(_same, _same)          # scale, shift: one number per row
+_affine_act_span, _act_grad_span = _act_helpers(_each, _each)         # both: arrays as long as the row
+_scale_act_span, _scale_act_grad_span = _act_helpers(_each, _same)    # scale an array, shift a number
 
 
 def _act_code(act: str, dtype) -> int:
@@ -241,63 +262,32 @@ def act_bwd(name, x, gy):
 
 
 # =========================================================================== squeeze-excite: the pooling
-_PAIRWISE_BLOCK = 128     # NumPy sums up to this many values with eight running sums, halves above
-
-
-@njit(cache=True)
-def _numpy_order_sum(a):
-    """sum(a) for len(a) <= 128 in NumPy's own order (its pairwise summation's leaf: eight running
-    sums, combined as a tree, then the tail), so a pooled value equals ``x.sum(axis=2)`` bit for bit.
-    No fastmath: the order is the point."""
-    n = a.shape[0]
-    if n < 8:
-        res = a.dtype.type(0)
-        for i in range(n):
-            res += a[i]
-        return res
-    r0, r1, r2, r3, r4, r5, r6, r7 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
-    i = 8
-    while i < n - n % 8:
-        r0 += a[i]
-        r1 += a[i + 1]
-        r2 += a[i + 2]
-        r3 += a[i + 3]
-        r4 += a[i + 4]
-        r5 += a[i + 5]
-        r6 += a[i + 6]
-        r7 += a[i + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[i]
-        i += 1
-    return res
-
-
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=_FAST)
 def _time_mean_fwd(x, inv, m):
     B, C, L = x.shape
-    for bc in prange(B * C):
-        bi, c = bc // C, bc % C
-        m[bi, c] = (x.dtype.type(0) + _numpy_order_sum(x[bi, c])) * inv
+    X = x.reshape(B, C * L)
+    for b in prange(B):                               # x[b] is one span of C rows
+        _per_channel(X[b], L, m[b])
+        for c in range(C):
+            m[b, c] *= inv
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=_FAST)
 def _time_mean_bwd(g, inv, gx):
     B, C, L = gx.shape
-    for bc in prange(B * C):
-        bi, c = bc // C, bc % C
-        v, o = g[bi, c] * inv, gx[bi, c]
-        for i in range(L):
-            o[i] = v
+    GX = gx.reshape(B, C * L)
+    for b in prange(B):
+        v = np.empty(C, g.dtype)
+        for c in range(C):
+            v[c] = g[b, c] * inv
+        _spread(v, L, GX[b])
 
 
 def time_mean_fwd(x):
-    """m[b, c] = (1/L) sum_l x[b, c, l], one row per task (NumPy's sum runs the rows of 8-64 values
-    one after another on one core: 0.17 ms per squeeze-excite pool of the student at batch 64).
-    Rows longer than NumPy's pairwise block go to NumPy itself (no preset pools rows that long)."""
-    if x.shape[2] > _PAIRWISE_BLOCK:
-        return reference.time_mean_fwd(x)
+    """m[b, c] = (1/L) sum_l x[b, c, l] (the sum in float64), one batch element per task: its C
+    rows are summed one after another in one loop nest, with no per-row set-up (NumPy's sum runs
+    the rows of 8-64 values one by one on one core: 0.17 ms per squeeze-excite pool of the
+    student at batch 64)."""
     x = np.ascontiguousarray(x)
     m = _alloc(x.shape[:2], x.dtype)
     _launch(_time_mean_fwd, x.size, x, x.dtype.type(1.0 / x.shape[2]), m)
@@ -314,71 +304,33 @@ def time_mean_bwd(g, L):
 
 # =========================================================================== squeeze-excite: the scaling
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _scale_fwd(x, s, y):
-    B, C, L = x.shape
-    for bc in prange(B * C):
-        bi, c = bc // C, bc % C
-        r, o = x[bi, c], y[bi, c]
-        f = s[bi, c]
-        for i in range(L):
-            o[i] = r[i] * f
-
-
-@njit(parallel=True, cache=True, fastmath=_FAST)
-def _scale_bwd(gy, x, s, gx, gs):
-    B, C, L = x.shape
-    for bc in prange(B * C):
-        bi, c = bc // C, bc % C
-        g, r, o = gy[bi, c], x[bi, c], gx[bi, c]
-        f = s[bi, c]
-        acc = g[0] * 0
-        for i in range(L):
-            o[i] = g[i] * f
-            acc += g[i] * r[i]
-        gs[bi, c] = acc
-
-
-def channel_scale_fwd(x, s):
-    """y[b, c, l] = x[b, c, l] s[b, c], parallel over rows (b, c)."""
-    x = np.ascontiguousarray(x)
-    y = _alloc(x.shape, x.dtype)
-    _launch(_scale_fwd, x.size, x, np.ascontiguousarray(s, dtype=x.dtype), y)
-    return y
-
-
-def channel_scale_bwd(gy, x, s):
-    """gx = gy s;  gs[b, c] = sum_l gy[b, c, l] x[b, c, l] — one pass, parallel over rows."""
-    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
-    gx = _alloc(x.shape, x.dtype)
-    gs = _alloc(x.shape[:2], x.dtype)
-    _launch(_scale_bwd, x.size, gy, x, np.ascontiguousarray(s, dtype=x.dtype), gx, gs)
-    return gx, gs
-
-
-@njit(parallel=True, cache=True, fastmath=_FAST)
 def _scale_act_fwd(x, s, act, y):
     B, C, L = x.shape
-    for bc in prange(B * C):
-        bi, c = bc // C, bc % C
-        _affine_act_row(x[bi, c], s[bi, c], x.dtype.type(0), y[bi, c], act)
+    X, Y = x.reshape(B, C * L), y.reshape(B, C * L)
+    for b in prange(B):                               # the whole of x[b] is one span
+        f = np.empty(C * L, x.dtype)
+        _spread(s[b], L, f)                           # f[c L + l] = s[b, c]
+        _scale_act_span(X[b], f, x.dtype.type(0), Y[b], act)
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _scale_act_bwd(gy, x, s, act, gx, gs):
     B, C, L = x.shape
-    for bc in prange(B * C):
-        bi, c = bc // C, bc % C
-        r, o, sc = x[bi, c], gx[bi, c], s[bi, c]
-        _act_grad_row(r, sc, x.dtype.type(0), gy[bi, c], o, act)      # o = act'(x s) gy
-        acc = o[0] * 0
-        for i in range(L):
-            acc += o[i] * r[i]
-            o[i] *= sc
-        gs[bi, c] = acc
+    X, G, GX = x.reshape(B, C * L), gy.reshape(B, C * L), gx.reshape(B, C * L)
+    for b in prange(B):
+        r, o = X[b], GX[b]
+        f, p = np.empty(C * L, x.dtype), np.empty(C * L, x.dtype)
+        _spread(s[b], L, f)
+        _scale_act_grad_span(r, f, x.dtype.type(0), G[b], o, act)     # o = act'(x s) gy
+        for i in range(C * L):
+            p[i] = o[i] * r[i]
+            o[i] *= f[i]
+        _per_channel(p, L, gs[b])                     # gs[b, c] = sum_l act'(x s) gy x
 
 
 def channel_scale_act_fwd(x, s, act):
-    """y = act(x s[:, :, None]) in one pass (squeeze-excite's scaling fused with the activation)."""
+    """y = act(x s[:, :, None]) in one pass (squeeze-excite's scaling fused with the activation),
+    one batch element per task, its C L values one span with s[b] spread along it."""
     x = np.ascontiguousarray(x)
     code = _act_code(act, x.dtype)
     y = _alloc(x.shape, x.dtype)
@@ -387,10 +339,21 @@ def channel_scale_act_fwd(x, s, act):
 
 
 def channel_scale_act_bwd(gy, x, s, act):
-    """gx = act'(x s) gy s and gs = sum_l act'(x s) gy x in one pass per row (x s recomputed)."""
+    """gx = act'(x s) gy s and gs = sum_l act'(x s) gy x (float64 sums) in one pass per batch
+    element (x s recomputed)."""
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
     code = _act_code(act, x.dtype)
     gx = _alloc(x.shape, x.dtype)
     gs = _alloc(x.shape[:2], x.dtype)
     _launch(_scale_act_bwd, x.size, gy, x, np.ascontiguousarray(s, dtype=x.dtype), code, gx, gs)
     return gx, gs
+
+
+def channel_scale_fwd(x, s):
+    """y[b, c, l] = x[b, c, l] s[b, c] (``channel_scale_act_fwd`` with the identity)."""
+    return channel_scale_act_fwd(x, s, "identity")
+
+
+def channel_scale_bwd(gy, x, s):
+    """gx = gy s;  gs[b, c] = sum_l gy[b, c, l] x[b, c, l] (``channel_scale_act_bwd`` with the identity)."""
+    return channel_scale_act_bwd(gy, x, s, "identity")

@@ -103,3 +103,23 @@ def _tap_range(k, L, Lout, stride, padding, dilation):
     lo = 0 if off >= 0 else (-off + stride - 1) // stride
     hi = min(Lout, (L - 1 - off) // stride + 1)
     return lo, hi, lo * stride + off
+
+
+@njit(inline="always")
+def _spread(values, L, out):
+    """out[k L + l] = values[k] for l < L: one number per channel laid along a span of channels
+    (x[b, c0:c1, :] of a (B, C, L) array is one contiguous run of (c1 - c0) L values)."""
+    for k in range(values.shape[0]):
+        v = values[k]
+        for i in range(L):
+            out[k * L + i] = v
+
+
+@njit(inline="always", fastmath=_FAST)
+def _per_channel(acc, L, out):
+    """out[k] = sum of acc[k L : (k + 1) L] in float64: each channel's share of a span."""
+    for k in range(out.shape[0]):
+        s = 0.0
+        for i in range(L):
+            s += acc[k * L + i]
+        out[k] = s
