@@ -2,13 +2,19 @@
 
 What every kernel here does to be fast on a small CPU (measured in ``bench/``):
 
-* ``prange`` runs over *independent outputs only* (a row (b, c), a channel c): no two iterations
-  ever write the same element, so there are no races and results do not depend on thread timing.
+* ``prange`` runs over *independent outputs only* (a row (b, c), a channel c, a group of
+  channels, a batch element): no two iterations ever write the same element, so there are no
+  races and results do not depend on thread timing.
 * Padding is never materialised: for tap k the valid outputs l satisfy 0 <= l*S + k*D - P < L, so
   the kernel computes that range [lo, hi) once and runs a plain loop from 0 over a slice
   (Numba vectorises ``for i in range(n): y[i] += w * x[i]``, not loops that start at an offset).
 * Reductions (weight and bias gradients, batch statistics) sum each row in the array's dtype with
   reassociation allowed (so they vectorise) and add the row sums into a float64 accumulator.
+* Short rows (L = 8-16, the late blocks of the presets) are not looped over one by one: a loop
+  over 8 values is mostly set-up. Batch norm, squeeze-excite and the pooling run over *spans*
+  instead (x[b, c0:c1, :] is one contiguous run of (c1 - c0) L values), with per-channel numbers
+  spread along the span and sums per element over the batch in float64 (``cpu_norm.py``); the
+  depthwise backward makes the batch its vector axis (``_dw_bwd_batched``).
 * Pointwise (1x1) convolutions are matrix products: OpenBLAS GEMMs (``cpu_pointwise.py``).
 
 Process-wide settings (one thread pool, the Numba cache folder, glibc's allocator) are made on

@@ -4,16 +4,7 @@
 (the stem's dense convolution), ``cpu_pointwise.py``, ``cpu_norm.py`` (batch norm), ``cpu_act.py``
 (activations, squeeze-excite), ``cpu_optim.py``.)
 
-What every kernel here does to be fast on a small CPU (measured in ``bench/``):
-
-* ``prange`` runs over *independent outputs only* (a row (b, c), a channel c): no two iterations
-  ever write the same element, so there are no races and results do not depend on thread timing.
-* Padding is never materialised: for tap k the valid outputs l satisfy 0 <= l*S + k*D - P < L, so
-  the kernel computes that range [lo, hi) once and runs a plain loop from 0 over a slice
-  (Numba vectorises ``for i in range(n): y[i] += w * x[i]``, not loops that start at an offset).
-* Reductions (weight and bias gradients, batch statistics) sum each row in the array's dtype with
-  reassociation allowed (so they vectorise) and add the row sums into a float64 accumulator.
-* Pointwise (1x1) convolutions are matrix products: OpenBLAS through NumPy's ``matmul``.
+What every kernel does to be fast on a small CPU is listed once, in ``cpu.py``'s docstring.
 
 Process-wide settings, applied on import before Numba starts its threads (override by setting them):
 * One thread pool: BLAS (used for the pointwise GEMMs) runs single-threaded (``threadpoolctl``;
