@@ -84,6 +84,7 @@ def _gradient_sums(g, x, c, mu):
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _bn_act_train_fwd_rows(x, gamma, beta, eps, act, per, y, mean, var, invstd):
+    """As ``_bn_act_train_fwd_spans``, one channel per task (``per`` unused: the same signature)."""
     B = x.shape[0]
     for c in prange(x.shape[1]):
         mu, v, inv = _channel_stats(x, c, eps)
@@ -96,6 +97,7 @@ def _bn_act_train_fwd_rows(x, gamma, beta, eps, act, per, y, mean, var, invstd):
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _bn_act_bwd_rows(gy, x, gamma, beta, mean, invstd, act, per, gx, ggamma, gbeta):
+    """As ``_bn_act_bwd_spans``, one channel per task (``per`` unused: the same signature)."""
     B, _, L = x.shape
     GP = gy if act == 0 else gx                       # where g' is read from: gy itself for the identity
     for c in prange(x.shape[1]):
@@ -124,6 +126,7 @@ def _bn_act_bwd_rows(gy, x, gamma, beta, mean, invstd, act, per, gx, ggamma, gbe
 # =========================================================================== short rows: spans
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _bn_act_train_fwd_spans(x, gamma, beta, eps, act, per, y, mean, var, invstd):
+    """x, y (B, C, L); gamma, beta, mean, var, invstd (C,); task t owns channels [t per, (t+1) per)."""
     B, C, L = x.shape
     X, Y = x.reshape(B, C * L), y.reshape(B, C * L)
     N = B * L
@@ -188,6 +191,7 @@ def bn_train_fwd(x, gamma, beta, eps):
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _bn_act_bwd_spans(gy, x, gamma, beta, mean, invstd, act, per, gx, ggamma, gbeta):
+    """gy, x, gx (B, C, L); the rest (C,); task t owns channels [t per, (t+1) per)."""
     B, C, L = x.shape
     X, G, GX = x.reshape(B, C * L), gy.reshape(B, C * L), gx.reshape(B, C * L)
     GP = G if act == 0 else GX                        # where g' is read from: gy itself for the identity
