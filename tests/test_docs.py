@@ -85,3 +85,16 @@ def test_every_section_cited_exists():
 def test_readme_links_point_to_files_that_exist():
     for target in re.findall(r"\]\(([^)#:]+)\)", _read("README.md")):
         assert os.path.exists(os.path.join(ROOT, target)), target
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_readme_anchors_name_a_heading():
+    links = re.findall(r"\]\(([^)#:]+\.md)#([^)]+)\)", _read("README.md"))
+    assert links                                       # the GPU results are linked by section
+    for target, anchor in links:
+        headings = re.findall(r"^#+ (.+)$", _read(*target.split("/")), re.M)
+        assert anchor in {_slug(h) for h in headings}, (target, anchor)
