@@ -9,7 +9,9 @@ checks that their outputs agree, then times, with the same number of threads:
   * every depthwise and pointwise convolution of the student, forward and backward (PyTorch's
     ``convolution_backward``, the kernel its autograd calls), with GB/s or GFLOP/s;
   * one full training step (forward, cross-entropy, backward, AdamW);
-  * inference at batch 1 through the autograd path (tinysml) and eager mode (PyTorch);
+  * inference at batch 1 through the autograd path (tinysml) and eager mode (PyTorch): the
+    training model in eval mode under ``no_grad`` on both sides (tinysml's network then runs its
+    modules' ``infer``: the same Functions' forwards on arrays, no Tensors, no graph);
   the last two in --rounds alternating rounds, each side keeping its best median.
 Ratios are tinysml time / PyTorch time (below 1: tinysml is faster). The machine's measured floors
 (measured on the reference machine): ~200 GFLOP/s float32 matmul, 28-34 GB/s DRAM, 130-180 GB/s L3.

@@ -16,6 +16,9 @@ What every kernel here does to be fast on a small CPU (measured in ``bench/``):
   spread along the span and sums per element over the batch in float64 (``cpu_norm.py``); the
   depthwise backward makes the batch its vector axis (``_dw_bwd_batched``).
 * Pointwise (1x1) convolutions are matrix products: OpenBLAS GEMMs (``cpu_pointwise.py``).
+* Small work (under ``SMALL_WORK`` elements) runs on the calling thread, and a kernel marked
+  ``serial_twin`` then runs as its serial twin, which skips Numba's parallel loop scheduler
+  (~1 us a call: most of a kernel's time at batch 1). ``cpu_runtime.py`` says which and why.
 
 Process-wide settings (one thread pool, the Numba cache folder, glibc's allocator) are made on
 import by ``cpu_runtime.py``; the dense convolution (the stem) lives in ``cpu_dense.py``, batch norm in

@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit, prange
 
 from .cpu_exp import _exp_nonpositive
-from .cpu_runtime import _FAST, _alloc, _launch, _per_channel, _spread
+from .cpu_runtime import _FAST, _alloc, _launch, _per_channel, _spread, serial_twin
 from .reference import ACTIVATIONS, SELU_ALPHA, SELU_SCALE
 
 
@@ -128,30 +128,35 @@ def _act_code(act: str, dtype) -> int:
 
 # =========================================================================== activations
 # One branch-free kernel per activation (a dispatch inside the element loop stops vectorisation).
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _relu_fwd(x, y):
     for i in prange(x.shape[0]):
         y[i] = max(x[i], 0.0)
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _relu_bwd(x, g, gx):
     for i in prange(x.shape[0]):
         gx[i] = g[i] if x[i] > 0 else 0.0
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _relu6_fwd(x, y):
     for i in prange(x.shape[0]):
         y[i] = min(max(x[i], 0.0), 6.0)
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _relu6_bwd(x, g, gx):
     for i in prange(x.shape[0]):
         gx[i] = g[i] if 0 < x[i] < 6 else 0.0
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _hardswish_fwd(x, y):
     for i in prange(x.shape[0]):
@@ -159,6 +164,7 @@ def _hardswish_fwd(x, y):
         y[i] = v * (min(max(v + 3.0, 0.0), 6.0) * (1.0 / 6.0))
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _hardswish_bwd(x, g, gx):
     for i in prange(x.shape[0]):
@@ -167,18 +173,21 @@ def _hardswish_bwd(x, g, gx):
         gx[i] = g[i] * d
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _hardsigmoid_fwd(x, y):
     for i in prange(x.shape[0]):
         y[i] = min(max(x[i] + 3.0, 0.0), 6.0) * (1.0 / 6.0)
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _hardsigmoid_bwd(x, g, gx):
     for i in prange(x.shape[0]):
         gx[i] = g[i] * (1.0 / 6.0) if -3 < x[i] < 3 else 0.0
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _selu_fwd(x, y):
     for i in prange(x.shape[0]):
@@ -186,6 +195,7 @@ def _selu_fwd(x, y):
         y[i] = SELU_SCALE * v if v > 0 else (SELU_SCALE * SELU_ALPHA) * np.expm1(v)
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _selu_bwd(x, g, gx):
     for i in prange(x.shape[0]):
@@ -205,6 +215,7 @@ def _selu_fwd_f32(x, y):
         y[i] = scale * (v if v > zero else alpha * (e - one))
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _selu_bwd_f32(x, g, gx):
     scale, alpha, zero = np.float32(SELU_SCALE), np.float32(SELU_ALPHA), np.float32(0)
@@ -214,12 +225,14 @@ def _selu_bwd_f32(x, g, gx):
         gx[i] = g[i] * (scale if v > zero else scale * alpha * e)
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _sigmoid_fwd(x, y):
     for i in prange(x.shape[0]):
         y[i] = 0.5 * (np.tanh(0.5 * x[i]) + 1.0)
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _sigmoid_bwd(x, g, gx):
     for i in prange(x.shape[0]):
@@ -262,6 +275,7 @@ def act_bwd(name, x, gy):
 
 
 # =========================================================================== squeeze-excite: the pooling
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _time_mean_fwd(x, inv, m):
     B, C, L = x.shape
@@ -272,6 +286,7 @@ def _time_mean_fwd(x, inv, m):
             m[b, c] *= inv
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _time_mean_bwd(g, inv, gx):
     B, C, L = gx.shape
@@ -303,6 +318,7 @@ def time_mean_bwd(g, L):
 
 
 # =========================================================================== squeeze-excite: the scaling
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _scale_act_fwd(x, s, act, y):
     B, C, L = x.shape
@@ -313,6 +329,7 @@ def _scale_act_fwd(x, s, act, y):
         _scale_act_span(X[b], f, x.dtype.type(0), Y[b], act)
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _scale_act_bwd(gy, x, s, act, gx, gs):
     B, C, L = x.shape

@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import reference
-from .cpu_runtime import _EMPTY, _FAST, _alloc, _launch, _tap_range
+from .cpu_runtime import _EMPTY, _FAST, _alloc, _launch, _tap_range, serial_twin
 from .reference import conv_out_len
 
 
@@ -34,6 +34,7 @@ def _conv_bwd_input(gy, w, gx, stride, padding, dilation):
                     gxs[i] += wk * gys[i]
 
 
+@serial_twin
 @njit(parallel=True, cache=True)
 def _phases(x, xs):
     """xs[b, c, p, m] = x[b, c, m S + p] (zero past the end): each row split into its S phases, so
@@ -50,6 +51,7 @@ def _phases(x, xs):
                 o[m] = r[j] if j < L else 0.0
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _conv_fwd(xs, w, b, y, stride, padding, dilation, L):
     """y[b, o] = bias[o] + sum_{c,k} w[o, c, k] x[b, c, l S + k D - P], one output row (b, o) per
@@ -76,6 +78,7 @@ def _conv_fwd(xs, w, b, y, stride, padding, dilation, L):
                     ys[i] += wk * xs_[i]
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _conv_bwd_weight(gy, xs, gw, gb, stride, padding, dilation, L):
     """gw[o, c, k] = sum_{b,l} gy[b, o, l] x[b, c, l S + k D - P] and gb[o] = sum gy[:, o], a thread

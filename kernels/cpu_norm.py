@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from .cpu_act import _act_code, _act_grad_row, _act_grad_span, _affine_act_row, _affine_act_span
-from .cpu_runtime import _FAST, _alloc, _launch, _per_channel, _spread, max_threads
+from .cpu_runtime import _FAST, _alloc, _launch, _per_channel, _spread, max_threads, serial_twin
 
 SPAN = 512        # values per span a task aims for: its B spans of x, y (or gy, gx) fit in L2
 ROWS_FROM = 32    # rows of this many values or more: one channel per task, row by row (see below)
@@ -82,6 +82,7 @@ def _gradient_sums(g, x, c, mu):
     return sg, sgx
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _bn_act_train_fwd_rows(x, gamma, beta, eps, act, per, y, mean, var, invstd):
     """As ``_bn_act_train_fwd_spans``, one channel per task (``per`` unused: the same signature)."""
@@ -124,6 +125,7 @@ def _bn_act_bwd_rows(gy, x, gamma, beta, mean, invstd, act, per, gx, ggamma, gbe
 
 
 # =========================================================================== short rows: spans
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _bn_act_train_fwd_spans(x, gamma, beta, eps, act, per, y, mean, var, invstd):
     """x, y (B, C, L); gamma, beta, mean, var, invstd (C,); task t owns channels [t per, (t+1) per)."""
@@ -287,6 +289,7 @@ def _folded(x, gamma, beta, running_mean, running_var, eps):
     return scale, shift
 
 
+@serial_twin
 @njit(parallel=True, cache=True, fastmath=_FAST)
 def _affine(x, scale, shift, y):
     B, C, L = x.shape

@@ -15,15 +15,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .cpu_runtime import _FAST, SMALL_WORK, _alloc, _launch, max_threads
+from .cpu_runtime import SMALL_WORK, _FAST, _alloc, _launch, max_threads, serial_twin
 
 
+@serial_twin
 @njit(parallel=True, cache=True)
 def _pw_fwd(x, w, y):
     for b in prange(x.shape[0]):                      # one (O, C) @ (C, L) GEMM per batch element
         np.dot(w, x[b], y[b])
 
 
+@serial_twin
 @njit(parallel=True, cache=True)
 def _pw_bwd(gy, x, wT, gx, parts):
     B, T = x.shape[0], parts.shape[0]
@@ -37,6 +39,7 @@ def _pw_bwd(gy, x, wT, gx, parts):
             acc += tmp                                # partial gw of this thread
 
 
+@serial_twin
 @njit(parallel=True, cache=True)
 def _pack(x, X2):
     """X2[c, b*L:(b+1)*L] = x[b, c]: (B, C, L) -> (C, B*L), so that a 1x1 conv over the whole
@@ -51,6 +54,7 @@ def _pack(x, X2):
                 d[b * L + i] = s[i]
 
 
+@serial_twin
 @njit(parallel=True, cache=True)
 def _unpack(Y2, y):
     """The inverse of _pack: y[b, o] = Y2[o, b*L:(b+1)*L]."""
@@ -88,6 +92,7 @@ def _transposed(w, dtype):
     return out
 
 
+@serial_twin
 @njit(parallel=True, cache=True)
 def _rows_dot(a, b, out, T):
     """out = a @ b with the rows of a and out split over T threads (each a single-threaded GEMM)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+import types
 
 from . import cpu_process  # noqa: F401  (cache folder and allocator: set before Numba compiles)
 
@@ -50,8 +51,12 @@ SMALL_WORK = 1 << 15      # below this many elements a kernel runs on the callin
 
 def _launch(kernel, work, *args):
     """Run a prange kernel on all of Numba's threads, or on one for small work: waking a sleeping
-    thread costs ~50 us here, more than a small kernel takes."""
+    thread costs ~50 us here, more than a small kernel takes. Small work goes to the kernel's
+    serial twin where it has one (``serial_twin``)."""
     threads = 1 if work < SMALL_WORK else _MAX_THREADS
+    if threads == 1 and use_twins and kernel in _TWINS:
+        (_TWINS[kernel] or _compile_twin(kernel))(*args)
+        return
     if getattr(_this_thread, "threads", -1) != threads:   # asking Numba costs ~2.5 us a launch: remember it
         numba.set_num_threads(threads)
         _this_thread.threads = threads
@@ -63,6 +68,36 @@ _this_thread = threading.local()     # what _launch last set in this thread (Num
 
 _MAX_THREADS = max(1, min(int(os.environ.get("TINYSML_THREADS") or 0) or numba.config.NUMBA_NUM_THREADS,
                           numba.config.NUMBA_NUM_THREADS))
+
+
+_TWINS = {}              # parallel kernel -> its serial twin (None until first used)
+use_twins = True         # testing aid: False runs every kernel through Numba's parallel loop
+
+
+def serial_twin(kernel):
+    """Mark a ``parallel=True`` kernel to run, on small work, as its serial twin: the same source
+    compiled without ``parallel``, so that ``prange`` is a plain ``range``. Even on one thread a
+    parallel kernel goes through Numba's loop scheduler, about 1 us a call; on a batch of one
+    that is most of a small kernel's time (a (1, 48, 32) batch norm: 1.4 us, its twin 0.4 us).
+
+    Marked kernel by kernel, where the twin measured faster (``bench/twins.py``): a serial loop is
+    not always compiled as well as the parallel one (the depthwise taps and the fused batch norm +
+    activation ran 1.2-5x slower serial), so those stay unmarked. Every ``prange`` here runs over
+    independent outputs (``cpu.py``), so a twin computes the same bits as its kernel
+    (``tests/test_kernels_cpu.py::test_serial_twins_same_bits``). The twin is compiled from a
+    renamed copy of the function, so that Numba's cache keeps the two compilations apart."""
+    _TWINS[kernel] = None
+    return kernel
+
+
+def _compile_twin(kernel):
+    """Compile (once) and return the serial twin of ``kernel``."""
+    f = kernel.py_func
+    copy = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
+    copy.__qualname__, copy.__doc__ = f.__qualname__ + "_serial", f.__doc__
+    options = {k: v for k, v in kernel.targetoptions.items() if k not in ("parallel", "nopython")}
+    _TWINS[kernel] = twin = njit(**options)(copy)
+    return twin
 
 
 def max_threads() -> int:

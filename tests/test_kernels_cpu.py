@@ -274,3 +274,62 @@ def test_adamw_step_equals_the_reference(dtype, rtol, n, weight_decay):
     for a, b in zip(ours, theirs):
         assert a.dtype == dtype
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
+
+
+cpu_runtime = pytest.importorskip("tinysml.kernels.cpu_runtime")
+
+
+def _small_calls(seed, B, C, O, L, dtype):
+    """Every backend call that launches a kernel marked ``serial_twin``, on arrays small enough to
+    run on the calling thread; returns every array they produce."""
+    rng = np.random.default_rng(seed)
+    r = lambda *shape: rng.standard_normal(shape).astype(dtype)  # noqa: E731
+    x, gy, gamma, beta, s = r(B, C, L), r(B, C, L), r(C), r(C), r(B, C)
+    out = [cpu.bn_eval_fwd(x, gamma, beta, r(C), np.abs(r(C)) + dtype(0.5), 1e-5),
+           cpu.time_mean_fwd(x), cpu.time_mean_bwd(s, L), *cpu.bn_train_fwd(x, gamma, beta, 1e-5)]
+    for act in ref.ACTIVATIONS:
+        out += [cpu.act_fwd(act, x), cpu.act_bwd(act, x, gy), *cpu.bn_act_train_fwd(x, gamma, beta, 1e-5, act),
+                cpu.channel_scale_act_fwd(x, s, act), *cpu.channel_scale_act_bwd(gy, x, s, act)]
+    w = r(O, C)
+    y = cpu.pw_conv1d_fwd(x, w, r(O))
+    out += [y, *cpu.pw_conv1d_bwd(r(*y.shape), x, w, bias_grad=True)]
+    for stride in (1, 2):
+        wd = r(O, C, 3)
+        y = cpu.conv1d_fwd(x, wd, r(O), stride, 1, 1, 1)
+        out += [y, *cpu.conv1d_bwd(r(*y.shape), x, wd, stride, 1, 1, 1)]
+    return out
+
+
+@SETTINGS
+@given(st.integers(1, 4), st.integers(1, 20), st.integers(1, 20), st.integers(1, 70),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 999))
+def test_serial_twins_same_bits(B, C, O, L, dtype, seed):
+    """A kernel marked ``serial_twin`` computes on small work, as its twin, exactly the bits that the
+    parallel kernel computes on one thread: every backend call that uses one, both forms of the
+    pointwise and batch norm kernels (short and long rows), float32 and float64."""
+    twins = _small_calls(seed, B, C, O, L, dtype)
+    cpu_runtime.use_twins = False
+    try:
+        parallel = _small_calls(seed, B, C, O, L, dtype)
+    finally:
+        cpu_runtime.use_twins = True
+    for a, b in zip(twins, parallel, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_every_marked_kernel_is_compared_with_its_twin(monkeypatch):
+    """``_small_calls`` reaches, through its twin, every kernel marked ``serial_twin`` (a newly
+    marked kernel must be added there)."""
+    reached = set()
+
+    class Watched(dict):
+        def __getitem__(self, kernel):
+            reached.add(kernel)
+            return super().__getitem__(kernel)
+
+    monkeypatch.setattr(cpu_runtime, "_TWINS", Watched(cpu_runtime._TWINS))
+    for dtype in (np.float32, np.float64):
+        for L in (8, 40):                             # packed and per-element pointwise; spans and rows
+            _small_calls(0, 3, 6, 5, L, dtype)
+    missed = sorted(k.py_func.__name__ for k in set(cpu_runtime._TWINS) - reached)
+    assert not missed, f"marked serial_twin but never launched on small work: {missed}"

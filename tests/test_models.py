@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from tinysml import Tensor, profile
+import tinysml
+from tinysml import Tensor, nn, profile
 from tinysml import functions as F
 from tinysml.gradcheck import directional_check
 from tinysml.models import BlockSpec, MobileNetConfig, build_model, make_divisible, preset
@@ -89,3 +90,69 @@ def test_cost_and_latency_feed_the_model_its_own_dtype_and_device(monkeypatch):
     assert profile.count_macs(model, (6, 64)) == macs32
     profile.latency(model, (6, 64), repeats=2, warmup=1)
     assert len(seen) == 4 and set(seen) == {np.dtype(np.float64)}
+
+
+@pytest.fixture
+def backend():
+    """Set a backend for one test and put the previous one back."""
+    previous = tinysml.get_backend()
+    yield tinysml.set_backend
+    tinysml.set_backend(previous)
+
+
+def _with_running_statistics(model, seed):
+    """Non-trivial running statistics, so eval-mode batch norm is not the identity."""
+    rng = np.random.default_rng(seed)
+    for _, m in model.named_modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.running_mean[...] = rng.standard_normal(m.num_features).astype(np.float32)
+            m.running_var[...] = rng.uniform(0.5, 2.0, m.num_features).astype(np.float32)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["numba", "numpy"])
+@pytest.mark.parametrize("name", ["har-student", "har-teacher"])
+def test_inference_path_gives_the_graph_paths_bits(backend, kind, name):
+    """In eval mode under no_grad the network runs Module.infer (arrays, no graph). It must compute
+    bitwise what the per-operation path computes in eval mode with a graph: logits and every stage,
+    for a batch and for one window, in the batch-invariant form too, from a Tensor or an array."""
+    backend(kind)
+    model = _with_running_statistics(build_model(preset(name, 9, 40, 5), seed=1), seed=2).eval()
+    x = np.random.default_rng(3).standard_normal((4, 9, 40)).astype(np.float32)
+    for batch in (x, x[:1]):
+        for invariant in (False, True):
+            with tinysml.batch_invariant(invariant):
+                logits, stages = model(Tensor(batch), return_stages=True)     # graph path
+                assert logits.requires_grad
+                with tinysml.no_grad():
+                    fast, fast_stages = model(Tensor(batch), return_stages=True)
+                    from_array = model(batch)
+            assert fast._ctx is None and not fast.requires_grad
+            np.testing.assert_array_equal(fast.data, logits.data)
+            np.testing.assert_array_equal(from_array.data, logits.data)
+            for a, b in zip(fast_stages, stages, strict=True):
+                np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_inference_path_keeps_training_mode_where_a_layer_is_in_it():
+    """A batch norm left in training mode inside an eval-mode network uses (and updates) batch
+    statistics under no_grad, as the per-operation path does."""
+    fast, slow = (_with_running_statistics(build_model(preset("har-student", 9, 40, 5), seed=1), seed=2).eval()
+                  for _ in range(2))
+    for m in (fast, slow):
+        m.blocks[1].train()
+        m.stem.train()
+    x = Tensor(np.random.default_rng(3).standard_normal((4, 9, 40)).astype(np.float32))
+    expected = slow(x).data
+    with tinysml.no_grad():
+        got = fast(x).data
+    np.testing.assert_array_equal(got, expected)
+    for (name, a), (_, b) in zip(fast.named_buffers(), slow.named_buffers()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_module_infer_falls_back_to_forward():
+    """A module without its own infer runs its forward on the array."""
+    norm = nn.LayerNorm(6)
+    x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
+    np.testing.assert_array_equal(norm.infer(x), norm(Tensor(x)).data)

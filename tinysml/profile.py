@@ -36,23 +36,25 @@ def model_bytes(module: Module) -> int:
 
 @contextlib.contextmanager
 def _counting(model: Module):
-    """Wrap the forward of every Conv1d and Linear in ``model`` to record MACs per sample."""
+    """Wrap the forward and the infer (the eval-mode path on arrays) of every Conv1d and Linear in
+    ``model`` to record MACs per sample."""
     counts = {}
     patched = []
     for name, m in model.named_modules():
         if isinstance(m, (Conv1d, Linear)):
-            def counted(x, _m=m, _name=name, _orig=m.forward):
-                y = _orig(x)
-                per_sample = _m.macs(y.shape[-1]) if isinstance(_m, Conv1d) else _m.macs() * (y.size // y.shape[-1] // x.shape[0])
-                counts[_name] = counts.get(_name, 0) + per_sample
-                return y
-            m.forward = counted
+            for method in ("forward", "infer"):
+                def counted(x, _m=m, _name=name, _orig=getattr(m, method)):
+                    y = _orig(x)
+                    per_sample = _m.macs(y.shape[-1]) if isinstance(_m, Conv1d) else _m.macs() * (y.size // y.shape[-1] // x.shape[0])
+                    counts[_name] = counts.get(_name, 0) + per_sample
+                    return y
+                setattr(m, method, counted)
             patched.append(m)
     try:
         yield counts
     finally:
         for m in patched:
-            del m.forward
+            del m.forward, m.infer
 
 
 def count_macs(model: Module, input_shape, by_module: bool = False):

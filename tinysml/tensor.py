@@ -7,7 +7,7 @@ The whole idea fits on one screen:
   ``forward(ctx, *arrays, **params) -> array`` and ``backward(ctx, grad) -> tuple of arrays``,
   that work on raw arrays only (they call kernels, never build Tensors);
 * ``Function.apply`` runs ``forward`` and, when a gradient is needed, records the inputs in the
-  output's ``_ctx``: that record is the graph;
+  output's ``_ctx``: that record is the graph (``Function.run`` is the forward alone, on arrays);
 * ``Tensor.backward`` walks the graph in reverse topological order (iteratively, so deep networks
   do not hit Python's recursion limit) and accumulates gradients, so a Tensor used twice receives
   the sum of both contributions.
@@ -259,7 +259,18 @@ class Function:
         raise NotImplementedError
 
     @classmethod
+    def run(cls, *arrays, **params):
+        """``forward`` on raw arrays with a throwaway ctx: no Tensors, no graph. What ``apply``
+        does under ``no_grad``, and what the modules' ``infer`` (nn/module.py) calls directly."""
+        return cls.forward(cls.__new__(cls), *arrays, **params)
+
+    @classmethod
     def apply(cls, *inputs, **params) -> Tensor:
+        if not _grad_enabled:          # no graph: nothing to record, no ctx to keep
+            out = cls.run(*[x.data if isinstance(x, Tensor) else _constant(x).data for x in inputs], **params)
+            if type(out) is not np.ndarray or out.dtype.kind != "f":
+                out = _as_array(out, None)
+            return Tensor._wrap(out)
         tensors = tuple([x if isinstance(x, Tensor) else _constant(x) for x in inputs])
         ctx = cls(*tensors)
         out = cls.forward(ctx, *[t.data for t in tensors], **params)

@@ -18,7 +18,9 @@ import numpy as np
 
 from .. import functions as F
 from ..architecture import BN_EPS, ArchitectureError, check_config, make_divisible
+from ..functions.elementwise import Add
 from ..nn import Activation, BatchNorm1d, Conv1d, ConvBNAct, Module, Sequential, SqueezeExcite
+from ..tensor import Tensor, is_grad_enabled
 from .heads import build_head
 
 
@@ -168,6 +170,15 @@ class Bottleneck(Module):
         h = self.project(h)                     # (B, out, L / stride)
         return h + x if self.residual else h
 
+    def infer(self, x):                         # forward's steps on arrays (Module.infer)
+        h = self.depthwise.infer(self.expand.infer(x))
+        if self.se is not None and self.act.name not in FUSE_SKIP:
+            h = self.se.infer(h, act=self.act.name)
+        else:
+            h = self.act.infer(self.se.infer(h) if self.se is not None else h)
+        h = self.project.infer(h)
+        return Add.run(h, x) if self.residual else h
+
 
 class MobileNetV3(Module):
     """The 1-D MobileNetV3 backbone with a classifier head and stage anchors."""
@@ -216,9 +227,15 @@ class MobileNetV3(Module):
         """Stage features [F_0, F_1, ...] (each (B, C_s, L_s)); stops after anchor ``upto`` when given."""
         self.check_input(x)
         last = self.anchors[upto] if upto is not None else len(self.blocks) - 1
-        stages, h = [], self.stem(x)
+        if not self.training and not is_grad_enabled():     # inference: the same steps on arrays, no graph
+            stages, h = self._stages(lambda module, a: module.infer(a), x.data if isinstance(x, Tensor) else x, last)
+            return [Tensor._wrap(s) for s in stages], Tensor._wrap(h)
+        return self._stages(lambda module, t: module(t), x, last)
+
+    def _stages(self, run, h, last):
+        stages, h = [], run(self.stem, h)
         for i in range(last + 1):
-            h = self.blocks[i](h)
+            h = run(self.blocks[i], h)
             if i in self.anchors:
                 stages.append(h)
         return stages, h

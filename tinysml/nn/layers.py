@@ -10,6 +10,8 @@ import math
 import numpy as np
 
 from .. import functions as F
+from ..functions import conv as fconv, linalg as flinalg, norm as fnorm
+from ..functions.activation import Activation as FActivation
 from ..random import get_rng
 from .module import Module, Parameter
 
@@ -53,6 +55,16 @@ class Conv1d(Module):
             return F.pw_conv1d(x, self.weight, self.bias)
         return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
+    def infer(self, x):
+        arrays = (x, self.weight.data) if self.bias is None else (x, self.weight.data, self.bias.data)
+        kind = self.kind
+        if kind == "depthwise":
+            return fconv.DepthwiseConv1d.run(*arrays, stride=self.stride, padding=self.padding, dilation=self.dilation)
+        if kind == "pointwise":
+            return fconv.PointwiseConv1d.run(*arrays)
+        return fconv.Conv1d.run(*arrays, stride=self.stride, padding=self.padding, dilation=self.dilation,
+                            groups=self.groups)
+
     def output_length(self, L: int) -> int:
         return (L + 2 * self.padding - self.dilation * (self.kernel_size - 1) - 1) // self.stride + 1
 
@@ -81,6 +93,12 @@ class BatchNorm1d(Module):
         return F.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
                             training=self.training, momentum=self.momentum, eps=self.eps)
 
+    def infer(self, x):
+        if self.training:                             # batch statistics and their update: the full path
+            return super().infer(x)
+        return fnorm.BatchNormEval.run(x, self.weight.data, self.bias.data, running_mean=self.running_mean,
+                                   running_var=self.running_var, eps=self.eps)
+
     def extra_repr(self):
         return str(self.num_features)
 
@@ -96,6 +114,10 @@ class Linear(Module):
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
+
+    def infer(self, x):
+        w = self.weight.data
+        return flinalg.Linear.run(x, w) if self.bias is None else flinalg.Linear.run(x, w, self.bias.data)
 
     def macs(self) -> int:
         return self.in_features * self.out_features
@@ -121,6 +143,9 @@ class Dropout(Module):
     def forward(self, x):
         return F.dropout(x, self.p, self.training)
 
+    def infer(self, x):
+        return super().infer(x) if self.training else x
+
     def extra_repr(self):
         return f"p={self.p}"
 
@@ -136,6 +161,9 @@ class Activation(Module):
 
     def forward(self, x):
         return x if self.name == "identity" else F.activation(x, self.name)
+
+    def infer(self, x):
+        return x if self.name == "identity" else FActivation.run(x, name=self.name)
 
     def extra_repr(self):
         return self.name
@@ -171,6 +199,12 @@ class Sequential(Module):
             x = modules[str(i)](x)
         return x
 
+    def infer(self, x):
+        modules = vars(self)
+        for i in range(self._length):
+            x = modules[str(i)].infer(x)
+        return x
+
 
 class ConvBNAct(Sequential):
     """Conv1d -> BatchNorm1d -> Activation with the last two fused (``F.batch_norm_act``: one kernel
@@ -191,6 +225,15 @@ class ConvBNAct(Sequential):
         return F.batch_norm_act(conv(x), bn.weight, bn.bias, bn.running_mean, bn.running_var, training=bn.training,
                                 momentum=bn.momentum, eps=bn.eps, act=act.name)
 
+    def infer(self, x):
+        conv, bn, act = self.__dict__["0"], self.__dict__["1"], self.__dict__["2"]
+        if bn.training:                               # batch statistics and their update: the full path
+            return Module.infer(self, x)
+        if act.name in self.unfused:
+            return act.infer(bn.infer(conv.infer(x)))
+        return fnorm.BatchNormActEval.run(conv.infer(x), bn.weight.data, bn.bias.data, running_mean=bn.running_mean,
+                                      running_var=bn.running_var, eps=bn.eps, act=act.name)
+
 
 class SqueezeExcite(Module):
     """Squeeze-and-excitation over time:
@@ -205,3 +248,8 @@ class SqueezeExcite(Module):
         s = F.global_avg_pool(x)                              # (B, C)
         s = F.hardsigmoid(self.fc2(F.relu(self.fc1(s))))      # (B, C)
         return F.channel_scale(x, s) if act == "identity" else F.channel_scale_act(x, s, act)
+
+    def infer(self, x, act: str = "identity"):
+        s = fconv.GlobalAvgPool.run(x)
+        s = FActivation.run(self.fc2.infer(FActivation.run(self.fc1.infer(s), name="relu")), name="hardsigmoid")
+        return fconv.ChannelScale.run(x, s) if act == "identity" else fconv.ChannelScaleAct.run(x, s, act=act)
