@@ -55,7 +55,10 @@ def _launch(kernel, work, *args):
     serial twin where it has one (``serial_twin``)."""
     threads = 1 if work < SMALL_WORK else _MAX_THREADS
     if threads == 1 and use_twins and kernel in _TWINS:
-        (_TWINS[kernel] or _compile_twin(kernel))(*args)
+        twin = _TWINS[kernel]
+        if twin is None:
+            twin = _TWINS[kernel] = serial_compile(kernel)
+        twin(*args)
         return
     if getattr(_this_thread, "threads", -1) != threads:   # asking Numba costs ~2.5 us a launch: remember it
         numba.set_num_threads(threads)
@@ -90,14 +93,13 @@ def serial_twin(kernel):
     return kernel
 
 
-def _compile_twin(kernel):
-    """Compile (once) and return the serial twin of ``kernel``."""
+def serial_compile(kernel):
+    """``kernel``'s source compiled without ``parallel`` (its serial twin), from a renamed copy."""
     f = kernel.py_func
     copy = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
     copy.__qualname__, copy.__doc__ = f.__qualname__ + "_serial", f.__doc__
     options = {k: v for k, v in kernel.targetoptions.items() if k not in ("parallel", "nopython")}
-    _TWINS[kernel] = twin = njit(**options)(copy)
-    return twin
+    return njit(**options)(copy)
 
 
 def max_threads() -> int:
