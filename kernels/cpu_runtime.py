@@ -83,12 +83,14 @@ def serial_twin(kernel):
     parallel kernel goes through Numba's loop scheduler, about 1 us a call; on a batch of one
     that is most of a small kernel's time (a (1, 48, 32) batch norm: 1.4 us, its twin 0.4 us).
 
-    Marked kernel by kernel, where the twin measured faster (``bench/twins.py``): a serial loop is
-    not always compiled as well as the parallel one (the depthwise taps and the fused batch norm +
-    activation ran 1.2-5x slower serial), so those stay unmarked. Every ``prange`` here runs over
-    independent outputs (``cpu.py``), so a twin computes the same bits as its kernel
-    (``tests/test_kernels_cpu.py::test_serial_twins_same_bits``). The twin is compiled from a
-    renamed copy of the function, so that Numba's cache keeps the two compilations apart."""
+    Marked kernel by kernel, where the twin measured faster on every shape and gave the same bits
+    (``bench/twins.py``). A serial loop is not always compiled as well as the parallel one: the
+    depthwise kernels (1.5-5x slower serial: Numba's parallel lowering hoists their per-channel
+    buffers out of the loop), eval batch norm + activation, batch norm's backward and AdamW stay
+    unmarked; so does the float32 SELU forward, whose twin gives other bits in some elements.
+    ``tests/test_kernels_cpu.py::test_serial_twins_same_bits`` holds every marked kernel to its
+    parallel compilation's bits. The twin is compiled from a renamed copy of the function, so that
+    Numba's cache keeps the two compilations apart."""
     _TWINS[kernel] = None
     return kernel
 
