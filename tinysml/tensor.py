@@ -266,15 +266,14 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params) -> Tensor:
-        if not _grad_enabled:          # no graph: nothing to record, no ctx to keep
+        if _grad_enabled:
+            tensors = tuple([x if isinstance(x, Tensor) else _constant(x) for x in inputs])
+            ctx = cls(*tensors)
+            out = cls.forward(ctx, *[t.data for t in tensors], **params)
+            requires_grad = any(ctx.needs_grad)
+        else:                          # no graph: nothing to record, no ctx to keep
             out = cls.run(*[x.data if isinstance(x, Tensor) else _constant(x).data for x in inputs], **params)
-            if type(out) is not np.ndarray or out.dtype.kind != "f":
-                out = _as_array(out, None)
-            return Tensor._wrap(out)
-        tensors = tuple([x if isinstance(x, Tensor) else _constant(x) for x in inputs])
-        ctx = cls(*tensors)
-        out = cls.forward(ctx, *[t.data for t in tensors], **params)
-        requires_grad = _grad_enabled and any(ctx.needs_grad)
+            requires_grad = False
         if type(out) is not np.ndarray or out.dtype.kind != "f":   # scalars, integers, CuPy: the general path
             out = _as_array(out, None)
         result = Tensor._wrap(out, requires_grad)
