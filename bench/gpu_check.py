@@ -44,6 +44,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench", "vs_torch.py")
 PROFILE = os.path.join(ROOT, "bench", "step_profile.py")
+GRAPHS = os.path.join(ROOT, "bench", "gpu_graphs.py")
+SEED_RUN = os.path.join(ROOT, "bench", "seed_run.py")
+SEED_CPU = os.path.join(ROOT, "bench", "seed_run_cpu.json")     # the same seed's runs at one CPU thread
 NO_GPU = 3
 PIPELINE = ["--dataset", "basicmotions", "--teacher-epochs", "4", "--student-epochs", "4", "--stage-epochs", "1",
             "--batch-size", "16", "--seed", "0", "--quiet"]
@@ -179,6 +182,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="without a GPU: run every step that does not need one")
     parser.add_argument("--large-batch", type=int, default=8192)
     parser.add_argument("--shadow", action="store_true", help="skip pip: put a shadow package tree on PYTHONPATH")
+    parser.add_argument("--no-seed-run", dest="seed_run", action="store_false",
+                        help="skip the timed uci-har seed (bench/seed_run.py; needs hapt-raw.npz under $TINYSML_DATA)")
     args = parser.parse_args(argv)
     have_gpu, what = gpu_present()
     if not have_gpu and not args.dry_run:
@@ -198,9 +203,25 @@ def main(argv=None) -> int:
         versions = check.run("versions", [sys.executable, "-c", VERSIONS], 60)
         if versions:
             header.append("versions: " + ", ".join(f"{k} {v}" for k, v in json.loads(versions.splitlines()[-1]).items()))
-        check.run("tests", [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+        check.run("tests", [sys.executable, "-m", "pytest", "-q", "-rs", "-s", "-p", "no:cacheprovider",
+                            os.path.join(ROOT, "tests", "test_cuda_graph.py"),
                             os.path.join(ROOT, "tests", "test_kernels_cuda.py"),
-                            os.path.join(ROOT, "tests", "test_backends.py")], 200)
+                            os.path.join(ROOT, "tests", "test_backends.py")], 300)
+        text = check.run("graphs", [sys.executable, GRAPHS, "--batch", "64"], 150, **gpu_only)
+        if text:
+            with open(os.path.join(out, "gpu_graphs-batch-64.txt"), "w") as f:
+                f.write(text)
+            _target_verdicts(check, text, "graphs")
+        if args.seed_run and os.path.exists(os.path.join(env["TINYSML_DATA"], "hapt-raw.npz")):
+            cpu_times = ["--cpu-times", SEED_CPU] if os.path.exists(SEED_CPU) else []
+            text = check.run("seed-run", [sys.executable, SEED_RUN, "--device", "cuda", "--out",
+                                          os.path.join(work, "seed-cuda"), *cpu_times], 240, **gpu_only)
+            if text:
+                with open(os.path.join(out, "seed_run-cuda.txt"), "w") as f:
+                    f.write(text)
+                _seed_verdicts(check, text)
+        elif args.seed_run:
+            check.rows.append(("seed-run", "skipped (no uci-har recordings under $TINYSML_DATA)", 0.0, ""))
         cli = [sys.executable, "-m", "tinysml.cli", "distill"]
         cpu_dir, gpu_dir = os.path.join(work, "run-cpu"), os.path.join(work, "run-cuda")
         if check.run("pipeline-cpu", cli + PIPELINE + ["--out", cpu_dir, "--device", "cpu"], 150):
@@ -258,6 +279,30 @@ def _bench_verdicts(check: Check, text: str, batch: int, large: int) -> None:
         check.verdict(f"training step at batch {batch} vs torch CUDA", bool(step) and step[2] <= 1.5,
                       f"{step[0]:.2f} ms vs {step[1]:.2f} ms = {step[2]:.2f}x (target <= 1.5x)" if step else
                       "no training-step row in the output")
+
+
+def _target_verdicts(check: Check, text: str, source: str) -> None:
+    """Every 'met'/'MISSED' line under a 'targets' heading of a benchmark's output."""
+    lines = text.split("\ntargets\n", 1)[1].splitlines() if "\ntargets\n" in text else []
+    found = [re.match(r"\s+(met|MISSED)\s+(.+?): ([\d.]+x)", line) for line in lines]
+    found = [m for m in found if m]
+    if not found:
+        check.verdict(f"{source}: targets", False, "no targets in the output")
+    for m in found:
+        check.verdict(m.group(2), m.group(1) == "met", m.group(3))
+
+
+SEED_TOTAL_S, SEED_SPEEDUP = 120.0, 10.0
+
+
+def _seed_verdicts(check: Check, text: str) -> None:
+    """bench/seed_run.py's lines: one seed under SEED_TOTAL_S, every run SEED_SPEEDUP times the CPU's."""
+    total = re.search(r"one seed, all runs\s+([\d.]+) s", text)
+    check.verdict(f"one uci-har seed (teacher + 4 students) on the GPU < {SEED_TOTAL_S:.0f} s", bool(total) and
+                  float(total.group(1)) < SEED_TOTAL_S, f"{total.group(1)} s" if total else "no total in the output")
+    for m in re.finditer(r"^(.+?)\s+cpu\s+([\d.]+) s\s+cuda\s+([\d.]+) s\s+([\d.]+)x$", text, re.M):
+        check.verdict(f"{m.group(1).strip()}: GPU >= {SEED_SPEEDUP:.0f}x one CPU thread",
+                      float(m.group(4)) >= SEED_SPEEDUP, f"{m.group(2)} s -> {m.group(3)} s = {m.group(4)}x")
 
 
 def _training_step(text: str):

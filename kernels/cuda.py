@@ -201,6 +201,26 @@ def adamw_step(w, g, m, v, lr, beta1, beta2, eps, weight_decay, t):
            w, m, v)
 
 
+_adamw_device = None
+
+
+def adamw_step_device(w, g, m, v, lr, t, beta1, beta2, eps, weight_decay):
+    """``adamw_step`` with the learning rate and the step count read from device scalars lr, t
+    ((1,) float64 arrays), so that a CUDA graph of the step stays right when replayed (the host
+    values would be frozen into it). The same equation; the per-step factors are computed per
+    thread in float64 and rounded to the parameters' dtype, as the host computes them for
+    ``adamw_step``."""
+    global _adamw_device
+    if _adamw_device is None:
+        _adamw_device = cp.ElementwiseKernel(
+            "T g, raw float64 lr, raw float64 t, float64 b1, float64 b2, float64 eps, float64 wd", "T w, T m, T v",
+            "const T keep = (T)(1 - lr[0] * wd), step = (T)(lr[0] / (1 - pow(b1, t[0])));"
+            "const T bc2 = (T)(1 - pow(b2, t[0])), B1 = (T)b1, B2 = (T)b2;"
+            "m = B1 * m + (1 - B1) * g; v = B2 * v + (1 - B2) * (g * g); "
+            "w = w * keep - step * m / (sqrt(v / bc2) + (T)eps);", "tinysml_adamw_device")
+    _adamw_device(g, lr, t, float(beta1), float(beta2), float(eps), float(weight_decay), w, m, v)
+
+
 # --------------------------------------------------------------------------- the rest: reference on CuPy
 conv1d_fwd = reference.conv1d_fwd            # stem: tap-by-tap batched matmuls (cuBLAS)
 conv1d_bwd = reference.conv1d_bwd

@@ -85,3 +85,18 @@ def kernels_for(array):
     if _state["gpu"] is None:
         _state["gpu"] = _load("cupy")
     return _state["gpu"]
+
+
+_constants: dict = {}
+
+
+def constant_on(xp, key, make):
+    """A constant array ``make()`` (NumPy) as an array of module ``xp``: on the GPU copied once per
+    ``key`` and device and kept, so that an operation reading it (a DFT matrix, an interpolation
+    matrix) makes no host copy per call; that also keeps it legal inside a CUDA graph capture."""
+    if xp is np:
+        return make()
+    cache_key = (key, xp.cuda.runtime.getDevice())
+    if cache_key not in _constants:
+        _constants[cache_key] = xp.asarray(make())
+    return _constants[cache_key]

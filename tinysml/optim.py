@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .backend import get_array_module, kernels_for
 
 
 class Optimizer:
+    # whether a step may be recorded in a CUDA graph (tinysml/cuda_graph.py): every number that
+    # changes between steps must then live on the device (AdamW: yes; the others keep host scalars)
+    graph_capable = False
+
     def __init__(self, params, lr: float):
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
@@ -19,6 +25,10 @@ class Optimizer:
         self.lr = lr
         self.steps = 0
         self.state = [dict() for _ in self.params]   # per-parameter arrays, e.g. {"m": ..., "v": ...}
+
+    def state_arrays(self) -> list:
+        """Every array of the optimiser's state (what a CUDA graph of its step reads and writes)."""
+        return [a for s in self.state for a in s.values()]
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -69,11 +79,65 @@ class SGD(Optimizer):
 
 class AdamW(Optimizer):
     """Adam with decoupled weight decay (Loshchilov & Hutter):
-    w -= lr wd w;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  w -= lr m^ / (sqrt(v^) + eps)."""
+    w -= lr wd w;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  w -= lr m^ / (sqrt(v^) + eps).
+
+    On a GPU the step count t and the learning rate live in two device scalars that the step's
+    kernels read, and t is advanced by a kernel, so that a step recorded in a CUDA graph stays right
+    when replayed (tinysml/cuda_graph.py). ``steps`` and ``lr`` on the host stay the truth: the
+    device copies are rewritten from them (outside a capture) whenever they differ from what the
+    device holds, e.g. after a schedule changed ``lr`` or a checkpoint was loaded."""
+
+    graph_capable = True
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
         super().__init__(params, lr)
         self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+        self._device = None            # {"t": (1,) float64, "lr": (1,) float64} on the GPU, and what they hold
+
+    def sync_device_scalars(self) -> None:
+        """Write ``steps`` and ``lr`` into the device scalars where they differ (no-op on the CPU).
+        Never while a graph is being recorded: the write would be recorded with the value of now."""
+        xp = get_array_module(self.params[0].data)
+        if xp is np:
+            return
+        d = self._device
+        if d is None:
+            d = self._device = {"t": xp.zeros(1, xp.float64), "lr": xp.zeros(1, xp.float64), "t_host": None, "lr_host": None}
+        if d["t_host"] != self.steps or d["lr_host"] != self.lr:
+            from .cuda_graph import capturing
+            if capturing():
+                raise RuntimeError("AdamW's step count or learning rate changed during a CUDA graph capture")
+            d["t"].fill(self.steps)
+            d["lr"].fill(self.lr)
+            d["t_host"], d["lr_host"] = self.steps, self.lr
+
+    def replayed(self) -> None:
+        """A recorded step was replayed: its kernel advanced t on the device; count it on the host."""
+        self.steps += 1
+        self._device["t_host"] = self.steps
+
+    def step(self) -> None:
+        xp = get_array_module(self.params[0].data)
+        if xp is np:
+            return super().step()
+        self.sync_device_scalars()
+        d = self._device
+        d["t"] += 1                                      # on the device: a graph replays this too
+        self.steps += 1
+        d["t_host"] = self.steps
+        b1, b2 = self.betas
+        for p, state in zip(self.params, self.state):
+            if p.grad is None:
+                continue
+            if "m" not in state:
+                state["m"], state["v"] = xp.zeros_like(p.data), xp.zeros_like(p.data)
+            kernels_for(p.data).adamw_step_device(p.data, p.grad, state["m"], state["v"], d["lr"], d["t"],
+                                                  b1, b2, self.eps, self.weight_decay)
+
+    def load_state_dict(self, sd: dict) -> None:
+        super().load_state_dict(sd)
+        if self._device is not None:
+            self._device["t_host"] = None                 # rewrite the device scalars at the next step
 
     def _decay_and_moments(self, w, g, state):
         """Decoupled weight decay on w, then the updated moments (m, v) of g."""
@@ -102,7 +166,13 @@ class AdamW(Optimizer):
 class RAdam(AdamW):
     """Rectified Adam (Liu et al. 2020): while the variance of the adaptive rate is intractable
     (rho_t <= 5) take plain momentum steps, afterwards Adam steps scaled by the rectification r_t.
-    Weight decay is decoupled, as in AdamW."""
+    Weight decay is decoupled, as in AdamW. Its step decides on the host (rho_t > 5), so it is not
+    recorded in CUDA graphs: a training loop with RAdam runs eagerly on a GPU."""
+
+    graph_capable = False
+
+    def step(self) -> None:
+        Optimizer.step(self)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr, betas, eps, weight_decay)

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from . import functions as F
 from . import io
 from .backend import get_array_module
+from .cuda_graph import eval_runner
 from .data.batches import augment, count_batches, iterate_batches
 from .metrics import evaluate_predictions
 from .optim import build_optimizer, build_schedule
@@ -65,18 +66,28 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def predict_batched(model, X: np.ndarray, batch_size: int = 256, output=None) -> np.ndarray:
+def predict_batched(model, X: np.ndarray, batch_size: int = 256, output=None, cuda_graph: bool | None = None) -> np.ndarray:
     """Eval-mode outputs for windows X (n, C, L), batch by batch on the model's device, without a
     graph, as one NumPy array. ``output``: what to compute from a batch (default: the model itself;
-    e.g. ``model.features``)."""
+    e.g. ``model.features``, a method of the model). On a GPU the full batches replay a CUDA graph
+    of the forward (``cuda_graph.eval_runner``; ``cuda_graph`` False or ``TINYSML_CUDA_GRAPHS=0``:
+    eagerly); the same kernels, the same numbers."""
+    bound_to_model = getattr(output, "__self__", None) is model
+    key = "__call__" if output is None or output is model else (output.__func__ if bound_to_model else None)
     output = output or model
     was_training = model.training
     model.eval()
     xp = get_array_module(model.parameters()[0].data)
+
+    def forward(x):
+        return output(Tensor(x)).data
+
+    run = forward if key is None else eval_runner(model, key, forward, batch_size, cuda_graph)
     out = []
     with no_grad():
         for start in range(0, len(X), batch_size):
-            out.append(output(Tensor(xp.asarray(X[start:start + batch_size]))).numpy())
+            y = run(xp.asarray(X[start:start + batch_size]))
+            out.append(y if isinstance(y, np.ndarray) else y.get())
     model.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
@@ -125,6 +136,86 @@ def cross_entropy_loss(label_smoothing: float = 0.0):
     return loss_fn
 
 
+class TrainStep:
+    """One optimisation step (zero the gradients, loss, backward, optimiser update) and the epoch's
+    mean loss.
+
+    On the CPU it is the plain loop body. On a GPU the body runs on device arrays only and adds
+    the loss into a device accumulator, read once per epoch, and with ``graph`` it is recorded as a
+    CUDA graph and replayed (tinysml/cuda_graph.py) for every batch of ``batch_size`` windows; a
+    smaller batch (an epoch's last) runs eagerly. Graphed and eager steps run the same kernels on
+    the same numbers, dropout masks included. An optimiser that keeps per-step numbers on the host
+    (``graph_capable`` False: SGD, RAdam, Ranger) runs eagerly."""
+
+    def __init__(self, model, loss_fn, optimizer, batch_index: bool = False, graph: bool | None = None,
+                 batch_size: int | None = None, log=None):
+        self.model, self.loss_fn, self.optimizer, self.batch_index = model, loss_fn, optimizer, batch_index
+        self.xp = get_array_module(optimizer.params[0].data)
+        self.losses, self.steps = [], 0
+        self.loss_sum = None if self.xp is np else self.xp.zeros((), self.xp.float64)
+        self.graphed = None
+        if graph is None:
+            from .cuda_graph import enabled_by_default
+            graph = enabled_by_default()
+        if graph and self.xp is not np and getattr(optimizer, "graph_capable", False):
+            from .cuda_graph import GraphedFunction
+            self.log = log or (lambda msg: None)
+            self.graphed = GraphedFunction(
+                self._body, watch=self._watched,
+                eligible=lambda arrays: batch_size is None or len(arrays[0]) == batch_size,
+                on_fallback=self._fallback)
+        self._steps_before = 0
+
+    def _fallback(self, why: str) -> None:
+        """Capture failed part-way: the recorded kernels never ran, but the body's Python did (the
+        host step count moved). Undo that before the step runs eagerly, and say why once."""
+        self.optimizer.steps = self._steps_before
+        self.optimizer.sync_device_scalars()
+        self.log(f"CUDA graph capture failed, training eagerly: {why}")
+
+    def _watched(self) -> list:
+        """Arrays outside the graph whose addresses it bakes in: parameters and optimiser state."""
+        return [p.data for p in self.optimizer.params] + self.optimizer.state_arrays()
+
+    def _body(self, x, y, idx=None):
+        """The step on device arrays: the same code eager and captured."""
+        self.optimizer.zero_grad()
+        args = (self.model, Tensor(x), y) + ((idx,) if self.batch_index else ())
+        loss = self.loss_fn(*args)
+        loss.backward()
+        self.optimizer.step()
+        self.loss_sum += loss.data
+
+    def __call__(self, xb: np.ndarray, yb: np.ndarray, idx: np.ndarray | None = None) -> None:
+        self.steps += 1
+        if self.xp is np:                                      # the CPU: the plain loop
+            self.optimizer.zero_grad()
+            loss = self.loss_fn(*((self.model, Tensor(xb), yb) + ((idx,) if self.batch_index else ())))
+            loss.backward()
+            self.optimizer.step()
+            self.losses.append(loss.item())
+            return
+        arrays = (xb, yb) + ((idx,) if self.batch_index else ())
+        if self.graphed is None:
+            return self._body(*[self.xp.asarray(a) for a in arrays])
+        self.optimizer.sync_device_scalars()                  # a new lr or a loaded step count, before a replay
+        g = self.graphed
+        self._steps_before, replays, captures = self.optimizer.steps, g.replays, g.captures
+        g(*[self.xp.asarray(a) for a in arrays])
+        if g.replays > replays and g.captures == captures:    # a replay: no Python ran, count the step
+            self.optimizer.replayed()                          # (a capture's own run counted it already)
+
+    def epoch_loss(self) -> float:
+        """The mean loss of the steps since the last call (one device read on a GPU)."""
+        if self.xp is np:
+            mean = float(np.mean(self.losses)) if self.losses else float("nan")
+        else:
+            mean = float(self.loss_sum.get()) / self.steps if self.steps else float("nan")
+            self.loss_sum[...] = 0
+        self.losses, self.steps = [], 0
+        return mean
+
+
 def _copy_state(model) -> dict:
     return {k: v.copy() for k, v in model.state_dict().items()}
 
@@ -140,7 +231,8 @@ def epoch_batches(X, y, batch_size: int, rng, min_steps: int = 0):
 
 def fit(model, train, val, config: TrainConfig, loss_fn=None, params=None, evaluate_fn=None,
         checkpoint: str | None = None, fingerprint: dict | None = None, progress: bool = True,
-        restore_best: bool = True, on_epoch_end=None, log=None, batch_index: bool = False) -> TrainResult:
+        restore_best: bool = True, on_epoch_end=None, log=None, batch_index: bool = False,
+        cuda_graph: bool | None = None) -> TrainResult:
     """Train ``model`` on ``train`` = (X, y), selecting the best epoch on ``val`` = (X, y).
 
     loss_fn(model, x: Tensor, y: array) -> scalar Tensor (default: cross-entropy); with ``batch_index``
@@ -151,6 +243,8 @@ def fit(model, train, val, config: TrainConfig, loss_fn=None, params=None, evalu
         ``config.select_metric`` names the one that selects the best epoch.
     checkpoint: a .npz path written after every epoch; if it exists, training resumes from it, and
         a checkpoint written with another config or ``fingerprint`` is refused.
+    cuda_graph: on a GPU, replay each full batch's step as a CUDA graph (``TrainStep``); None: on
+        unless ``TINYSML_CUDA_GRAPHS=0``. No effect on the CPU.
     """
     X_train, y_train = train
     loss_fn = loss_fn or cross_entropy_loss(config.label_smoothing)
@@ -174,29 +268,24 @@ def fit(model, train, val, config: TrainConfig, loss_fn=None, params=None, evalu
         start_epoch, elapsed = int(state["epoch"]) + 1, float(state["seconds"])
         log(f"resumed from {checkpoint} after epoch {start_epoch}")
 
-    xp = get_array_module(params[0].data)
+    step = TrainStep(model, loss_fn, optimizer, batch_index, cuda_graph, config.batch_size, log)
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         rng = manual_seed(config.seed, epoch)
         model.train()
-        losses = []
         batches, n_batches = epoch_batches(X_train, y_train, config.batch_size, rng, config.min_steps)
         for xb, yb, idx in tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                                 disable=not progress):
             if config.augment_jitter or config.augment_scale or config.augment_shift:
                 xb = augment(xb, rng, config.augment_jitter, config.augment_scale, config.augment_shift)
-            optimizer.zero_grad()
-            args = (model, Tensor(xp.asarray(xb)), xp.asarray(yb)) + ((idx,) if batch_index else ())
-            loss = loss_fn(*args)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+            step(xb, yb, idx)
+        epoch_loss = step.epoch_loss()
         if config.precise_bn:
             recalibrate_batchnorm(model, X_train)
         metrics = evaluate_fn(model)
         score = float(metrics[config.select_metric])
         schedule.step(score)
-        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+        record = {"epoch": epoch + 1, "loss": epoch_loss,
                   "lr": float(optimizer.lr), **{k: float(v) for k, v in metrics.items()}}
         history.append(record)
         if score >= best["score"]:           # ties: the later epoch (trained longer)

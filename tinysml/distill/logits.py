@@ -33,8 +33,7 @@ def conditional_target(z_t, labels, eta: float = 1.0):
     norm = xp.sqrt((z_t * z_t).sum(axis=1, keepdims=True))
     q = _softmax_rows(z_t / xp.maximum(norm, 1e-12), xp)
     wrong = q.argmax(axis=1) != labels
-    onehot = xp.zeros_like(q)
-    onehot[xp.arange(len(labels)), labels] = 1
+    onehot = (labels[:, None] == xp.arange(q.shape[1])[None, :]).astype(q.dtype)   # elementwise: no scatter
     q = xp.where(wrong[:, None], eta * onehot, q)
     return _softmax_rows(q, xp), wrong
 
@@ -48,8 +47,8 @@ def smoothed_conditional_loss(z_s: Tensor, z_t, labels, lam: float = 1.0, T: flo
     p = F.softmax(z_s / norm, axis=1)
     log_p_tilde = F.log_softmax(p, axis=1)
     B, K = z_s.shape
-    y_hat = xp.full((B, K), 1 - 1 / T, dtype=z_s.dtype)
-    y_hat[xp.arange(B), labels] = 1 / T
+    T_ = z_s.dtype.type
+    y_hat = xp.where(labels[:, None] == xp.arange(K)[None, :], T_(1 / T), T_(1 - 1 / T))    # (B, K)
     target = Tensor(y_hat + lam * q_tilde.astype(z_s.dtype))
     return -(target * log_p_tilde).sum() * (1.0 / B)
 

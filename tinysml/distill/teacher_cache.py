@@ -32,6 +32,7 @@ import tempfile
 import numpy as np
 
 from ..backend import get_array_module
+from ..cuda_graph import eval_runner
 from ..models.heads import memory_unit
 from ..tensor import Tensor, batch_invariant, no_grad
 from .memory import teacher_association
@@ -75,18 +76,30 @@ class TeacherOutputs:
 
     def __init__(self, arrays: dict, folder: str | None = None):
         self.arrays, self.folder = arrays, folder
+        self._on_device = None          # the arrays copied to the GPU once, for indices that live there
 
     def batch(self, idx, xp=np) -> dict:
-        """The rows ``idx`` of every output, as arrays of module ``xp`` (numpy or cupy)."""
-        return {name: xp.asarray(a[idx]) for name, a in self.arrays.items()}
+        """The rows ``idx`` of every output, as arrays of module ``xp`` (numpy or cupy). Indices on
+        the GPU gather on the GPU from a copy made once: no host transfer per batch, so a training
+        step that reads the cache can be recorded as a CUDA graph (tinysml/cuda_graph.py)."""
+        if isinstance(idx, np.ndarray):
+            return {name: xp.asarray(a[idx]) for name, a in self.arrays.items()}
+        if self._on_device is None:
+            from ..cuda_graph import capturing
+            if capturing():
+                raise RuntimeError("the teacher's outputs must be on the GPU before a step is captured")
+            dev = get_array_module(idx)
+            self._on_device = {name: dev.asarray(np.ascontiguousarray(a)) for name, a in self.arrays.items()}
+        return {name: a.take(idx, axis=0) for name, a in self._on_device.items()}
 
     @classmethod
     def compute(cls, teacher, X: np.ndarray, chunk: int = CHUNK) -> "TeacherOutputs":
         """One pass of the frozen teacher over X (N, C, L), ``chunk`` windows at a time."""
         xp = get_array_module(teacher.parameters()[0].data)
+        run = eval_runner(teacher, "teacher_forward", lambda x: teacher_forward(teacher, Tensor(x)), chunk)
         parts = []
         for start in range(0, len(X), chunk):
-            out = teacher_forward(teacher, Tensor(xp.asarray(X[start:start + chunk])))
+            out = run(xp.asarray(X[start:start + chunk]))          # on a GPU: a CUDA graph per full chunk
             parts.append({k: _host(v) for k, v in out.items()})
         return cls({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module, kernels_for
+from ..cuda_graph import dropout_mask
 from ..tensor import Function
 
 
@@ -76,13 +77,12 @@ def log_softmax(x, axis: int = -1): return LogSoftmax.apply(x, axis=axis)
 
 
 class Dropout(Function):
-    """y = x m / (1 - p) with m ~ Bernoulli(1 - p), drawn from ``rng`` (a numpy Generator)."""
+    """y = x m / (1 - p) with m ~ Bernoulli(1 - p), drawn from ``rng`` (a numpy Generator; None: the
+    global one)."""
 
     @staticmethod
     def forward(ctx, x, p, rng):
-        xp = get_array_module(x)
-        keep = rng.random(x.shape) >= p
-        mask = xp.asarray(keep, dtype=x.dtype) / x.dtype.type(1 - p)
+        mask = dropout_mask(rng, x.shape, p, get_array_module(x), x.dtype)   # drawn on the host (cuda_graph.py)
         ctx.save(mask)
         return x * mask
 
@@ -97,5 +97,4 @@ def dropout(x, p: float, training: bool = True, rng: np.random.Generator | None 
         return x
     if not 0 <= p < 1:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-    from ..random import get_rng
-    return Dropout.apply(x, p=p, rng=rng if rng is not None else get_rng())
+    return Dropout.apply(x, p=p, rng=rng)          # None: the global generator, at draw time

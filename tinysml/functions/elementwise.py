@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..backend import get_array_module
+from ..cuda_graph import device_constant
 from ..tensor import Function, Tensor
 
 
@@ -19,8 +20,7 @@ def lift(a, like):
     if isinstance(a, Tensor):
         return a
     data = like.data if isinstance(like, Tensor) else like
-    xp = get_array_module(data)
-    return Tensor(xp.asarray(a, dtype=data.dtype))
+    return Tensor(device_constant(a, data))
 
 
 def _pair(a, b):

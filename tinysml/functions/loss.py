@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..backend import get_array_module
+from ..cuda_graph import capturing
 from ..tensor import Function, Tensor
 from .activation import log_softmax
 
@@ -26,10 +27,11 @@ class CrossEntropy(Function):
 
 
 def smoothed_targets(labels, num_classes: int, smoothing: float, dtype, xp):
-    """(B,) integer labels -> (B, K) targets (1 - s) onehot + s / K."""
-    q = xp.full((labels.shape[0], num_classes), smoothing / num_classes, dtype=dtype)
-    q[xp.arange(labels.shape[0]), labels] += 1 - smoothing
-    return q
+    """(B,) integer labels -> (B, K) targets (1 - s) onehot + s / K (elementwise, no scatter: the
+    same bits as adding 1 - s at the labels, and no host value on a GPU)."""
+    onehot = labels[:, None] == xp.arange(num_classes)[None, :]
+    return xp.where(onehot, dtype.type(smoothing / num_classes) + dtype.type(1 - smoothing),
+                    dtype.type(smoothing / num_classes)).astype(dtype, copy=False)
 
 
 def cross_entropy(logits: Tensor, target, label_smoothing: float = 0.0) -> Tensor:
@@ -44,7 +46,9 @@ def cross_entropy(logits: Tensor, target, label_smoothing: float = 0.0) -> Tenso
             raise ValueError(f"cross_entropy: {target.shape[0]} labels for {B} rows of logits")
         if target.dtype.kind not in "iu":
             raise TypeError(f"cross_entropy: integer class labels expected, got dtype {target.dtype}")
-        if target.size and (int(target.min()) < 0 or int(target.max()) >= K):
+        # the range check reads two numbers on the host: not while a CUDA graph is recorded (the
+        # labels of a graphed step were checked when its data set was loaded)
+        if target.size and not capturing() and (int(target.min()) < 0 or int(target.max()) >= K):
             raise ValueError(f"cross_entropy: labels must lie in [0, {K}), got range [{int(target.min())}, {int(target.max())}]")
         target = smoothed_targets(target, K, label_smoothing, logits.dtype, xp)
     elif target.shape != logits.shape:

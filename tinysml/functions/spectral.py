@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import constant_on, get_array_module
 from ..tensor import Function
 
 
@@ -29,7 +29,8 @@ class RFFTMagnitude(Function):
     @staticmethod
     def forward(ctx, x):
         xp = get_array_module(x)
-        C, S = (xp.asarray(m) for m in dft_matrices(x.shape[-1], x.dtype.str))
+        key = (x.shape[-1], x.dtype.str)
+        C, S = (constant_on(xp, ("dft", i) + key, lambda i=i: dft_matrices(*key)[i]) for i in (0, 1))
         re, im = x @ C, x @ S                                   # (..., F)
         mag = xp.sqrt(re * re + im * im)
         ctx.save(re, im, mag, C, S)
