@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="CPU kernel threads (the grid's one per job)")
     p.add_argument("--out", required=True)
     p.add_argument("--cpu-times", help="a timings.json of the same runs on the CPU, to print speed-ups")
+    p.add_argument("--verbose", action="store_true", help="every run's epoch lines")
     args = p.parse_args(argv)
     base = SMLDistConfig(dataset=args.dataset, seed=args.seed, device=args.device, teacher_epochs=args.teacher_epochs,
                          student_epochs=args.student_epochs, stage_epochs=args.stage_epochs, batch_size=64,
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
 
     def timed(name, config, run_dir, teacher):
         t0 = time.perf_counter()
-        r = run_job(dataclasses.asdict(config), run_dir, teacher, True, args.threads)
+        r = run_job(dataclasses.asdict(config), run_dir, teacher, not args.verbose, args.threads)
         seconds = time.perf_counter() - t0
         who = "teacher" if name == "teacher" else "student"
         rows.append({"run": name, "seconds": round(seconds, 2), "test_accuracy": r[who]["test"]["accuracy"]})
@@ -55,6 +56,9 @@ def main(argv=None) -> int:
         timed(name, dataclasses.replace(base, **ALL[name]), os.path.join(args.out, slug(name)),
               os.path.join(teacher_dir, "teacher.npz"))
     total = sum(r["seconds"] for r in rows)
+    if args.device == "cuda":
+        from tinysml import cuda_graph
+        print(f"CUDA graphs: {dict(cuda_graph.stats)}")
     print(f"{'one seed, all runs':<40} {total:8.1f} s", flush=True)
     record = {"device": args.device, "threads": args.threads, "runs": rows, "total_seconds": round(total, 2),
               "argv": sys.argv[1:]}

@@ -19,11 +19,14 @@ from __future__ import annotations
 import functools
 import os
 
+import numpy as np
+
 try:
     import cupy as cp
 except ImportError as err:  # pragma: no cover - depends on the machine
     raise ImportError("the CUDA backend needs CuPy: pip install 'tinysml[cuda12]' or 'tinysml[cuda13]'") from err
 
+from . import gemm_layout as GL
 from . import reference
 from .reference import ACTIVATIONS, conv_out_len  # noqa: F401
 
@@ -221,11 +224,123 @@ def adamw_step_device(w, g, m, v, lr, t, beta1, beta2, eps, weight_decay):
     _adamw_device(g, lr, t, float(beta1), float(beta2), float(eps), float(weight_decay), w, m, v)
 
 
+# --------------------------------------------------------------------------- matrix products: cuda/gemm.cu
+# Every product is the one GEMM kernel, laid out by gemm_layout.py (tested against NumPy anywhere):
+# CuPy refuses cuBLAS inside a stream capture, and the training step must be recordable as a graph.
+WANT_BLOCKS = 2                 # a weight gradient's partial sums: at least this many blocks per multiprocessor
+
+
+def _gemm(g, a, b, c, bias=None, accumulate=False):
+    """Launch cuda/gemm.cu for the layout ``g`` on operands a, b (their views' pointers) into c."""
+    if g.M == 0 or g.N == 0 or g.Z1 * g.Z2 == 0:
+        return c
+    grid = ((g.N + 63) // 64, (g.M + 63) // 64, g.Z1 * g.Z2)
+    i32, i64 = cp.int32, cp.int64
+    _kernel("gemm", "gemm", c.dtype)(
+        grid, (256,), (a, b, c, c if bias is None else bias, i32(g.M), i32(g.N), i32(g.K), i32(g.ks), i32(g.ns),
+                       i32(g.Z2), *(i64(s) for s in g.a + g.b + g.c), i32(accumulate), i32(bias is not None)))
+    return c
+
+
+def _chunk(B, M, N):
+    """Windows per partial sum of a weight gradient (gemm_layout.batch_chunk) for an M x N result."""
+    tiles = -(-M // 64) * -(-N // 64)
+    return GL.batch_chunk(B, tiles, WANT_BLOCKS * _multiprocessors(cp.cuda.runtime.getDevice()))
+
+
+def matmul(a, b):
+    """a @ b with NumPy's broadcasting, by cuda/gemm.cu (one launch; batch axes that do not fit its
+    two strided levels are made contiguous first)."""
+    dtype = cp.result_type(a, b)
+    a, b = a.astype(dtype, copy=False), b.astype(dtype, copy=False)
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align")
+    plan = GL.matmul(a.shape, GL.element_strides(a), b.shape, GL.element_strides(b))
+    if plan is None:
+        batch = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+        a = cp.ascontiguousarray(cp.broadcast_to(a, batch + a.shape[-2:]))
+        b = cp.ascontiguousarray(cp.broadcast_to(b, batch + b.shape[-2:]))
+        plan = GL.matmul(a.shape, GL.element_strides(a), b.shape, GL.element_strides(b))
+    g, shape = plan
+    out = cp.empty(shape, dtype=dtype)
+    if g.K == 0:
+        out.fill(0)
+        return out
+    return _gemm(g, a, b, out)
+
+
+def pw_conv1d_fwd(x, w, b, batch_invariant=False):
+    """y (B, O, L) = bias + w (O, C) @ x (B, C, L): one GEMM over the columns (b, l), the bias added in
+    it. Batch-invariant as it is (each element's sum runs in k order whatever B is)."""
+    B, C, L = x.shape
+    O = w.shape[0]
+    w = w.astype(x.dtype, copy=False)
+    y = cp.empty((B, O, L), dtype=x.dtype)
+    return _gemm(GL.pointwise(B, C, L, O, GL.element_strides(x), GL.element_strides(w), GL.element_strides(y)),
+                 w, x, y, None if b is None else cp.ascontiguousarray(b, dtype=x.dtype))
+
+
+def pw_conv1d_bwd(gy, x, w, bias_grad=True):
+    """gx = w^T gy (one GEMM over (b, l)); gw = sum over (b, l) of gy x^T, as partial sums over chunks of
+    the batch (enough blocks to fill the device) added by one reduction; gb = sum gy."""
+    B, C, L = x.shape
+    O = w.shape[0]
+    w = w.astype(x.dtype, copy=False)
+    gys, xs = GL.element_strides(gy), GL.element_strides(x)
+    gx = cp.empty_like(x)
+    _gemm(GL.pointwise_input_grad(B, C, L, O, gys, GL.element_strides(w), GL.element_strides(gx)), w, gy, gx)
+    chunk = _chunk(B, O, C)
+    parts = cp.empty((B // chunk, O, C), dtype=x.dtype)
+    _gemm(GL.pointwise_weight_grad(B, C, L, O, gys, xs, chunk), gy, x, parts)
+    gw = parts[0] if len(parts) == 1 else parts.sum(axis=0)
+    return gx, gw, gy.sum(axis=(0, 2)) if bias_grad else None
+
+
+def conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1, groups=1):
+    """Dense convolution (the stem) as one implicit-im2col GEMM on the padded input: k = (c, tap).
+    Grouped convolutions other than depthwise take the reference (cuBLAS; not recordable in a graph)."""
+    if groups != 1:
+        return reference.conv1d_fwd(x, w, b, stride, padding, dilation, groups)
+    B, C, L = x.shape
+    O, _, Kw = w.shape
+    Lout = conv_out_len(L, Kw, stride, padding, dilation)
+    xpad = cp.pad(x, ((0, 0), (0, 0), (padding, padding))) if padding else x
+    w = w.astype(x.dtype, copy=False)
+    y = cp.empty((B, O, Lout), dtype=x.dtype)
+    g = GL.dense(B, C, Lout, O, Kw, stride, dilation, GL.element_strides(xpad), GL.element_strides(w),
+                 GL.element_strides(y))
+    return _gemm(g, w, xpad, y, None if b is None else cp.ascontiguousarray(b, dtype=x.dtype))
+
+
+def conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1, groups=1, input_grad=True):
+    """Gradients of ``conv1d_fwd``: gw as partial GEMMs over chunks of the batch plus one reduction;
+    gx (when asked) one accumulating GEMM per tap into the padded input's strided view."""
+    if groups != 1:
+        return reference.conv1d_bwd(gy, x, w, stride, padding, dilation, groups, input_grad)
+    B, C, L = x.shape
+    O, _, Kw = w.shape
+    Lout = gy.shape[-1]
+    xpad = cp.pad(x, ((0, 0), (0, 0), (padding, padding))) if padding else x
+    w = w.astype(x.dtype, copy=False)
+    gys = GL.element_strides(gy)
+    chunk = _chunk(B, O, C * Kw)
+    parts = cp.empty((B // chunk, O, C, Kw), dtype=x.dtype)
+    _gemm(GL.dense_weight_grad(B, C, Lout, O, Kw, stride, dilation, gys, GL.element_strides(xpad), chunk),
+          gy, xpad, parts)
+    gw = parts[0] if len(parts) == 1 else parts.sum(axis=0)
+    gx = None
+    if input_grad:
+        gxpad = cp.zeros(xpad.shape, dtype=x.dtype)
+        for t in range(Kw):
+            view = gxpad[:, :, t * dilation: t * dilation + stride * (Lout - 1) + 1: stride]
+            wt = w[:, :, t]
+            _gemm(GL.dense_input_grad_tap(B, C, Lout, O, stride, gys, GL.element_strides(wt), GL.element_strides(view)),
+                  wt, gy, view, accumulate=True)
+        gx = cp.ascontiguousarray(gxpad[:, :, padding:padding + L])
+    return gx, gw, gy.sum(axis=(0, 2))
+
+
 # --------------------------------------------------------------------------- the rest: reference on CuPy
-conv1d_fwd = reference.conv1d_fwd            # stem: tap-by-tap batched matmuls (cuBLAS)
-conv1d_bwd = reference.conv1d_bwd
-pw_conv1d_fwd = reference.pw_conv1d_fwd      # cupy.matmul -> cuBLAS
-pw_conv1d_bwd = reference.pw_conv1d_bwd
 act_fwd = reference.act_fwd
 act_bwd = reference.act_bwd
 channel_scale_bwd = reference.channel_scale_bwd

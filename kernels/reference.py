@@ -46,6 +46,13 @@ def _tap(k, dilation, stride, Lout):
     return slice(start, start + stride * (Lout - 1) + 1, stride)
 
 
+# --------------------------------------------------------------------------- matrix product
+def matmul(a, b):
+    """a @ b with NumPy's broadcasting (the array module's own product). Every product of the
+    Functions goes through a backend's ``matmul``: the CUDA backend has a GEMM kernel of its own."""
+    return a @ b
+
+
 # --------------------------------------------------------------------------- general conv1d
 def conv1d_fwd(x, w, b, stride=1, padding=0, dilation=1, groups=1):
     """Grouped 1-D convolution (cross-correlation, as in every DL framework).

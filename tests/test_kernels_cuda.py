@@ -215,3 +215,66 @@ def test_smldist_pipeline_runs_on_the_gpu(tmp_path):
     assert 0 <= r["student"]["test"]["accuracy"] <= 1
     model, _ = io.load_model(str(tmp_path / "student.npz"))        # saved as NumPy arrays
     assert isinstance(model.parameters()[0].data, np.ndarray)
+
+
+# --------------------------------------------------------------------------- the GEMM kernel (cuda/gemm.cu)
+gemm_cases = st.fixed_dictionaries({
+    "B": st.integers(1, 6), "C": st.integers(1, 80), "O": st.integers(1, 80), "L": st.integers(1, 70),
+    "K": st.integers(1, 5), "S": st.integers(1, 2), "D": st.integers(1, 2), "P": st.integers(0, 3),
+    "bias": st.booleans(), "dtype": st.sampled_from([np.float32, np.float64]), "seed": st.integers(0, 2**16)})
+
+
+@RANDOM
+@given(gemm_cases)
+def test_pointwise_and_dense_convolutions_random_shapes_on_gpu(gpu, c):
+    """The GEMM kernel behind the pointwise convolution and the stem, forward and backward, against
+    the reference: batch 1, odd lengths, stride 2, dilation, padding, both dtypes."""
+    from tinysml.kernels import cuda
+    rng = np.random.default_rng(c["seed"])
+    B, C, O, L, dt = c["B"], c["C"], c["O"], c["L"], c["dtype"]
+    x, w, b = (rng.standard_normal(s).astype(dt) for s in ((B, C, L), (O, C), (O,)))
+    b = b if c["bias"] else None
+    y = cuda.pw_conv1d_fwd(gpu.asarray(x), gpu.asarray(w), None if b is None else gpu.asarray(b))
+    assert y.dtype == dt
+    assert_close(y.get(), ref.pw_conv1d_fwd(x, w, b))
+    gy = rng.standard_normal(y.shape).astype(dt)
+    for ours, theirs in zip(cuda.pw_conv1d_bwd(gpu.asarray(gy), gpu.asarray(x), gpu.asarray(w)), ref.pw_conv1d_bwd(gy, x, w)):
+        assert_close(ours.get(), theirs)
+    args = (c["S"], c["P"], c["D"])
+    assume(ref.conv_out_len(L, c["K"], *args) >= 1)
+    wd = rng.standard_normal((O, C, c["K"])).astype(dt)
+    y = cuda.conv1d_fwd(gpu.asarray(x), gpu.asarray(wd), None if b is None else gpu.asarray(b), *args)
+    assert_close(y.get(), ref.conv1d_fwd(x, wd, b, *args))
+    gy = rng.standard_normal(y.shape).astype(dt)
+    for ours, theirs in zip(cuda.conv1d_bwd(gpu.asarray(gy), gpu.asarray(x), gpu.asarray(wd), *args),
+                            ref.conv1d_bwd(gy, x, wd, *args)):
+        assert_close(ours.get(), theirs)
+    assert cuda.conv1d_bwd(gpu.asarray(gy), gpu.asarray(x), gpu.asarray(wd), *args, input_grad=False)[0] is None
+
+
+@pytest.mark.parametrize("sa, sb", [((3, 4), (4, 5)), ((70, 130), (130, 67)), ((8, 6, 128), (128, 65)),
+                                    ((2, 3, 4), (2, 4, 5)), ((2, 1, 3, 4), (1, 5, 4, 2)), ((6, 2, 3, 1, 4), (6, 2, 3, 4, 2)),
+                                    ((5, 0), (0, 3)), ((1, 300), (300, 1))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_broadcasting_and_transposed_views_on_gpu(gpu, sa, sb, dtype):
+    from tinysml.kernels import cuda
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal(sa).astype(dtype), rng.standard_normal(sb).astype(dtype)
+    assert_close(cuda.matmul(gpu.asarray(a), gpu.asarray(b)).get(), a @ b)
+    at = gpu.asarray(np.ascontiguousarray(a.swapaxes(-1, -2))).swapaxes(-1, -2)      # a transposed view
+    assert_close(cuda.matmul(at, gpu.asarray(b)).get(), a @ b)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-6), (np.float64, 1e-13)])
+def test_adamw_with_device_scalars_equals_the_host_scalar_kernel(gpu, dtype, rtol):
+    from tinysml.kernels import cuda
+    rng = np.random.default_rng(5)
+    w, g, m = (rng.standard_normal(3000).astype(dtype) for _ in range(3))
+    v = np.abs(rng.standard_normal(3000)).astype(dtype)
+    host = [gpu.asarray(a) for a in (w, g, m, v)]
+    dev = [gpu.asarray(a) for a in (w, g, m, v)]
+    for t in (1, 2, 37):
+        cuda.adamw_step(*host, 2e-3, 0.9, 0.999, 1e-8, 0.01, t)
+        cuda.adamw_step_device(*dev, gpu.asarray([2e-3]), gpu.asarray([float(t)]), 0.9, 0.999, 1e-8, 0.01)
+    for o, e in zip(dev, host):
+        np.testing.assert_allclose(o.get(), e.get(), rtol=rtol, atol=rtol)

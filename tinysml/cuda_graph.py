@@ -36,6 +36,7 @@ on a GPU; a test passes its own), so the bookkeeping is tested on any machine.
 from __future__ import annotations
 
 import os
+import traceback
 import weakref
 from collections import Counter
 
@@ -187,7 +188,9 @@ class GraphedFunction:
             launch, outputs, keep_alive = self.capture(self.fn, static)
             draws = _state["draws"]
         except Exception as err:                        # a host sync, an unsupported call: run eagerly
-            self.failed = f"{type(err).__name__}: {err}"
+            where = traceback.extract_tb(err.__traceback__)[-3:]
+            self.failed = f"{type(err).__name__}: {err} (at " + " <- ".join(
+                f"{os.path.basename(f.filename)}:{f.lineno} {f.name}" for f in reversed(where)) + ")"
         finally:
             _state["capturing"], _state["draws"] = False, None
         if self.failed is not None:

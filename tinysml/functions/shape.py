@@ -8,6 +8,7 @@ import numpy as np
 
 from ..backend import constant_on, get_array_module
 from ..tensor import Function, Tensor
+from .linalg import mm
 
 
 class Reshape(Function):
@@ -99,11 +100,11 @@ class InterpolateLinear(Function):
         key = (x.shape[-1], length, x.dtype.str)
         M = constant_on(xp, ("interpolate",) + key, lambda: _interp_matrix(*key))
         ctx.save(M)
-        return x @ M
+        return mm(x, M)
 
     @staticmethod
     def backward(ctx, g):
-        return g @ ctx.saved[0].T
+        return mm(g, ctx.saved[0].T)
 
 
 def reshape(x, shape): return Reshape.apply(x, shape=tuple(shape))

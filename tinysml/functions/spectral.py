@@ -14,6 +14,7 @@ import numpy as np
 
 from ..backend import constant_on, get_array_module
 from ..tensor import Function
+from .linalg import mm
 
 
 @functools.lru_cache(maxsize=32)
@@ -31,7 +32,7 @@ class RFFTMagnitude(Function):
         xp = get_array_module(x)
         key = (x.shape[-1], x.dtype.str)
         C, S = (constant_on(xp, ("dft", i) + key, lambda i=i: dft_matrices(*key)[i]) for i in (0, 1))
-        re, im = x @ C, x @ S                                   # (..., F)
+        re, im = mm(x, C), mm(x, S)                                 # (..., F)
         mag = xp.sqrt(re * re + im * im)
         ctx.save(re, im, mag, C, S)
         return mag
@@ -42,7 +43,7 @@ class RFFTMagnitude(Function):
         xp = get_array_module(g)
         safe = xp.where(mag > 0, mag, 1)
         scale = xp.where(mag > 0, g / safe, 0)
-        return (scale * re) @ C.T + (scale * im) @ S.T
+        return mm(scale * re, C.T) + mm(scale * im, S.T)
 
 
 def rfft_magnitude(x):
