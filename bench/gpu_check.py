@@ -10,7 +10,13 @@ hang cannot eat the slot; a failed step is recorded and the rest still run:
                --no-build-isolation -e .; if the installed setuptools is too old for pyproject.toml,
                a shadow package tree on PYTHONPATH instead)
   2. versions  GPU, driver, CUDA runtime, CuPy, NumPy, Numba, torch (and whether it sees CUDA)
-  3. tests     tests/test_kernels_cuda.py and tests/test_backends.py (the CuPy case among them)
+  3. tests     tests/test_cuda_graph.py (graphed training and evaluation against eager),
+               tests/test_kernels_cuda.py and tests/test_backends.py (the CuPy case among them)
+     graphs    bench/gpu_graphs.py: the training step and batch-1 inference, eager and as CUDA
+               graphs, against torch CUDA eager and torch's captured step (issue 27's targets)
+     seed-run  bench/seed_run.py --device cuda: one uci-har seed (teacher + four students), timed
+               against bench/seed_run_cpu.json (one CPU thread); needs hapt-raw.npz under
+               $TINYSML_DATA (the device has no network: carry it), else skipped
   4. pipeline  the SMLDist pipeline on basicmotions, on the CPU and with --device cuda, same small
                budget; plus the CPU-trained student evaluated on both devices
   5. bench     bench/vs_torch.py --device cuda at the student's training batch and at a large

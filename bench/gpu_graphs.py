@@ -119,11 +119,6 @@ def main(argv=None) -> int:
         targets.append((f"{name_} step <= 1.5x torch captured", t["graph"] / t["torch_graph"], 1.5))
         if not replays:
             print(f"  ({name_}: the graphed step never replayed: {steps[True].graphed and steps[True].graphed.failed})")
-        else:
-            graph = next(iter(steps[True].graphed.graphs.values())).keep_alive[0]
-            dot = graph.debug_dot_str() if hasattr(graph, "debug_dot_str") else ""
-            print(f"  {name_}: the step's graph holds {dot.count('KERNEL') or dot.lower().count('kernel')} kernel "
-                  f"nodes, {dot.count('MEMCPY')} copies, {dot.count('MEMSET')} memsets")
 
         # batch-1 inference: eval forward, input copied in, output copied out
         model.eval(), twin.eval()

@@ -51,7 +51,7 @@ def _assert_same_weights(a, b):
 @pytest.mark.parametrize("preset_name,head,config", [
     ("har-student", {"kind": "linear"}, {}),
     ("har-teacher", {"kind": "linear"}, {"label_smoothing": 0.1, "augment_jitter": 0.05, "augment_scale": 0.1}),
-    ("har-student", {"kind": "mlp", "hidden": 32, "dropout": 0.3}, {}),          # dropout masks
+    ("har-student", {"kind": "mlp", "hidden": 32, "dropout": 0.3}, {}),          # dropout: eager (train.TrainStep)
     ("har-student", {"kind": "mixture", "heads": [{"kind": "hopfield", "patterns": 8, "dim": 16},
                                                   {"kind": "linear"}]}, {}),
 ])
@@ -60,7 +60,10 @@ def test_fit_with_graphs_ends_where_eager_fit_ends(preset_name, head, config):
     eager, r_eager, made_eager = _fit(False, head, preset_name, **config)
     graphed, r_graph, made = _fit(True, head, preset_name, **config)
     assert made_eager["captures"] == 0
-    assert made["fallbacks"] == 0 and made["captures"] >= 1 and made["replays"] >= 6, made
+    if head.get("dropout"):                     # steps with an active dropout layer are not captured
+        assert made["captures"] == 0 and made["replays"] == 0, made
+    else:
+        assert made["fallbacks"] == 0 and made["captures"] >= 1 and made["replays"] >= 6, made
     worst = _assert_same_weights(eager, graphed)
     print(f"{preset_name} {head['kind']}: max |weight difference| {worst:.2e}")
     for a, b in zip(r_eager.history, r_graph.history):

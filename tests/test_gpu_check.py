@@ -47,6 +47,37 @@ def test_the_targets_are_read_from_the_benchmark_output(ours, pct, met):
     assert check.failed == (not all(met))
 
 
+GRAPHS_OUTPUT = """
+targets
+  met    har-student step <= 0.5x torch eager: 0.31x
+  MISSED har-student step <= 1.5x torch captured: 2.19x
+"""
+
+SEED_OUTPUT = """one seed, all runs                           96.8 s
+
+speed-up over the CPU timing file
+teacher                                  cpu    608.8 s  cuda     57.8 s    10.5x
+student alone                            cpu     55.9 s  cuda      7.4 s     7.5x
+"""
+
+
+def test_graph_targets_and_the_seed_run_are_read_from_their_outputs():
+    check = gpu_check.Check("out", "work", 10, {})
+    gpu_check._target_verdicts(check, GRAPHS_OUTPUT, "graphs")
+    gpu_check._seed_verdicts(check, SEED_OUTPUT)
+    assert check.notes == [
+        "- met: har-student step <= 0.5x torch eager: 0.31x",
+        "- MISSED: har-student step <= 1.5x torch captured: 2.19x",
+        "- met: one uci-har seed (teacher + 4 students) on the GPU < 120 s: 96.8 s",
+        "- met: teacher: GPU >= 10x one CPU thread: 608.8 s -> 57.8 s = 10.5x",
+        "- MISSED: student alone: GPU >= 10x one CPU thread: 55.9 s -> 7.4 s = 7.5x"]
+    assert check.failed
+    empty = gpu_check.Check("out", "work", 10, {})
+    gpu_check._target_verdicts(empty, "it crashed", "graphs")
+    gpu_check._seed_verdicts(empty, "it crashed")
+    assert empty.failed and all(n.startswith("- MISSED") for n in empty.notes)
+
+
 def test_missing_figures_are_a_miss_not_a_pass():
     check = gpu_check.Check("out", "work", 10, {})
     gpu_check._bench_verdicts(check, "it crashed half way", 2048, 2048)
@@ -55,12 +86,15 @@ def test_missing_figures_are_a_miss_not_a_pass():
 
 def test_dry_run_runs_every_step_that_needs_no_gpu(tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gpu_check.py"), "--dry-run",
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=400)
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=400,
+                          env=dict(os.environ, TINYSML_DATA=str(tmp_path / "data")))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = (tmp_path / "out" / "summary.md").read_text()
     for step in ("install-pip", "import", "versions", "tests", "pipeline-cpu", "bench-cpu-dry-run"):
         assert f"| {step} | passed |" in summary, summary
-    for step in ("same-weights-cpu-vs-gpu", "pipeline-cuda", "bench-batch-64", "bench-batch-8192", "profile-cuda"):
+    for step in ("graphs", "same-weights-cpu-vs-gpu", "pipeline-cuda", "bench-batch-64", "bench-batch-8192",
+                 "profile-cuda"):
         assert f"| {step} | skipped (needs a GPU) |" in summary
+    assert "| seed-run | skipped (no uci-har recordings under $TINYSML_DATA) |" in summary
     assert "met: dry run: bench/vs_torch.py ran on the CPU and its table parsed" in summary
     assert (tmp_path / "out" / "results-cpu.json").exists()

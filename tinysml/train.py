@@ -157,9 +157,15 @@ class TrainStep:
         if graph is None:
             from .cuda_graph import enabled_by_default
             graph = enabled_by_default()
+        self.log = log or (lambda msg: None)
+        if graph and self.xp is not np and _active_dropout(model):
+            # graphed steps with dropout drew the masks the eager steps draw (tested with a stand-in
+            # capture), yet ended elsewhere on an H200 (max |weight difference| 4.4e-3 after 15 steps,
+            # where every dropout-free case was bitwise equal); until that is understood, eagerly
+            self.log("a dropout layer is active: training steps run eagerly, not as CUDA graphs")
+            graph = False
         if graph and self.xp is not np and getattr(optimizer, "graph_capable", False):
             from .cuda_graph import GraphedFunction
-            self.log = log or (lambda msg: None)
             self.graphed = GraphedFunction(
                 self._body, watch=self._watched,
                 eligible=lambda arrays: batch_size is None or len(arrays[0]) == batch_size,
@@ -214,6 +220,11 @@ class TrainStep:
             self.loss_sum[...] = 0
         self.losses, self.steps = [], 0
         return mean
+
+
+def _active_dropout(model) -> bool:
+    from .nn import Dropout
+    return any(isinstance(m, Dropout) and m.p > 0 for _, m in model.named_modules())
 
 
 def _copy_state(model) -> dict:
