@@ -19,6 +19,7 @@ the test subjects are only evaluated, never selected on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -75,12 +76,13 @@ def run_all(args, executor=None):
     from .parallel import process_pool
     variants = {name: VARIANTS[name] for name in VARIANTS if name in args.variants or name == "student alone"}
     own = executor is None
-    executor = executor or process_pool(args.workers)
+    executor = executor or process_pool(args.workers or default_workers(getattr(args, "device", "cpu")))
     job = {"quiet": not args.verbose, "threads": args.threads}
     pending, done_runs, failures = {}, {}, []
     bases = {}
     for seed in args.seeds:
-        bases[seed] = SMLDistConfig(dataset=args.dataset, seed=seed, teacher_epochs=args.teacher_epochs,
+        bases[seed] = SMLDistConfig(dataset=args.dataset, seed=seed, device=getattr(args, "device", "cpu"),
+                                    teacher_epochs=args.teacher_epochs,
                                     student_epochs=args.student_epochs, stage_epochs=args.stage_epochs,
                                     batch_size=args.batch_size, min_steps_per_epoch=getattr(args, "min_steps_per_epoch", 0),
                                     **{k: getattr(args, k) for k in TEACHER_RECIPE})
@@ -121,6 +123,20 @@ def run_all(args, executor=None):
     results = {"teacher": [done_runs[("student alone", seed)] for seed in args.seeds]}
     results.update({name: [done_runs[(name, seed)] for seed in args.seeds] for name in variants})
     return results
+
+
+GPU_WORKERS = 8
+
+
+def default_workers(device: str) -> int:
+    """Processes of a grid: one per core on the CPU. On a GPU, runs share the device as separate
+    processes, each driving it from one host core: a replayed step is a few milliseconds of GPU work
+    and the rest of a run (batches copied in, the eager precise-BN pass, validation, checkpoints) is
+    host work, so several processes keep the GPU busy while each does its host part. GPU memory is
+    not the limit (a HAR run holds a few hundred MB: CUDA context, weights, graphs, the teacher's
+    cached outputs); host cores are: at most GPU_WORKERS and one per core, leaving none idle."""
+    cores = os.cpu_count() or 1
+    return cores if device == "cpu" else max(1, min(GPU_WORKERS, cores))
 
 
 def collect(out: str, seeds, names) -> dict:
@@ -238,6 +254,21 @@ def figures(results, out_dir):
     return [cm_path, curves_path]
 
 
+@contextlib.contextmanager
+def carried(out: str, resume_from: str | None, archive: str | None):
+    """Unpack ``resume_from`` into ``out`` first; pack ``out`` into ``archive`` afterwards, also when
+    the grid failed or was interrupted (what finished is what a lent machine must hand back)."""
+    from . import grid_archive
+    if resume_from:
+        counts = grid_archive.unpack(resume_from, out)
+        print(f"unpacked {resume_from}: {counts['added']} files added, {counts['kept']} already here kept")
+    try:
+        yield
+    finally:
+        if archive and os.path.isdir(out):
+            print(f"packed {grid_archive.pack(out, archive)} files of {out} into {archive}")
+
+
 ANALYSIS = "\n## What the table says"     # the hand-written part of the doc starts here
 
 
@@ -269,8 +300,13 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--doc", default="docs/results.md", help="the results doc to write (its analysis is kept)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="NAME",
                    help="a subset of the methods (the student alone always runs: the table pairs with it)")
-    p.add_argument("--workers", type=COUNT, default=None, help="local processes (default: one per core)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="cuda: every run on the GPU, several at once (results as one at a time)")
+    p.add_argument("--workers", type=COUNT, default=None,
+                   help=f"local processes (default: one per core; on cuda at most {GPU_WORKERS})")
     p.add_argument("--threads", type=COUNT, default=1, help="threads per run's kernels (default 1: one per process)")
+    p.add_argument("--archive", default=None, help="afterwards (also after a failure) pack OUT's runs into this .tar.gz")
+    p.add_argument("--resume-from", default=None, help="first unpack a grid archive into OUT (local files win)")
     p.add_argument("--scheduler", default=None, help="dask scheduler address (tcp://host:port) instead of local processes")
     p.add_argument("--verbose", action="store_true")
     return p
@@ -282,7 +318,8 @@ def main(argv=None, executor=None):
     if executor is None and args.scheduler:
         from .search import dask_executor
         executor = dask_executor(args.scheduler)
-    results = run_all(args, executor)
+    with carried(args.out, getattr(args, "resume_from", None), getattr(args, "archive", None)):
+        results = run_all(args, executor)
     for name, rs in results.items():
         for seed, r in zip(args.seeds, rs):
             r["run_dir"] = _teacher_dir(args.out, seed) if name == "teacher" else _run_dir(args.out, seed, name)

@@ -68,11 +68,12 @@ def still_improving(history, metric: str = "macro_f1", tail: float = 0.2, margin
 
 
 # --------------------------------------------------------------------------- the plan
-def grid_args(dataset: str, seeds, variants, out: str, workers=None, threads: int = 1) -> argparse.Namespace:
+def grid_args(dataset: str, seeds, variants, out: str, workers=None, threads: int = 1,
+              device: str = "cpu") -> argparse.Namespace:
     """The ``tinysml compare`` arguments of one dataset's grid."""
     return argparse.Namespace(dataset=dataset, seeds=list(seeds), variants=list(variants), out=out,
                               min_steps_per_epoch=min_steps(_split_sizes(dataset)["train"]), workers=workers,
-                              threads=threads,
+                              threads=threads, device=device,
                               verbose=False, **BASE)
 
 
@@ -313,11 +314,22 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--doc", default="docs/results.md", help="the document to write")
     p.add_argument("--report-only", action="store_true", help="run nothing; write the doc from the finished runs")
     p.add_argument("--workers", type=COUNT, default=None, help="local processes (default: one per core)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: every run on the GPU")
+    p.add_argument("--archive", default=None, help="afterwards (also after a failure) pack OUT's runs into this .tar.gz")
+    p.add_argument("--resume-from", default=None, help="first unpack a grid archive into OUT (local files win)")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv) if not isinstance(argv, argparse.Namespace) else argv
+    from .compare import carried
+    with carried(args.out, getattr(args, "resume_from", None), getattr(args, "archive", None)):
+        _run_grids(args)
+    report(args.out, args.doc)
+    print(f"wrote {args.doc}")
+
+
+def _run_grids(args) -> None:
     if not args.report_only:
         for d in [d for d in PLAN if d in args.datasets]:
             plan = PLAN[d]
@@ -330,9 +342,8 @@ def main(argv=None):
                     raise SystemExit(f"tinysml evidence: {d} needs the variant of ours, chosen on {SELECTION}'s "
                                      f"validation split: run --datasets {SELECTION} first")
                 variants = CORE + [ours]
-            run_all(grid_args(d, plan["seeds"], variants, os.path.join(args.out, d), args.workers))
-    report(args.out, args.doc)
-    print(f"wrote {args.doc}")
+            run_all(grid_args(d, plan["seeds"], variants, os.path.join(args.out, d), args.workers,
+                              device=getattr(args, "device", "cpu")))
 
 
 if __name__ == "__main__":
