@@ -12,7 +12,10 @@ Every library in the process gets the same glibc allocator settings (``timing.TU
 
 Cold start = the wall time of a whole new process, seen from outside: interpreter start, imports,
 loading the checkpoint, one prediction, and interpreter exit (median of 5, after one run that warms
-the OS file cache and Numba's kernel cache, as after a deployment's first run).
+the OS file cache), in the three states a deployment meets: an **empty kernel cache** (every run its
+own new ``NUMBA_CACHE_DIR``: a new container, a fresh install; the NumPy path answers while the
+compiler runs behind, and the process exits without waiting for it), the cache filled by
+**``tinysml warmup``** (an image build's step), and **NumPy only** (``TINYSML_BACKEND=numpy``).
 """
 from __future__ import annotations
 
@@ -37,6 +40,14 @@ from tinysml.deploy import Predictor
 Predictor.load({path!r}).predict_proba(np.zeros((1, 9, 128), np.float32))
 print([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])   # peak RSS, kB
 """
+UNTIL_COMPILED = """
+import time
+t0 = time.perf_counter()
+from tinysml.deploy import Predictor
+p = Predictor.load({path!r})
+assert p.wait_compiled(), p.compile_error
+print(time.perf_counter() - t0)
+"""
 COLD_ORT = """
 import numpy as np, onnxruntime as ort
 so = ort.SessionOptions(); so.intra_op_num_threads = 1
@@ -46,13 +57,16 @@ print([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()
 """
 
 
-def whole_process(code: str, env: dict, runs: int = 5):
-    """(median wall seconds, median peak MiB) of ``python -c code`` as a whole process."""
-    subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, check=True)     # warm caches
+def whole_process(code: str, env, runs: int = 5):
+    """(median wall seconds, median peak MiB) of ``python -c code`` as a whole process. ``env``: a
+    dict, or a function giving each run its own (a fresh, empty kernel cache per run)."""
+    env_for = env if callable(env) else (lambda: env)
+    subprocess.run([sys.executable, "-c", code], capture_output=True, env=env_for(), check=True)   # warm the OS's caches
     walls, peaks = [], []
     for _ in range(runs):
+        run_env = env_for()
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env, check=True)
         walls.append(time.perf_counter() - t0)
         peaks.append(int(out.stdout.split()[-1]) / 1024)
     return float(np.median(walls)), float(np.median(peaks))
@@ -87,7 +101,7 @@ def main(argv=None):
             sessions[threads] = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
     except Exception as err:  # noqa: BLE001 - optional peer
         print(f"(onnxruntime not compared: {type(err).__name__}: {str(err)[:80]})")
-    predictors = {"tinysml.deploy (numba)": Predictor.load(path), "tinysml.deploy (numpy only)":
+    predictors = {"tinysml.deploy (numba)": Predictor.load(path, use_numba=True), "tinysml.deploy (numpy only)":
                   Predictor.load(path, use_numba=False)}
     print(f"har-student (9, 128), linear head; torch and the Numba pool at {args.threads} threads; "
           f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES')}")
@@ -123,15 +137,30 @@ def main(argv=None):
                         verdict(ratio <= 0.7)))
 
     print("\ncold start, whole process (start, import, load, one prediction, exit; median of 5) and peak RSS:")
-    cold = {}
-    for label, backend in (("tinysml, numba (cache warm)", "numba"), ("tinysml, numpy only", "numpy")):
-        cold[label] = whole_process(COLD_TINYSML.format(path=path), dict(os.environ, TINYSML_BACKEND=backend))
+    cold, caches = {}, tempfile.mkdtemp(prefix="tinysml-cold-")
+    warm = os.path.join(caches, "warm")
+    subprocess.run([sys.executable, "-m", "tinysml.cli", "warmup"], check=True, capture_output=True,
+                   env=dict(os.environ, NUMBA_CACHE_DIR=warm))                    # as an image build would
+    fresh = iter(range(10**6))
+    cases = {"tinysml, empty kernel cache": lambda: dict(os.environ, NUMBA_CACHE_DIR=os.path.join(caches, f"empty{next(fresh)}")),
+             "tinysml, after tinysml warmup": dict(os.environ, NUMBA_CACHE_DIR=warm),
+             "tinysml, numpy only": dict(os.environ, TINYSML_BACKEND="numpy")}
+    for label, env in cases.items():
+        cold[label] = whole_process(COLD_TINYSML.format(path=path), env)
     if sessions:
         cold["onnxruntime, 1 thread"] = whole_process(COLD_ORT.format(path=onnx_path), dict(os.environ))
     for label, (wall, mib) in cold.items():
-        print(f"  {label:<30}{wall:.3f} s   {mib:.0f} MiB")
-    wall = cold["tinysml, numba (cache warm)"][0]
-    targets.append(("cold start with Numba < 0.5 s (whole process)", f"{wall:.3f} s", verdict(wall < 0.5)))
+        print(f"  {label:<32}{wall:.3f} s   {mib:.0f} MiB")
+    print("until the compiled path answers (a new process, from the start of Predictor.load):")
+    for label, cache in (("after tinysml warmup", warm), ("empty kernel cache", os.path.join(caches, "empty-once"))):
+        out = subprocess.run([sys.executable, "-c", UNTIL_COMPILED.format(path=path)], capture_output=True, text=True,
+                             env=dict(os.environ, NUMBA_CACHE_DIR=cache), check=True)
+        print(f"  {label:<32}{float(out.stdout.split()[-1]):.2f} s (NumPy answers until then)")
+    wall = cold["tinysml, empty kernel cache"][0]
+    targets.append(("cold start with an empty kernel cache <= 0.5 s (whole process)", f"{wall:.3f} s",
+                    verdict(wall <= 0.5)))
+    wall = cold["tinysml, after tinysml warmup"][0]
+    targets.append(("cold start after tinysml warmup < 0.5 s (whole process)", f"{wall:.3f} s", verdict(wall < 0.5)))
     print("\ntargets")
     for name, value, status in targets:
         print(f"  {status:<7}{name}: {value}")

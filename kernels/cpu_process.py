@@ -3,9 +3,10 @@
 Imported first by ``cpu_runtime.py`` (the training backend) and by ``cpu_network.py`` (the fused
 inference kernel that ``tinysml.deploy`` uses, which must not pull in SciPy):
 
-* ``NUMBA_CACHE_DIR``: compiled kernels are cached (``cache=True``); when the package folder is
-  not writable the cache goes to ``$XDG_CACHE_HOME/tinysml/numba`` (else ``~/.cache/...``), so
-  import never fails on a read-only install.
+* ``NUMBA_CACHE_DIR``: compiled kernels are cached (``cache=True``) where ``cache_dir.choose``
+  says: next to the sources when the package folder is writable, else the user's cache folder, else
+  the temporary folder (a warm read-only cache is copied there first), so import does not fail on
+  a read-only install.
 * glibc's malloc keeps freed memory instead of returning it to the OS (``mallopt``), so the large
   temporaries of every step reuse already-mapped pages instead of page-faulting (~2 us a page here).
   Set ``TINYSML_KEEP_MALLOC=1`` to leave the allocator alone.
@@ -29,13 +30,15 @@ import ctypes.util
 import gc
 import os
 
+from . import cache_dir
+
+
+CACHE = cache_dir.choice()          # {"dir", "writable", "how"}: see kernels/cache_dir.py
+
 
 def _configure_process() -> None:
-    here = os.path.dirname(os.path.abspath(__file__))
-    if "NUMBA_CACHE_DIR" not in os.environ and not os.access(os.path.join(here, "__pycache__") if os.path.isdir(
-            os.path.join(here, "__pycache__")) else here, os.W_OK):
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        os.environ["NUMBA_CACHE_DIR"] = os.path.join(base, "tinysml", "numba")
+    if CACHE["dir"] is not None and not os.environ.get("NUMBA_CACHE_DIR"):
+        os.environ["NUMBA_CACHE_DIR"] = CACHE["dir"]
     if os.environ.get("TINYSML_KEEP_MALLOC") != "1":
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

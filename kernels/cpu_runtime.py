@@ -101,7 +101,9 @@ def serial_compile(kernel):
     copy = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
     copy.__qualname__, copy.__doc__ = f.__qualname__ + "_serial", f.__doc__
     options = {k: v for k, v in kernel.targetoptions.items() if k not in ("parallel", "nopython")}
-    return njit(**options)(copy)
+    # cache=True is the dispatcher's option, not in targetoptions: without it every process compiled
+    # every twin again (about 20 s of a cold training process here; the warm one too)
+    return njit(cache=kernel._cache.__class__.__name__ != "NullCache", **options)(copy)
 
 
 def max_threads() -> int:

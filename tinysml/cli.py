@@ -9,6 +9,7 @@
     tinysml search --student runs/s/student.npz --dataset uci-har
     tinysml evaluate runs/s/student.npz
     tinysml export runs/s/student.npz --out student.onnx
+    tinysml warmup                      # compile the deployment kernels into Numba's cache ahead of time
     tinysml profile --preset har-student --channels 6 --length 128 --classes 6
 
 Every option is checked up front; every failure a user can cause is one line and exit status 2.
@@ -157,6 +158,16 @@ def _cmd_evaluate(args):
     print(json.dumps({"dataset": dataset, "kind": tree.get("kind"), "test_windows": len(data.test),
                       **evaluate_predictions(data.test.y, predicted)}, indent=2))
     print(report(data.test.y, predicted, data.class_names))
+
+
+def _cmd_warmup(args):
+    from .deploy import warmup
+    try:
+        done = warmup()
+    except RuntimeError as err:
+        raise SystemExit(f"tinysml warmup: {err}")
+    print(f"compiled {', '.join(done['kernels'])} in {done['seconds']:.1f} s; cached in {done['cache']} "
+          f"({done['how']})")
 
 
 def _cmd_export(args):
@@ -335,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, type=_output_file, help="a .npz deploy checkpoint, or a .onnx file "
                                                                     "(checked with onnxruntime when it is installed)")
     x.set_defaults(run=_cmd_export)
+
+    w = sub.add_parser("warmup", help="compile and cache every kernel of the deployment path now (an image build, "
+                                      "an install step), so that a later process starts on the compiled path",
+                       formatter_class=_Help)
+    w.set_defaults(run=_cmd_warmup)
 
     f = sub.add_parser("profile", help="parameters, MACs, bytes and latency of a preset", formatter_class=_Help)
     f.add_argument("--preset", default="har-student", choices=sorted(PRESETS), help="the network")

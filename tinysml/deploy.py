@@ -12,13 +12,29 @@ whole trunk (scaling, stem, every bottleneck, the pooled head conv) runs as one 
 buffers planned once per batch size (``kernels/cpu_network.py``); without it, or with
 ``TINYSML_BACKEND=numpy``, the same arithmetic runs layer by layer in NumPy (the fastest cold start).
 
+A first answer never waits for Numba. The NumPy path answers at once while a background thread
+imports Numba and loads the compiled kernels from its cache (about half a second here) or, when
+they are not cached (a new container, a fresh install), compiles them (15-35 s here); the compiled
+path takes over when they are ready (``Predictor.backend``, ``wait_compiled``), and the cache then
+serves every later process. ``tinysml warmup`` compiles them ahead of time (an image build, an
+install step). ``TINYSML_DEPLOY_COMPILE=now`` loads or compiles before the first answer instead
+(as ``use_numba=True`` does), ``never`` keeps NumPy. The two paths compute the same
+float32 arithmetic in different orders (the compiled one also vectorises exp for SELU): their
+probabilities agree to about 1e-6 and their predicted classes wherever the top two are not within
+about 1e-4 of each other (``tests/test_deploy.py`` holds them to that). Where no cache can be
+written at all, the NumPy path answers and a warning says why (``kernels/cache_dir.py``).
+
 ``StreamingRecognizer`` (``tinysml/streaming.py``, importable from here) wraps a Predictor for
 live sensor streams: feed samples in chunks of any size; it classifies a window every ``hop``
 samples and smooths the decisions.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
+import threading
+import warnings
 
 import numpy as np
 
@@ -193,19 +209,68 @@ class Predictor:
         sc = deploy_tree.get("scaler")
         self.scaler = None if sc is None else (np.asarray(sc["shift"], np.float32)[:, None],
                                                np.asarray(sc["scale"], np.float32)[:, None], sc["low"], sc["high"])
-        self.network = _network_kernel(use_numba)               # None: the NumPy layer-by-layer path
-        if self.network is not None:
-            self.params, self.plan, self.scaling, self.work_shape = pack(deploy_tree)
-            self.buffers = {}                   # batch size -> (work, vec, out); at most 2 sizes of <= MAX_CHUNK
+        self.network = None                     # the compiled trunk (kernels/cpu_network.py); None: NumPy layer by layer
         self.fused_head = None                  # a linear head with Numba: (W, b) for the kernel's linear_softmax
-        if self.network is not None and self.head_spec.get("kind", "linear") == "linear":
+        self.compiling = None                   # the thread compiling the kernel, while it runs
+        self.compile_error = None
+        when = _when_to_compile(use_numba, self._kernel_names())
+        if when == "now":
+            self._attach(_network_kernel(use_numba))
+        elif when == "background":
+            self.compiling = threading.Thread(target=self._compile, name="tinysml-compile", daemon=True)
+            self.compiling.start()
+
+    # ----------------------------------------------------------------- the compiled path
+    def _kernel_names(self) -> tuple:
+        linear = self.head_spec.get("kind", "linear") == "linear"
+        return ("network_forward", "network_forward_parallel") + (("linear_softmax",) if linear else ())
+
+    def _attach(self, network) -> None:
+        """Switch to the compiled path. ``network`` is assigned after everything it reads and the
+        fused head last, so a call running on another thread sees either path whole."""
+        if network is None:
+            return
+        self.params, self.plan, self.scaling, self.work_shape = pack(self.tree)
+        self.buffers = {}                   # batch size -> (work, vec, out); at most 2 sizes of <= MAX_CHUNK
+        self.network = network
+        if self.head_spec.get("kind", "linear") == "linear":
             self.fused_head = (np.ascontiguousarray(self.classifier["fc.weight"], np.float32),
                                np.ascontiguousarray(self.classifier["fc.bias"], np.float32))
+
+    def _compile(self) -> None:
+        """On the background thread: import Numba, compile (or load from the cache) every kernel
+        this model calls, on buffers of its own, then switch. A failure leaves the NumPy path."""
+        try:
+            network = _network_kernel(None)
+            if network is not None:
+                compile_kernels(network, self.tree)
+                self._attach(network)
+        except Exception as err:  # noqa: BLE001 - the NumPy path keeps answering; the reason is kept
+            self.compile_error = err
+        finally:
+            self.compiling = None
+
+    @property
+    def backend(self) -> str:
+        """"numba" once the compiled path answers, else "numpy"."""
+        return "numpy" if self.network is None else "numba"
+
+    def wait_compiled(self, timeout: float | None = None) -> bool:
+        """Wait for a background compile (if any) to finish; True when the compiled path answers."""
+        thread = self.compiling
+        if thread is not None:
+            thread.join(timeout)
+        return self.network is not None
 
     @classmethod
     def load(cls, path, use_numba: bool | None = None) -> "Predictor":
         """Read a model checkpoint (folded now) or an exported one (``tinysml export``); either is
-        checked against its own config first (``load_deploy_tree``)."""
+        checked against its own config first (``load_deploy_tree``).
+
+        use_numba: True, the compiled path or an error (loaded or compiled before this returns);
+        False, NumPy only; None (default), NumPy answers at once while a background thread loads or
+        compiles the kernels, and the compiled path takes over when they are ready
+        (``TINYSML_DEPLOY_COMPILE``: ``background``, ``now`` or ``never``)."""
         return cls(load_deploy_tree(path), use_numba, _checked=True)
 
     # ----------------------------------------------------------------- input checks
@@ -309,11 +374,38 @@ class Predictor:
         return self.logits(windows, nan_policy).argmax(axis=1)
 
 
-def _network_kernel(use_numba):
-    """The fused trunk kernel (``kernels/cpu_network.py``) when Numba may be used, else None."""
-    import os
-    if use_numba is False or (use_numba is None and os.environ.get("TINYSML_BACKEND", "").lower() == "numpy"):
+COMPILE_MODES = ("background", "now", "never")
+_warned: set = set()
+
+
+def _when_to_compile(use_numba, names) -> str | None:
+    """"now", "background" or None (NumPy only) for a Predictor, decided without importing Numba
+    (kernels/cache_dir.py says whether its cache can be written at all). ``names``: the kernels
+    the model calls (the freshness of their cache is ``cache_dir.cached``)."""
+    if use_numba is True:
+        return "now"
+    if use_numba is False or os.environ.get("TINYSML_BACKEND", "").lower() == "numpy":
         return None
+    mode = os.environ.get("TINYSML_DEPLOY_COMPILE", "background").strip().lower()
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"TINYSML_DEPLOY_COMPILE must be one of {COMPILE_MODES}, got {mode!r}")
+    if mode == "never" or importlib.util.find_spec("numba") is None:
+        return None
+    from .kernels import cache_dir
+    cache = cache_dir.choice()
+    if not cache["writable"]:
+        if "cache" not in _warned:
+            _warned.add("cache")
+            warnings.warn(f"tinysml.deploy: no writable place for Numba's kernel cache ({cache['how']}); "
+                          "predicting with NumPy (run `tinysml warmup` where the cache can be written, "
+                          "or set NUMBA_CACHE_DIR)", RuntimeWarning, stacklevel=4)
+        return None
+    return "now" if mode == "now" else "background"   # cached or not: importing Numba alone is 0.4 s here
+
+
+def _network_kernel(use_numba):
+    """The fused trunk kernel (``kernels/cpu_network.py``), or None when Numba is missing (an
+    error instead with ``use_numba=True``)."""
     try:
         from .kernels import cpu_network
         return cpu_network
@@ -323,9 +415,40 @@ def _network_kernel(use_numba):
         return None
 
 
+def compile_kernels(network, tree: dict | None = None) -> list:
+    """Compile, or load from the cache, every kernel of the deployment path (``network`` is
+    ``kernels/cpu_network.py``), by running each once on a model's buffers (default: the shipped
+    ``uci-har-student``): the serial entry (batches under 4), the parallel one and the fused linear
+    head. The compiled code depends on the arrays' types only, so one model warms them for all.
+    Returns the names it ran."""
+    tree = tree or load_deploy_tree("uci-har-student")
+    params, plan, scaling, (N, V) = pack(tree)
+    cfg = tree["config"]
+    for B, run in ((1, network.network_forward), (4, network.network_forward_parallel)):
+        x = np.zeros((B, cfg["in_channels"], cfg["length"]), np.float32)
+        run(x, params, plan, scaling, np.empty((B, 4, N), np.float32), np.empty((B, V), np.float32),
+            np.empty((B, int(plan[-1, network.C_OUT])), np.float32))
+    h, W, b = np.zeros((1, 4), np.float32), np.zeros((3, 4), np.float32), np.zeros(3, np.float32)
+    network.linear_softmax(h, W, b, np.empty((1, 3), np.float32), np.empty((1, 3), np.float32))
+    return ["network_forward", "network_forward_parallel", "linear_softmax"]
+
+
+def warmup() -> dict:
+    """Compile and cache every kernel of the deployment path now (``tinysml warmup``), so that a
+    later process starts on the compiled path. Returns where the cache is and how long it took."""
+    import time
+    from .kernels import cache_dir
+    cache = cache_dir.choice()
+    if not cache["writable"]:
+        raise RuntimeError(f"no writable place for Numba's kernel cache: {cache['how']}")
+    t0 = time.perf_counter()
+    names = compile_kernels(_network_kernel(True))
+    return {"cache": cache_dir.kernel_folder(cache["dir"]), "how": cache["how"], "kernels": names,
+            "seconds": time.perf_counter() - t0}
+
+
 def pretrained_path(name: str) -> str:
     """The file of a pretrained model shipped with tinysml (``PRETRAINED``)."""
-    import os
     if name not in PRETRAINED:
         raise ValueError(f"no pretrained model {name!r}; shipped: {', '.join(sorted(PRETRAINED))}")
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained", PRETRAINED[name])
@@ -335,7 +458,6 @@ def load_deploy_tree(path) -> dict:
     """The checked deploy tree of a model or deploy checkpoint (a path, or the name of a shipped
     pretrained model): a model is checked against its config and folded; a deploy file is checked
     against its config. Anything else is refused."""
-    import os
     if isinstance(path, str) and path in PRETRAINED and not os.path.exists(path):
         path = pretrained_path(path)
     tree = io.load(path)

@@ -1,0 +1,115 @@
+"""Where Numba's compiled kernels are cached, decided without importing Numba (the deployment path
+asks before it decides whether to import it at all).
+
+Numba caches a ``cache=True`` kernel next to its source (``kernels/__pycache__``) or, when
+``NUMBA_CACHE_DIR`` is set, under ``$NUMBA_CACHE_DIR/kernels_<sha1 of the kernels folder>/``; with
+no writable place it cannot even import the kernel. tinysml picks, in order:
+
+1. ``NUMBA_CACHE_DIR`` when the user set it (taken as it is);
+2. ``kernels/__pycache__`` of the installed package, when it can be written;
+3. ``$XDG_CACHE_HOME/tinysml/numba`` (else ``~/.cache/tinysml/numba``), when it can be written;
+4. ``$TMPDIR/tinysml-numba-<uid>`` (a cache that lasts until the temporary folder is cleared).
+
+A cache that is already warm but cannot be written (a read-only image in which ``tinysml warmup``
+ran at build time) is copied to the first writable place of 3-4 and used from there, so the image
+starts warm. When nothing is writable there is no cache: ``writable`` is False and the deployment
+path stays on NumPy rather than compile on every start (``tinysml.deploy`` says so once).
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+
+KERNELS = os.path.dirname(os.path.abspath(__file__))
+IN_TREE = os.path.join(KERNELS, "__pycache__")
+
+
+def _writable(folder: str) -> bool:
+    """Whether ``folder`` exists or can be made, and a file can be created in it."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def user_cache() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "tinysml", "numba")
+
+
+def temp_cache() -> str:
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return os.path.join(tempfile.gettempdir(), f"tinysml-numba-{uid}")
+
+
+def kernel_folder(cache_dir: str | None) -> str:
+    """The folder Numba writes this package's kernel caches to, for ``NUMBA_CACHE_DIR=cache_dir``
+    (None: next to the sources). Mirrors numba.core.caching's locators."""
+    if cache_dir is None:
+        return IN_TREE
+    sub = "_".join([os.path.basename(KERNELS), hashlib.sha1(KERNELS.encode()).hexdigest()])
+    return os.path.join(os.path.abspath(cache_dir), sub)
+
+
+def cached(cache_dir: str | None, module: str, names) -> bool:
+    """Whether every kernel ``module.name`` has a cache index at least as new as its source (Numba
+    recompiles when the source's time stamp differs; an index older than the source is stale)."""
+    source = os.path.join(KERNELS, f"{module}.py")
+    try:
+        stamp = os.stat(source).st_mtime
+    except OSError:
+        return False
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    folder = kernel_folder(cache_dir)
+    for name in names:
+        found = glob.glob(os.path.join(folder, f"{module}.{name}-*.{tag}.nbi"))
+        if not found or max(os.stat(f).st_mtime for f in found) < stamp:
+            return False
+    return True
+
+
+_choice: dict = {}
+
+
+def choice() -> dict:
+    """``choose()``, decided once per process (it may create folders and copy a warm cache)."""
+    if not _choice:
+        _choice.update(choose())
+    return _choice
+
+
+def choose() -> dict:
+    """The cache to use: {"dir": NUMBA_CACHE_DIR to set (None: next to the sources), "writable": bool,
+    "how": a sentence for the user}. Copies a warm read-only cache to a writable place (see above)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        path = os.environ["NUMBA_CACHE_DIR"]
+        return {"dir": path, "writable": _writable(path), "how": "NUMBA_CACHE_DIR, as set"}
+    if _writable(IN_TREE):
+        return {"dir": None, "writable": True, "how": "next to the kernels' sources"}
+    fallbacks = [(user_cache(), "the user's cache folder"), (temp_cache(), "the temporary folder (until it is cleared)")]
+    for path, how in fallbacks:
+        if _writable(path):
+            _copy_warm(IN_TREE, kernel_folder(path))
+            return {"dir": path, "writable": True, "how": f"{how}: the package folder is read-only"}
+    return {"dir": None, "writable": False,
+            "how": "nowhere: neither the package folder, the user's cache folder nor the temporary folder can be "
+                   "written (set NUMBA_CACHE_DIR to a writable folder)"}
+
+
+def _copy_warm(src: str, dst: str) -> None:
+    """Copy the cache files of a read-only in-tree cache that the writable one lacks."""
+    for f in glob.glob(os.path.join(src, "*.nb[ic]")):
+        target = os.path.join(dst, os.path.basename(f))
+        if not os.path.exists(target):
+            try:
+                os.makedirs(dst, exist_ok=True)
+                shutil.copy2(f, target)           # keeps the time stamp the freshness check reads
+            except OSError:
+                return
