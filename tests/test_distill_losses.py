@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tinysml import Tensor
+from tinysml import Tensor, no_grad
 from tinysml import functions as F
 from tinysml.distill import (attention_map, attention_transfer_loss, conditional_target, frequency_attention,
                              hinton_kd_loss, memory_loss, smoothed_conditional_loss, stage_loss, transplant)
@@ -198,3 +198,92 @@ def test_attention_transfer():
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0)
     assert attention_transfer_loss([Tensor(ft[:, :4])], [ft[:, :4]]).item() == pytest.approx(0, abs=1e-12)
     gradcheck(lambda x: attention_transfer_loss([x], [ft], beta=2.0), fs)
+
+
+# --------------------------------------------------------------------------- issue 28: two holes a slip passed
+@pytest.mark.parametrize("T, alpha", [(1.0, 0.9), (2.0, 0.5), (4.0, 0.9), (7.5, 0.3)])
+def test_hinton_kd_equals_a_hand_computation_at_several_temperatures(T, alpha):
+    """alpha T^2 KL(softmax(z_t/T) || softmax(z_s/T)) + (1 - alpha) CE(z_s, y), computed here in
+    float64 from the definitions: a loss that lost its T^2 (or its 1/T) differs at T != 1."""
+    rng = np.random.default_rng(int(T * 10))
+    z_s, z_t = rng.standard_normal((6, 5)) * 3, rng.standard_normal((6, 5)) * 3
+    y = rng.integers(0, 5, 6)
+
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+    p_t, p_s = softmax(z_t / T), softmax(z_s / T)
+    kl = (p_t * (np.log(p_t) - np.log(p_s))).sum(1).mean()
+    ce = -np.log(softmax(z_s)[np.arange(6), y]).mean()
+    want = alpha * T * T * kl + (1 - alpha) * ce
+    got = hinton_kd_loss(Tensor(z_s), z_t, y, T=T, alpha=alpha).item()
+    assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_the_soft_term_of_hinton_kd_keeps_its_gradient_scale_across_temperatures():
+    """Why T^2: the soft term's gradient shrinks like 1/T^2 (Hinton et al. 2015), and T^2 restores
+    it: at large T the scaled gradient approaches (z_s - z_t) / K (centred logits), whatever T."""
+    rng = np.random.default_rng(3)
+    z_t = rng.standard_normal((4, 5))
+    z_t -= z_t.mean(1, keepdims=True)
+    z_s = z_t + 0.01 * rng.standard_normal((4, 5))
+    z_s -= z_s.mean(1, keepdims=True)
+    y = np.zeros(4, int)
+    grads = []
+    for T in (20.0, 40.0):
+        z = Tensor(z_s.copy(), requires_grad=True)
+        hinton_kd_loss(z, z_t, y, T=T, alpha=1.0).backward()
+        grads.append(z.grad)
+    want = (z_s - z_t) / 5 / 4                                         # / K, and / B (the batch mean)
+    size = [np.linalg.norm(g) / np.linalg.norm(want) for g in grads]
+    assert all(0.8 < r < 1.2 for r in size), size                      # without T^2: 1/400 and 1/1600
+    assert np.linalg.norm(grads[0] - grads[1]) < 0.1 * np.linalg.norm(grads[0])
+
+
+@pytest.mark.parametrize("student_name, teacher_name", [("har-student", "har-teacher"),
+                                                       ("realworld-student", "realworld-teacher")])
+def test_each_stage_trains_exactly_the_stem_its_blocks_and_its_adapter(student_name, teacher_name):
+    """Stage s's parameters are the stem's, those of every block up to and including anchor s, and
+    adapter s's: no more (a later block, another adapter, the head) and no fewer (the block at the
+    anchor itself). Checked by name, for every stage of both preset pairs."""
+    from tinysml.distill.stage import StudentStages
+    from tinysml.models import build_model, preset
+    C, L = (6, 128) if student_name.startswith("har") else (63, 225)
+    student = build_model(preset(student_name, C, L, 4), seed=0)
+    teacher = build_model(preset(teacher_name, C, L, 4), seed=1)
+    wrapped = StudentStages(student, teacher)
+    names = {id(p): n for n, p in wrapped.named_parameters()}
+    assert len(student.anchors) == 3
+    for s, anchor in enumerate(student.anchors):
+        got = {names[id(p)] for p in wrapped.stage_parameters(s)}
+        want = {n for n in names.values()
+                if n.startswith("student.stem.") or n.startswith(f"adapter{s}.")
+                or any(n.startswith(f"student.blocks.{i}.") for i in range(anchor + 1))}
+        assert got == want, (s, sorted(got ^ want)[:5])
+        assert any(n.startswith(f"student.blocks.{anchor}.") for n in got)
+
+
+def test_a_stage_step_moves_its_parameters_and_nothing_else():
+    """One optimiser step of stage 0's loss: the parameters of stage 0 change, every other parameter
+    of the student (later blocks, the head, other adapters) keeps its bits."""
+    from tinysml.distill.stage import StudentStages, stage_loss
+    from tinysml.models import build_model, preset
+    from tinysml.optim import AdamW
+    student = build_model(preset("har-student", 6, 128, 4), seed=0)
+    teacher = build_model(preset("har-teacher", 6, 128, 4), seed=1)
+    wrapped = StudentStages(student, teacher)
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 6, 128)).astype(np.float32))
+    with no_grad():
+        target = teacher.forward_stages(x, upto=0)[0][0].data
+    trained = wrapped.stage_parameters(0)
+    before = {n: p.data.copy() for n, p in wrapped.named_parameters()}
+    opt = AdamW(trained, lr=1e-2)
+    stage_loss(wrapped.stage_feature(x, 0), target).backward()
+    opt.step()
+    ids = {id(p) for p in trained}
+    for n, p in wrapped.named_parameters():
+        moved = not np.array_equal(before[n], p.data)
+        if id(p) in ids and p.size > 1:
+            assert moved, f"{n} is trained in stage 0 but did not move"
+        if id(p) not in ids:
+            assert not moved, f"{n} moved in stage 0"

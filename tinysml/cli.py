@@ -21,27 +21,9 @@ import json
 import os
 import sys
 
-from . import validate as V
 
 
-def _typed(rule: dict, integer: bool = False):
-    """An argparse type: parse a number and check it against a ``validate`` rule, naming the rule."""
-    def parse(text: str):
-        try:
-            value = int(text) if integer else float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if integer else 'a number'}, got {text!r}")
-        try:
-            return V.number("the value", value, **{k: v for k, v in rule.items() if k != "integer"}, integer=integer)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err).replace("the value must be", "must be")) from None
-    parse.__name__ = "integer" if integer else "number"
-    return parse
-
-
-COUNT, COUNT0 = _typed(V.COUNT, integer=True), _typed(V.COUNT0, integer=True)
-POSITIVE, NONNEG = _typed(V.POSITIVE), _typed(V.NONNEG)
-FRACTION, SMOOTHING = _typed(V.FRACTION), _typed({"low": 0, "high": 0.99})
+from .arguments import COUNT, COUNT0, FRACTION, NONNEG, POSITIVE, SMOOTHING  # noqa: F401  (re-exported)
 
 
 def _output_file(text: str) -> str:

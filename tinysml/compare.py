@@ -27,6 +27,7 @@ import shlex
 import numpy as np
 
 from . import io
+from .arguments import COUNT, COUNT0, NONNEG, SMOOTHING
 from .distill.pipeline import SMLDistConfig, run
 
 VARIANTS = {                       # name -> config overrides
@@ -284,7 +285,6 @@ def kept_analysis(doc: str) -> str:
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The options of ``tinysml compare`` (and of examples/compare.py)."""
     p = p or argparse.ArgumentParser(prog="tinysml compare", description=__doc__.split("\n\n")[0])
-    from .cli import COUNT, COUNT0, NONNEG, SMOOTHING
     p.add_argument("--dataset", default="uci-har", help="a dataset name (`tinysml data list`)")
     p.add_argument("--seeds", type=COUNT0, nargs="+", default=[0, 1, 2], help="one run of every variant per seed")
     p.add_argument("--teacher-epochs", type=COUNT, default=50, help="the teacher's epochs")

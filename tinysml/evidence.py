@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from . import io
+from .arguments import COUNT
 from .compare import collect, run_all
 
 MIN_STEPS = 64
@@ -307,7 +308,6 @@ def _command(dataset, out, doc) -> str:
 # --------------------------------------------------------------------------- running
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = p or argparse.ArgumentParser(prog="tinysml evidence", description=__doc__.split("\n\n")[0])
-    from .cli import COUNT
     p.add_argument("--datasets", nargs="+", default=list(PLAN), choices=list(PLAN),
                    help=f"the grids to run (the doc always covers all four; {SELECTION} first: it chooses ours)")
     p.add_argument("--out", default="runs/evidence", help="grids go to OUT/<dataset> (resumed)")

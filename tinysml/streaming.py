@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .deploy import Predictor
+
+class Classifier(Protocol):
+    """What the recognizer needs of a predictor (``tinysml.deploy.Predictor`` has it): the window
+    shape, class names, and class probabilities for (B, C, L) windows."""
+    channels: int
+    length: int
+    class_names: list
+
+    def predict_proba(self, windows, nan_policy: str = "raise") -> np.ndarray: ...
 
 Decision = collections.namedtuple("Decision", "sample label name probability raw_label latency_ms")
 
@@ -28,7 +35,7 @@ class StreamingRecognizer:
     "majority" votes on the labels. Each Decision carries its latency (classify + smooth).
     """
 
-    def __init__(self, predictor: "Predictor", hop: int | None = None, k: int = 3, smoothing: str = "mean"):
+    def __init__(self, predictor: Classifier, hop: int | None = None, k: int = 3, smoothing: str = "mean"):
         if smoothing not in ("mean", "majority"):
             raise ValueError(f"smoothing must be 'mean' or 'majority', got {smoothing!r}")
         hop = predictor.length // 2 if hop is None else hop
