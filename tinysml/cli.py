@@ -6,6 +6,7 @@
     tinysml distill --dataset uci-har --teacher runs/t/teacher.npz --method smldist --out runs/s
     tinysml compare --dataset uci-har --seeds 0 1 2
     tinysml evidence [--report-only]
+    tinysml power --grid runs/evidence/uci-har --half-width 0.0075     # seeds a comparison needs
     tinysml search --student runs/s/student.npz --dataset uci-har
     tinysml evaluate runs/s/student.npz
     tinysml export runs/s/student.npz --out student.onnx
@@ -298,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
                                         "seeds, on local processes or a dask cluster", formatter_class=_Help)
     compare.build_parser(co)
     co.set_defaults(run=lambda args: compare.main(args))
+    from . import power
+    pw = sub.add_parser("power", help="how many seeds a comparison needs for a wanted 95%% interval, from a "
+                                      "grid's finished runs", formatter_class=_Help)
+    power.build_parser(pw)
+    pw.set_defaults(run=lambda args: power.main(args))
     from . import evidence
     ev = sub.add_parser("evidence", help="SMLDist vs the baselines on four datasets and the cross-dataset verdict "
                                          "(docs/results.md; resumable, --report-only)", formatter_class=_Help)
