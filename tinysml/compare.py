@@ -80,6 +80,11 @@ def run_all(args, executor=None):
     executor = executor or process_pool(args.workers or default_workers(getattr(args, "device", "cpu")))
     job = {"quiet": not args.verbose, "threads": args.threads}
     pending, done_runs, failures = {}, {}, []
+    records_dir = getattr(args, "records", None)
+    if records_dir:                     # runs with a committed record are finished: not run again
+        from . import records
+        for name, by_seed in records.load(records_dir, args.seeds, list(variants)).items():
+            done_runs.update({(name, seed): r for seed, r in by_seed.items()})
     bases = {}
     for seed in args.seeds:
         bases[seed] = SMLDistConfig(dataset=args.dataset, seed=seed, device=getattr(args, "device", "cpu"),
@@ -87,11 +92,13 @@ def run_all(args, executor=None):
                                     student_epochs=args.student_epochs, stage_epochs=args.stage_epochs,
                                     batch_size=args.batch_size, min_steps_per_epoch=getattr(args, "min_steps_per_epoch", 0),
                                     **{k: getattr(args, k) for k in TEACHER_RECIPE})
+        if all((name, seed) in done_runs for name in variants):
+            continue                    # every student of this seed has its record: no teacher needed
         teacher = dataclasses.replace(bases[seed], method="none", student_epochs=0)
         future = executor.submit(run_job, dataclasses.asdict(teacher), _teacher_dir(args.out, seed), None, **job)
         pending[future] = ("teacher", seed)
     try:
-        with tqdm(total=len(args.seeds) * (1 + len(variants)), unit="run", desc="grid") as bar:
+        with tqdm(total=len(args.seeds) * (1 + len(variants)) - len(done_runs), unit="run", desc="grid") as bar:
             while pending:
                 finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
@@ -105,9 +112,13 @@ def run_all(args, executor=None):
                         if name == "teacher":
                             bar.update(len(variants))              # its students cannot run
                         continue
+                    if records_dir:
+                        records.save(records_dir, name, seed, r)
                     if name == "teacher":
                         teacher_ckpt = os.path.join(_teacher_dir(args.out, seed), "teacher.npz")
                         for variant, overrides in variants.items():
+                            if (variant, seed) in done_runs:
+                                continue
                             cfg = dataclasses.replace(bases[seed], **overrides)
                             pending[executor.submit(run_job, dataclasses.asdict(cfg), _run_dir(args.out, seed, variant),
                                                     teacher_ckpt, **job)] = (variant, seed)
@@ -140,9 +151,10 @@ def default_workers(device: str) -> int:
     return cores if device == "cpu" else max(1, min(GPU_WORKERS, cores))
 
 
-def collect(out: str, seeds, names) -> dict:
+def collect(out: str, seeds, names, records_dir: str | None = None) -> dict:
     """What a grid under ``out`` has finished so far, read from disk: {name: {seed: results}} for the
-    teacher and every named variant (a run not finished yet is absent)."""
+    teacher and every named variant (a run not finished yet is absent). With ``records_dir``, runs
+    absent under ``out`` are read from their committed records (``tinysml/records.py``)."""
     import json
     found = {}
     for name in ["teacher", *names]:
@@ -152,6 +164,11 @@ def collect(out: str, seeds, names) -> dict:
             if os.path.exists(path):
                 with open(path) as f:
                     found.setdefault(name, {})[seed] = {**json.load(f), "run_dir": os.path.dirname(path)}
+    if records_dir:
+        from . import records
+        for name, by_seed in records.load(records_dir, seeds, ["teacher", *names]).items():
+            for seed, r in by_seed.items():
+                found.setdefault(name, {}).setdefault(seed, r)
     return found
 
 
@@ -307,6 +324,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--threads", type=COUNT, default=1, help="threads per run's kernels (default 1: one per process)")
     p.add_argument("--archive", default=None, help="afterwards (also after a failure) pack OUT's runs into this .tar.gz")
     p.add_argument("--resume-from", default=None, help="first unpack a grid archive into OUT (local files win)")
+    p.add_argument("--records", default=None, help="a folder of run records to commit: every finished run is "
+                                                   "recorded there, and a run with a record is not run again")
     p.add_argument("--scheduler", default=None, help="dask scheduler address (tcp://host:port) instead of local processes")
     p.add_argument("--verbose", action="store_true")
     return p

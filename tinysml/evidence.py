@@ -70,11 +70,11 @@ def still_improving(history, metric: str = "macro_f1", tail: float = 0.2, margin
 
 # --------------------------------------------------------------------------- the plan
 def grid_args(dataset: str, seeds, variants, out: str, workers=None, threads: int = 1,
-              device: str = "cpu") -> argparse.Namespace:
+              device: str = "cpu", records: str | None = None) -> argparse.Namespace:
     """The ``tinysml compare`` arguments of one dataset's grid."""
     return argparse.Namespace(dataset=dataset, seeds=list(seeds), variants=list(variants), out=out,
                               min_steps_per_epoch=min_steps(_split_sizes(dataset)["train"]), workers=workers,
-                              threads=threads, device=device,
+                              threads=threads, device=device, records=records,
                               verbose=False, **BASE)
 
 
@@ -106,20 +106,27 @@ def choose_ours(found: dict) -> tuple[str | None, dict]:
     return max(means, key=means.get), means
 
 
-def fixed_ours(out: str, found: dict, record: bool) -> tuple[str | None, dict, bool]:
-    """Our variant as recorded in ``OUT/ours.json`` once the first other dataset's grid started
-    (so it is applied unchanged, whatever finishes on uci-har later); else chosen now from the
-    finished runs (and recorded when ``record``). Returns (name, mean validation F1s, fixed?)."""
+def fixed_ours(out: str, found: dict, record: bool, records: str | None = None) -> tuple[str | None, dict, bool]:
+    """Our variant as recorded in ``OUT/ours.json`` (or ``RECORDS/ours.json``) once the first other
+    dataset's grid started (so it is applied unchanged, whatever finishes on uci-har later); else
+    chosen now from the finished runs (and recorded when ``record``). Returns (name, mean
+    validation F1s, fixed?)."""
     import json
-    path = os.path.join(out, "ours.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)
-        return saved["variant"], saved["val_macro_f1"], True
+    places = [os.path.join(out, "ours.json")] + ([os.path.join(records, "ours.json")] if records else [])
+    for path in places:
+        if os.path.exists(path):
+            with open(path) as f:
+                saved = json.load(f)
+            return saved["variant"], saved["val_macro_f1"], True
     ours, means = choose_ours(found)
     if record and ours is not None:
-        io.write_json(path, {"variant": ours, "val_macro_f1": means, "selection": SELECTION})
+        for path in places:
+            io.write_json(path, {"variant": ours, "val_macro_f1": means, "selection": SELECTION})
     return ours, means, record and ours is not None
+
+
+def _records(records: str | None, dataset: str) -> str | None:
+    return os.path.join(records, dataset) if records else None
 
 
 # --------------------------------------------------------------------------- the document
@@ -267,13 +274,14 @@ def summary_section(all_stats: dict, ours: str | None, means: dict, fixed: bool 
     return "\n".join(lines)
 
 
-def report(out: str, doc: str) -> str:
-    """Write ``doc`` from every run finished under ``out``; returns the text."""
+def report(out: str, doc: str, records: str | None = None) -> str:
+    """Write ``doc`` from every run finished under ``out`` (and, with ``records``, every run recorded
+    there: ``tinysml/records.py``); returns the text."""
     found_all, all_stats, sections = {}, {}, []
     for d, plan in PLAN.items():
         found_all[d] = collect(os.path.join(out, d), plan["seeds"], ["student alone", *CORE, *plan["extra"],
-                                                                     *ABLATIONS])
-    ours, means, fixed = fixed_ours(out, found_all[SELECTION], record=False)
+                                                                     *ABLATIONS], _records(records, d))
+    ours, means, fixed = fixed_ours(out, found_all[SELECTION], record=False, records=records)
     for d, plan in PLAN.items():
         variants = ["student alone", *CORE] + (plan["extra"] if d == SELECTION else [ours] if ours else [])
         text, stats = dataset_section(d, found_all[d], plan["seeds"], variants, _split_sizes(d),
@@ -317,6 +325,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: every run on the GPU")
     p.add_argument("--archive", default=None, help="afterwards (also after a failure) pack OUT's runs into this .tar.gz")
     p.add_argument("--resume-from", default=None, help="first unpack a grid archive into OUT (local files win)")
+    p.add_argument("--records", default=None, help="run records committed to the repository (RECORDS/<dataset>): "
+                                                   "written as runs finish, read for the report, never run again")
     return p
 
 
@@ -325,7 +335,7 @@ def main(argv=None):
     from .compare import carried
     with carried(args.out, getattr(args, "resume_from", None), getattr(args, "archive", None)):
         _run_grids(args)
-    report(args.out, args.doc)
+    report(args.out, args.doc, getattr(args, "records", None))
     print(f"wrote {args.doc}")
 
 
@@ -336,14 +346,17 @@ def _run_grids(args) -> None:
             if d == SELECTION:
                 variants = CORE + plan["extra"]
             else:
+                records = getattr(args, "records", None)
                 ours, _, _ = fixed_ours(args.out, collect(os.path.join(args.out, SELECTION), PLAN[SELECTION]["seeds"],
-                                                          ABLATIONS), record=True)
+                                                          ABLATIONS, _records(records, SELECTION)),
+                                        record=True, records=records)
                 if ours is None:
                     raise SystemExit(f"tinysml evidence: {d} needs the variant of ours, chosen on {SELECTION}'s "
                                      f"validation split: run --datasets {SELECTION} first")
                 variants = CORE + [ours]
             run_all(grid_args(d, plan["seeds"], variants, os.path.join(args.out, d), args.workers,
-                              device=getattr(args, "device", "cpu")))
+                              device=getattr(args, "device", "cpu"),
+                              records=_records(getattr(args, "records", None), d)))
 
 
 if __name__ == "__main__":

@@ -80,11 +80,12 @@ def plan_rows(found: dict, target: float, metric: str = "accuracy", comparisons:
 
 def plan(grid: str, target: float, metric: str = "accuracy", comparisons: dict | None = None,
          seeds=range(100)) -> list:
-    """``plan_rows`` for the finished runs of the grid folder ``grid`` (``runs/evidence/<dataset>``)."""
+    """``plan_rows`` for the finished runs of the grid folder ``grid`` (``runs/evidence/<dataset>``)
+    or the runs recorded in a records folder (``tinysml/records.py``)."""
     from .compare import collect
     comparisons = comparisons or HYPOTHESES
     names = sorted({n for pair in comparisons.values() for n in pair})
-    return plan_rows(collect(grid, list(seeds), names), target, metric, comparisons)
+    return plan_rows(collect(grid, list(seeds), names, records_dir=grid), target, metric, comparisons)
 
 
 def markdown(rows: list, target: float, metric: str) -> str:
@@ -99,7 +100,7 @@ def markdown(rows: list, target: float, metric: str) -> str:
 
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = p or argparse.ArgumentParser(prog="tinysml power", description=__doc__.split("\n\n")[0])
-    p.add_argument("--grid", required=True, help="a grid's folder (what tinysml compare/evidence wrote: OUT/<dataset>)")
+    p.add_argument("--grid", required=True, help="a grid's folder (what tinysml compare/evidence wrote: OUT/<dataset>), or its records folder")
     p.add_argument("--half-width", type=POSITIVE, default=0.0075, help="the wanted 95%% interval half-width")
     p.add_argument("--metric", default="accuracy", choices=["accuracy", "macro_f1"], help="the test metric")
     p.add_argument("--max-seed", type=COUNT, default=100, help="look for seeds 0 .. MAX_SEED - 1")

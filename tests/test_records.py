@@ -1,0 +1,88 @@
+"""Run records committed to the repository (tinysml/records.py): a grid writes one per finished run,
+a grid given the records runs nothing that has one, and the report and the power helper read them
+alone, without the runs' folders."""
+import concurrent.futures as cf
+import json
+import os
+
+import pytest
+
+from tinysml import compare, evidence, power, records
+
+TINY = ["--dataset", "basicmotions", "--seeds", "0", "1", "--teacher-epochs", "1", "--student-epochs", "1",
+        "--batch-size", "16", "--variants", "KD (Hinton)"]
+
+
+class Counting(cf.ThreadPoolExecutor):
+    """A thread pool that counts the jobs it was given."""
+
+    def __init__(self):
+        super().__init__(max_workers=1)
+        self.jobs = 0
+
+    def submit(self, *args, **kwargs):
+        self.jobs += 1
+        return super().submit(*args, **kwargs)
+
+
+def _args(tmp_path, out, extra=()):
+    return compare.build_parser().parse_args([*TINY, "--out", str(tmp_path / out), "--records",
+                                              str(tmp_path / "records"), *extra])
+
+
+def test_a_grid_records_its_runs_and_a_later_grid_runs_none_of_them(tmp_path):
+    pool = Counting()
+    first = compare.run_all(_args(tmp_path, "a"), pool)
+    assert pool.jobs == 6                                         # 2 seeds x (teacher, alone, KD)
+    names = sorted(os.listdir(tmp_path / "records" / "seed0"))
+    assert names == ["kd--hinton.json", "student-alone.json", "teacher.json"]
+    rec = json.load(open(tmp_path / "records" / "seed1" / "kd--hinton.json"))
+    assert rec["name"] == "KD (Hinton)" and rec["seed"] == 1 and "run_dir" not in rec
+    assert rec["teacher_identity"]["sha256"] and rec["history"] and "student" in rec
+    assert not any(f.endswith(".npz") for _, _, fs in os.walk(tmp_path / "records") for f in fs)   # no weights
+
+    again = Counting()
+    second = compare.run_all(_args(tmp_path, "b-new-machine"), again)
+    assert again.jobs == 0 and not (tmp_path / "b-new-machine").exists()
+    for name in first:
+        assert [r["student"]["test"] for r in first[name]] == [r["student"]["test"] for r in second[name]]
+
+
+def test_only_the_missing_runs_of_a_seed_run_again(tmp_path):
+    compare.run_all(_args(tmp_path, "a"), Counting())
+    os.remove(tmp_path / "records" / "seed1" / "kd--hinton.json")
+    pool = Counting()
+    compare.run_all(_args(tmp_path, "b"), pool)
+    assert pool.jobs == 2                                         # seed 1's teacher, then its KD student
+    assert (tmp_path / "records" / "seed1" / "kd--hinton.json").exists()
+
+
+def test_collect_and_power_read_records_alone(tmp_path):
+    compare.run_all(_args(tmp_path, "a"), Counting())
+    found = compare.collect(str(tmp_path / "nowhere"), [0, 1], ["student alone", "KD (Hinton)"],
+                            records_dir=str(tmp_path / "records"))
+    assert set(found) == {"teacher", "student alone", "KD (Hinton)"} and set(found["KD (Hinton)"]) == {0, 1}
+    rows = power.plan_rows(found, 0.01, comparisons={"kd": ("KD (Hinton)", "student alone")})
+    assert rows[0]["seeds"] == 2
+    assert power.plan(str(tmp_path / "records"), 0.01, comparisons={"kd": ("KD (Hinton)", "student alone")})[0][
+        "seeds"] == 2
+
+
+def test_a_record_in_the_wrong_place_is_refused(tmp_path):
+    records.save(str(tmp_path), "KD (Hinton)", 0, {"student": {}})
+    os.makedirs(tmp_path / "seed1")
+    os.replace(tmp_path / "seed0" / "kd--hinton.json", tmp_path / "seed1" / "kd--hinton.json")
+    with pytest.raises(ValueError, match="inconsistent"):
+        records.load(str(tmp_path), [1], ["KD (Hinton)"])
+    assert records.save(str(tmp_path), "KD (Hinton)", 0, {"student": {}}) is True
+    assert records.save(str(tmp_path), "KD (Hinton)", 0, {"student": {}}) is False   # unchanged: not rewritten
+
+
+def test_the_evidence_report_can_be_written_from_records(tmp_path):
+    """evidence's report reads RECORDS/<dataset>: with an empty runs folder it still finds them."""
+    out, recs = tmp_path / "runs", tmp_path / "records"
+    found_before = compare.collect(str(out / "uci-har"), [0], ["student alone"], evidence._records(str(recs), "uci-har"))
+    assert found_before == {}
+    records.save(str(recs / "uci-har"), "student alone", 0, {"student": {"test": {"accuracy": 0.9, "macro_f1": 0.9}}})
+    found = compare.collect(str(out / "uci-har"), [0], ["student alone"], evidence._records(str(recs), "uci-har"))
+    assert found["student alone"][0]["student"]["test"]["accuracy"] == 0.9
