@@ -71,3 +71,30 @@ def test_a_grid_killed_midway_resumes_to_the_same_results(tmp_path):
     again = subprocess.run(b, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.load(open(tmp_path / "a" / "summary.json")) == json.load(open(tmp_path / "b" / "summary.json"))
+
+
+def test_the_released_recipe_is_the_authors_budget_and_options_override_it(tmp_path):
+    from tinysml.distill.pipeline import RELEASED_RECIPE
+    project = compare.budget(compare.build_parser().parse_args([]))
+    assert project == {**compare.PROJECT_BUDGET, "min_steps_per_epoch": 0}
+    released = compare.budget(compare.build_parser().parse_args(["--recipe", "released", "--student-epochs", "3"]))
+    assert released == {**RELEASED_RECIPE, "student_epochs": 3}
+    assert (released["optimizer"], released["schedule"], released["batch_size"], released["stage_lr"],
+            released["stage_scope"], released["teacher_epochs"]) == ("ranger", "plateau", 256, 1e-4, "all", 200)
+    args = compare.build_parser().parse_args(["--dataset", "basicmotions", "--seeds", "0", "--recipe", "released",
+                                              "--teacher-epochs", "1", "--student-epochs", "1", "--stage-epochs", "1",
+                                              "--variants", "SMLDist", "--workers", "1", "--out", str(tmp_path)])
+    compare.run_all(args)
+    config = json.load(open(tmp_path / "seed0" / "smldist" / "config.json"))
+    assert (config["optimizer"], config["schedule"], config["stage_scope"], config["stage_optimizer"],
+            config["batch_size"], config["teacher_epochs"]) == ("ranger", "plateau", "all", "adamw", 256, 1)
+
+
+def test_the_recipe_fields_of_a_config_are_checked():
+    from tinysml.distill.pipeline import SMLDistConfig
+    with pytest.raises(ValueError, match="stage_scope"):
+        SMLDistConfig(stage_scope="some")
+    with pytest.raises(ValueError, match="optimizer"):
+        SMLDistConfig(stage_optimizer="lion")
+    with pytest.raises(ValueError, match="schedule"):
+        SMLDistConfig(schedule="step")

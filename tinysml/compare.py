@@ -45,6 +45,23 @@ VARIANTS = {                       # name -> config overrides
 
 
 TEACHER_RECIPE = ("teacher_label_smoothing", "teacher_jitter", "teacher_scale")   # SMLDistConfig fields
+# the grid's budget (the options below; docs/results.md's): what --recipe project means
+PROJECT_BUDGET = {"teacher_epochs": 50, "student_epochs": 15, "stage_epochs": 2, "batch_size": 64,
+                  "teacher_label_smoothing": 0.1, "teacher_jitter": 0.05, "teacher_scale": 0.1}
+
+
+def budget(args) -> dict:
+    """The SMLDistConfig values every run of the grid shares: the recipe's (``--recipe project``:
+    PROJECT_BUDGET, the rest SMLDistConfig's defaults; ``released``: the authors' code,
+    ``pipeline.RELEASED_RECIPE``), then every budget option given on the command line."""
+    from .distill.pipeline import RELEASED_RECIPE
+    recipe = getattr(args, "recipe", "project")
+    values = dict(RELEASED_RECIPE) if recipe == "released" else dict(PROJECT_BUDGET)
+    values["min_steps_per_epoch"] = getattr(args, "min_steps_per_epoch", 0) or values.get("min_steps_per_epoch", 0)
+    for key in PROJECT_BUDGET:
+        if getattr(args, key, None) is not None:
+            values[key] = getattr(args, key)
+    return values
 
 
 def slug(name):
@@ -88,10 +105,7 @@ def run_all(args, executor=None):
     bases = {}
     for seed in args.seeds:
         bases[seed] = SMLDistConfig(dataset=args.dataset, seed=seed, device=getattr(args, "device", "cpu"),
-                                    teacher_epochs=args.teacher_epochs,
-                                    student_epochs=args.student_epochs, stage_epochs=args.stage_epochs,
-                                    batch_size=args.batch_size, min_steps_per_epoch=getattr(args, "min_steps_per_epoch", 0),
-                                    **{k: getattr(args, k) for k in TEACHER_RECIPE})
+                                    **budget(args))
         if all((name, seed) in done_runs for name in variants):
             continue                    # every student of this seed has its record: no teacher needed
         teacher = dataclasses.replace(bases[seed], method="none", student_epochs=0)
@@ -304,13 +318,19 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p = p or argparse.ArgumentParser(prog="tinysml compare", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="uci-har", help="a dataset name (`tinysml data list`)")
     p.add_argument("--seeds", type=COUNT0, nargs="+", default=[0, 1, 2], help="one run of every variant per seed")
-    p.add_argument("--teacher-epochs", type=COUNT, default=50, help="the teacher's epochs")
-    p.add_argument("--teacher-label-smoothing", type=SMOOTHING, default=0.1, help="the teacher's label smoothing")
-    p.add_argument("--teacher-jitter", type=NONNEG, default=0.05, help="teacher augmentation: noise std")
-    p.add_argument("--teacher-scale", type=NONNEG, default=0.1, help="teacher augmentation: gain std")
-    p.add_argument("--student-epochs", type=COUNT, default=15, help="every student's final-phase epochs")
-    p.add_argument("--stage-epochs", type=COUNT0, default=2, help="SMLDist's stage epochs per anchor")
-    p.add_argument("--batch-size", type=COUNT, default=64, help="windows per step")
+    p.add_argument("--recipe", default="project", choices=["project", "released"],
+                   help="project: the budget of docs/results.md (the defaults below); released: the authors' "
+                        "code (batch 256, 200 epochs per phase, Ranger + ReduceLROnPlateau, stage Adam 1e-4 over "
+                        "all student parameters); an option given below overrides either")
+    b = PROJECT_BUDGET
+    p.add_argument("--teacher-epochs", type=COUNT, default=None, help=f"the teacher's epochs ({b['teacher_epochs']})")
+    p.add_argument("--teacher-label-smoothing", type=SMOOTHING, default=None,
+                   help=f"the teacher's label smoothing ({b['teacher_label_smoothing']})")
+    p.add_argument("--teacher-jitter", type=NONNEG, default=None, help=f"teacher augmentation: noise std ({b['teacher_jitter']})")
+    p.add_argument("--teacher-scale", type=NONNEG, default=None, help=f"teacher augmentation: gain std ({b['teacher_scale']})")
+    p.add_argument("--student-epochs", type=COUNT, default=None, help=f"every student's final-phase epochs ({b['student_epochs']})")
+    p.add_argument("--stage-epochs", type=COUNT0, default=None, help=f"SMLDist's stage epochs per anchor ({b['stage_epochs']})")
+    p.add_argument("--batch-size", type=COUNT, default=None, help=f"windows per step ({b['batch_size']})")
     p.add_argument("--min-steps-per-epoch", type=COUNT0, default=0,
                    help="every epoch runs at least this many steps (passes again over small data); 0: one pass")
     p.add_argument("--out", default="runs/compare", help="runs go to OUT/seedN/<variant> (resumed)")
@@ -344,11 +364,13 @@ def main(argv=None, executor=None):
             r["run_dir"] = _teacher_dir(args.out, seed) if name == "teacher" else _run_dir(args.out, seed, name)
     md = table(results, args.dataset, args)
     pics = figures(results, os.path.dirname(args.doc) or ".")
+    b = budget(args)
     cmd = (f"tinysml compare --dataset {args.dataset} --seeds {' '.join(map(str, args.seeds))} "
-           f"--teacher-epochs {args.teacher_epochs} --student-epochs {args.student_epochs} "
-           f"--stage-epochs {args.stage_epochs} --batch-size {args.batch_size}"
-           + (f" --min-steps-per-epoch {args.min_steps_per_epoch}" if args.min_steps_per_epoch else "")
-           + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in TEACHER_RECIPE))   # all: 0 is not the default
+           + (f"--recipe {args.recipe} " if getattr(args, "recipe", "project") != "project" else "")
+           + f"--teacher-epochs {b['teacher_epochs']} --student-epochs {b['student_epochs']} "
+           f"--stage-epochs {b['stage_epochs']} --batch-size {b['batch_size']}"
+           + (f" --min-steps-per-epoch {b['min_steps_per_epoch']}" if b["min_steps_per_epoch"] else "")
+           + "".join(f" --{k.replace('_', '-')} {b[k]}" for k in TEACHER_RECIPE))   # all: 0 is not the default
     if list(args.variants) != list(VARIANTS):
         cmd += " --variants " + " ".join(shlex.quote(v) for v in args.variants)
     spread = "mean ± sample std (n - 1) over seeds" if len(args.seeds) > 1 else "one seed (no spread yet):"

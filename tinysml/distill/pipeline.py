@@ -37,6 +37,7 @@ from .stage import StageAdapter, StudentStages, stage_loss
 from .teacher_cache import teacher_outputs
 
 METHODS = ("smldist", "kd", "fitnet", "at", "none")
+OPTIMIZERS = ("adamw", "ranger", "radam", "sgd")
 
 
 @dataclass
@@ -57,7 +58,8 @@ class SMLDistConfig:
     # [ours] every epoch of every phase runs at least this many steps (train.TrainConfig.min_steps):
     # budgets that do not starve small datasets. 0: one pass over the training windows per epoch
     min_steps_per_epoch: int = 0
-    optimizer: str = "adamw"
+    optimizer: str = "adamw"        # teacher and final phase: adamw | ranger | radam | sgd
+    schedule: str = "cosine"        # teacher and final phase: cosine [ours] | plateau (the released code's)
     teacher_epochs: int = 30
     teacher_lr: float = 2e-3
     # [ours] the teacher's recipe: label smoothing and training-time augmentation (data.batches.augment);
@@ -72,6 +74,8 @@ class SMLDistConfig:
     use_stage: bool = True
     stage_epochs: int = 5           # per anchor; a fresh optimiser for each
     stage_lr: float = 1e-3          # [ours] the released 1e-4 is for 200-epoch budgets
+    stage_optimizer: str | None = None   # None: the same as ``optimizer`` (always without weight decay)
+    stage_scope: str = "anchor"     # "anchor": stem + blocks up to the anchor [ours]; "all": every student parameter [code]
     gamma: float = 1.0              # weight of the spectral term; 0 = the released code's plain MSE
     tau: float = 1.0
     uniform_freq: bool = False
@@ -102,6 +106,13 @@ class SMLDistConfig:
             raise ValueError(f"logits_form must be 'released' or 'direct', got {self.logits_form!r}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; expected one of {METHODS}")
+        if self.schedule not in ("cosine", "plateau"):
+            raise ValueError(f"schedule must be 'cosine' or 'plateau', got {self.schedule!r}")
+        if self.stage_scope not in ("anchor", "all"):
+            raise ValueError(f"stage_scope must be 'anchor' or 'all', got {self.stage_scope!r}")
+        for name in ("optimizer", "stage_optimizer"):
+            if getattr(self, name) not in OPTIMIZERS + ((None,) if name == "stage_optimizer" else ()):
+                raise ValueError(f"{name} must be one of {OPTIMIZERS}, got {getattr(self, name)!r}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         V.fields(self, {"seed": V.COUNT0, "batch_size": V.COUNT, "min_steps_per_epoch": V.COUNT0, "teacher_epochs": V.COUNT0, "student_epochs": V.COUNT0,
@@ -146,8 +157,16 @@ def _data_options(config: SMLDistConfig) -> dict:
 
 def _train_config(config: SMLDistConfig, epochs, lr, **overrides) -> TrainConfig:
     return TrainConfig(**{"epochs": epochs, "batch_size": config.batch_size, "lr": lr, "min_steps": config.min_steps_per_epoch,
-                          "weight_decay": config.weight_decay, "optimizer": config.optimizer, "schedule": "cosine",
+                          "weight_decay": config.weight_decay, "optimizer": config.optimizer, "schedule": config.schedule,
                           "seed": config.seed, **overrides})
+
+
+# The budget and optimisers of the authors' released code (docs/algorithm.md, section 8), as one set of
+# SMLDistConfig values: ``SMLDistConfig(**RELEASED_RECIPE, ...)``, ``tinysml compare --recipe released``.
+RELEASED_RECIPE = {"batch_size": 256, "min_steps_per_epoch": 0, "optimizer": "ranger", "schedule": "plateau",
+                   "weight_decay": 0.0, "teacher_epochs": 200, "teacher_lr": 1e-3, "student_epochs": 200,
+                   "student_lr": 1e-3, "stage_epochs": 200, "stage_lr": 1e-4, "stage_optimizer": "adamw",
+                   "stage_scope": "all", "teacher_label_smoothing": 0.0, "teacher_jitter": 0.0, "teacher_scale": 0.0}
 
 
 def _models_for(config: SMLDistConfig, shape, num_classes):
@@ -221,8 +240,10 @@ def stage_distillation(config, teacher, student, data, run_dir, log, outputs=Non
         log(f"[stage] anchor {s}: {wrapped.student.stage_shapes()[s]} <- teacher {teacher.stage_shapes()[s]}")
         fit(wrapped, data.train, data.val,
             _train_config(config, config.stage_epochs, config.stage_lr, weight_decay=0.0, schedule="none",
-                          select_metric="neg_stage_loss"),
-            loss_fn=loss_fn, params=wrapped.stage_parameters(s), evaluate_fn=val_score,
+                          select_metric="neg_stage_loss", optimizer=config.stage_optimizer or config.optimizer),
+            loss_fn=loss_fn, evaluate_fn=val_score,
+            params=wrapped.stage_parameters(s) if config.stage_scope == "anchor" else
+            student.parameters() + wrapped.adapters[s].parameters(),
             checkpoint=os.path.join(run_dir, f"stage{s}.train.npz"), fingerprint={"anchor": s},
             progress=not log.quiet, batch_index=True)
     io.save(done, {"state": student.state_dict()})
