@@ -33,13 +33,17 @@ def main(argv=None) -> int:
     p.add_argument("--stage-epochs", type=int, default=2)
     p.add_argument("--variants", nargs="+", default=VARIANTS, choices=list(ALL))
     p.add_argument("--threads", type=int, default=1, help="CPU kernel threads (the grid's one per job)")
+    p.add_argument("--recipe", default="project", choices=["project", "released"],
+                   help="released: the authors' budget (pipeline.RELEASED_RECIPE) with the epochs given here")
     p.add_argument("--out", required=True)
     p.add_argument("--cpu-times", help="a timings.json of the same runs on the CPU, to print speed-ups")
     p.add_argument("--verbose", action="store_true", help="every run's epoch lines")
     args = p.parse_args(argv)
-    base = SMLDistConfig(dataset=args.dataset, seed=args.seed, device=args.device, teacher_epochs=args.teacher_epochs,
-                         student_epochs=args.student_epochs, stage_epochs=args.stage_epochs, batch_size=64,
-                         teacher_label_smoothing=0.1, teacher_jitter=0.05, teacher_scale=0.1)
+    from tinysml.distill.pipeline import RELEASED_RECIPE
+    recipe = dict(RELEASED_RECIPE) if args.recipe == "released" else dict(
+        batch_size=64, teacher_label_smoothing=0.1, teacher_jitter=0.05, teacher_scale=0.1)
+    recipe.update(teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs, stage_epochs=args.stage_epochs)
+    base = SMLDistConfig(dataset=args.dataset, seed=args.seed, device=args.device, **recipe)
     rows = []
 
     def timed(name, config, run_dir, teacher):
