@@ -10,6 +10,8 @@ inference kernel that ``tinysml.deploy`` uses, which must not pull in SciPy):
 * glibc's malloc keeps freed memory instead of returning it to the OS (``mallopt``), so the large
   temporaries of every step reuse already-mapped pages instead of page-faulting (~2 us a page here).
   Set ``TINYSML_KEEP_MALLOC=1`` to leave the allocator alone.
+* Plain (uncoloured) Numba error messages: colorama's stream swapping must not run on the
+  deployment path's background compile thread.
 * A quick exit: the interpreter's last garbage collection walks every object Numba and LLVM
   created (0.21 s of a 0.74 s deployment process here). An ``atexit`` hook freezes the heap first
   (``gc.freeze()``), so that collection skips it; the process's memory goes back to the OS as it
@@ -39,6 +41,10 @@ CACHE = cache_dir.choice()          # {"dir", "writable", "how"}: see kernels/ca
 def _configure_process() -> None:
     if CACHE["dir"] is not None and not os.environ.get("NUMBA_CACHE_DIR"):
         os.environ["NUMBA_CACHE_DIR"] = CACHE["dir"]
+    # Numba colours its error messages with colorama, whose init()/deinit() reassign sys.stdout and
+    # sys.stderr for the whole process; the deployment path compiles on a background thread, where
+    # that would undo a redirection the main thread made meanwhile (it did, to pytest's capture).
+    os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
     if os.environ.get("TINYSML_KEEP_MALLOC") != "1":
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -25,13 +25,13 @@ def _first_answer(env_cache: str) -> str:
             "proba = p.predict_proba(np.zeros((1, 6, 128), np.float32))\n"
             "print(p.backend, p.compiling is not None, int(proba.argmax()))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ, NUMBA_CACHE_DIR=env_cache))
+                         env=dict(os.environ, NUMBA_CACHE_DIR=env_cache, TINYSML_DEPLOY_COMPILE="background"))
     assert out.returncode == 0, out.stderr
     return out.stdout.split()
 
 
 def test_with_an_empty_cache_numpy_answers_first_and_the_compiler_runs_behind(tmp_path):
-    backend, compiling, label = _first_answer(str(tmp_path / "empty-cache"))
+    backend, compiling, label = _first_answer(str(tmp_path / "empty-cache"))      # the default mode: background
     assert (backend, compiling) == ("numpy", "True")            # answered; the compile thread was still running
     want = Predictor.load("uci-har-student", use_numba=False).predict_proba(np.zeros((1, 6, 128), np.float32))
     assert int(label) == int(want.argmax())
@@ -51,6 +51,22 @@ def test_the_background_compile_takes_over_and_agrees_with_numpy(monkeypatch):
     clear = top2[:, 1] - top2[:, 0] > TIE_MARGIN
     assert clear.sum() >= 32
     np.testing.assert_array_equal(late.argmax(1)[clear], numpy_path.argmax(1)[clear])
+
+
+def test_numba_never_swaps_the_streams_behind_a_background_compile():
+    """Numba colours its error messages with colorama, whose init()/deinit() reassign sys.stdout and
+    sys.stderr process-wide; on the background compile thread that undid the main thread's
+    redirection (pytest's capture, once, in a cold-cache CI run). Importing tinysml's kernels turns
+    the colouring off before Numba is imported, unless the user set the variable."""
+    code = ("import tinysml.kernels.cpu_process\nfrom numba.core import errors\n"
+            "print(type(errors.termcolor()).__name__)\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "NOPColorScheme"
+    coloured = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                              env=dict(env, NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING=""))
+    assert coloured.stdout.strip() != "NOPColorScheme"          # what the variable prevents
 
 
 def test_compiled_or_nothing_and_numpy_only_are_still_there(monkeypatch):
