@@ -3,7 +3,6 @@ re-capture when a watched array moves, the fallback when capture fails, and drop
 before every replay. A stand-in ``capture`` records a "graph" that reruns the function on the static
 inputs and writes into the outputs it returned, as a replayed CUDA graph does."""
 import numpy as np
-import pytest
 
 from tinysml import cuda_graph as G
 from tinysml.functions.activation import dropout

@@ -4,7 +4,8 @@ import pytest
 
 from tinysml import Tensor, no_grad
 from tinysml import functions as F
-from tinysml.distill import (attention_map, attention_transfer_loss, conditional_target, frequency_attention,
+from tinysml.distill import (attention_map, attention_transfer_loss, conditional_target, direct_conditional_loss,
+                             frequency_attention,
                              hinton_kd_loss, memory_loss, smoothed_conditional_loss, stage_loss, transplant)
 from tinysml.distill.stage import StageAdapter
 from tinysml.gradcheck import gradcheck
@@ -287,3 +288,95 @@ def test_a_stage_step_moves_its_parameters_and_nothing_else():
             assert moved, f"{n} is trained in stage 0 but did not move"
         if id(p) not in ids:
             assert not moved, f"{n} moved in stage 0"
+
+
+# --------------------------------------------------------------------------- behaviour a mutation run showed unchecked
+def _softmax64(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_kd_stays_finite_and_right_for_large_and_offset_teacher_logits():
+    """Teacher logits in the thousands, rows at very different offsets: the softmax of each row is
+    shifted by that row's maximum, so nothing overflows or underflows to 0/0."""
+    z_t = np.array([[1000.0, 990.0, 980.0], [-2000.0, -1995.0, -2010.0]])
+    z_s = np.array([[0.5, -0.2, 0.1], [0.0, 0.3, -0.4]])
+    y = np.array([0, 1])
+    got = hinton_kd_loss(Tensor(z_s), z_t, y, T=2.0, alpha=1.0).item()
+    p_t, p_s = _softmax64(z_t / 2), _softmax64(z_s / 2)
+    assert got == pytest.approx(4 * (p_t * (np.log(p_t) - np.log(p_s))).sum(1).mean(), rel=1e-9)
+
+
+def test_conditional_target_of_small_and_eta_scaled_logits_by_hand():
+    """Teacher logits of norm far below 1 are still L2-normalised (the 1e-12 floor only guards 0),
+    and a wrong teacher's row is softmax(eta onehot(y)) for eta != 1."""
+    z_t = np.array([[0.003, 0.001, -0.002], [0.0, 0.002, 0.001]])
+    y = np.array([0, 0])                                           # row 0 right, row 1 wrong
+    q, wrong = conditional_target(z_t, y, eta=2.5)
+    unit = z_t / np.linalg.norm(z_t, axis=1, keepdims=True)
+    np.testing.assert_array_equal(wrong, [False, True])
+    np.testing.assert_allclose(q[0], _softmax64(_softmax64(unit)[:1])[0], rtol=1e-12)
+    np.testing.assert_allclose(q[1], _softmax64(np.array([[2.5, 0.0, 0.0]]))[0], rtol=1e-12)
+
+
+def test_the_losses_defaults_are_the_documented_ones():
+    """lambda = T = eta = 1 (the released code's) for the conditional rule; T = 4, alpha = 0.9 for KD."""
+    rng = np.random.default_rng(5)
+    z_s, z_t, y = rng.standard_normal((4, 3)), rng.standard_normal((4, 3)), np.array([0, 1, 2, 0])
+    assert smoothed_conditional_loss(Tensor(z_s), z_t, y).item() == \
+        smoothed_conditional_loss(Tensor(z_s), z_t, y, lam=1.0, T=1.0, eta=1.0).item()
+    assert direct_conditional_loss(Tensor(z_s), z_t, y).item() == \
+        direct_conditional_loss(Tensor(z_s), z_t, y, lam=1.0, eta=1.0).item()
+    assert hinton_kd_loss(Tensor(z_s), z_t, y).item() == hinton_kd_loss(Tensor(z_s), z_t, y, T=4.0, alpha=0.9).item()
+    assert smoothed_conditional_loss(Tensor(z_s), z_t, y, lam=1.0).item() != \
+        smoothed_conditional_loss(Tensor(z_s), z_t, y, lam=2.0).item()          # so the comparison above can fail
+
+
+@pytest.mark.parametrize("loss", ["released", "direct", "kd"])
+def test_logits_losses_keep_float32_take_the_teacher_as_a_constant_and_survive_zero_logits(loss):
+    """float32 in, float32 out; a teacher given as a Tensor that requires a gradient gets none (it is
+    frozen) and gives the loss an array would; all-zero student logits (a head at initialisation)
+    give a finite loss and gradient."""
+    fn = {"released": smoothed_conditional_loss, "direct": direct_conditional_loss, "kd": hinton_kd_loss}[loss]
+    rng = np.random.default_rng(2)
+    z_s = rng.standard_normal((5, 4)).astype(np.float32)
+    z_t = rng.standard_normal((5, 4)).astype(np.float32)
+    y = np.array([0, 1, 2, 3, 0])
+    out = fn(Tensor(z_s), z_t, y)
+    assert out.dtype == np.float32
+    teacher = Tensor(z_t, requires_grad=True)
+    student = Tensor(z_s, requires_grad=True)
+    as_tensor = fn(student, teacher, y)
+    as_tensor.backward()
+    assert teacher.grad is None and student.grad is not None
+    assert as_tensor.item() == out.item()
+    zero = Tensor(np.zeros((5, 4), np.float32), requires_grad=True)
+    z = fn(zero, z_t, y)
+    z.backward()
+    assert np.isfinite(z.item()) and np.isfinite(zero.grad).all()
+
+
+@pytest.mark.parametrize("lam, T, eta", [(0.7, 2.0, 2.5), (1.0, 1.0, 0.5)])
+def test_both_conditional_losses_by_hand_with_eta_lam_and_T(lam, T, eta):
+    """Steps 1-5 of docs/algorithm.md, section 6, in float64, with one wrong teacher row so that eta
+    enters; the direct form is CE(z_s, y) + lam CE(z_s, q~)."""
+    z_s = np.array([[1.0, -0.5, 0.2], [0.3, 0.9, -1.1], [-0.4, 0.1, 0.6]])
+    z_t = np.array([[2.0, 0.1, -1.0], [1.5, -0.3, 0.2], [0.1, 0.2, 3.0]])
+    y = np.array([0, 1, 2])                                       # the teacher is wrong on row 1
+    q = _softmax64(z_t / np.linalg.norm(z_t, axis=1, keepdims=True))
+    wrong = q.argmax(1) != y
+    assert wrong.tolist() == [False, True, False]
+    q = np.where(wrong[:, None], eta * np.eye(3)[y], q)
+    q_tilde = _softmax64(q)
+    q_dtype, _ = conditional_target(z_t.astype(np.float32), y, eta)
+    assert q_dtype.dtype == np.float32                            # the teacher's dtype is kept
+    p = _softmax64(z_s / np.linalg.norm(z_s, axis=1, keepdims=True))
+    log_p_tilde = np.log(_softmax64(p))
+    y_hat = np.full((3, 3), 1 - 1 / T)
+    y_hat[np.arange(3), y] = 1 / T
+    released = -((y_hat + lam * q_tilde) * log_p_tilde).sum(1).mean()
+    assert smoothed_conditional_loss(Tensor(z_s), z_t, y, lam, T, eta).item() == pytest.approx(released, rel=1e-10)
+    log_p = np.log(_softmax64(z_s))
+    direct = -log_p[np.arange(3), y].mean() - lam * (q_tilde * log_p).sum(1).mean()
+    assert direct_conditional_loss(Tensor(z_s), z_t, y, lam, eta).item() == pytest.approx(direct, rel=1e-10)
+    assert np.allclose(conditional_target(z_t, y)[0], conditional_target(z_t, y, 1.0)[0])   # eta's default
