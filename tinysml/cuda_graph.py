@@ -42,6 +42,8 @@ from collections import Counter
 
 import numpy as np
 
+from .backend import get_array_module
+
 WARMUP = 2            # eager calls per input shape before capture (kernels compile, state is created)
 _state = {"capturing": False, "draws": None}
 stats = Counter()     # process-wide: "captures", "replays", "fallbacks" (what tests and benchmarks read)
@@ -63,7 +65,6 @@ def device_constant(value, like):
     capturing; on the CPU it is ``numpy.asarray``, as before."""
     if isinstance(like, np.ndarray):
         return np.asarray(value, dtype=like.dtype)
-    from .backend import get_array_module
     return get_array_module(like).full((), value, dtype=like.dtype)
 
 
@@ -103,14 +104,9 @@ class Recording:
         for static, a in zip(self.inputs, arrays):
             static[...] = a
         for buffer, rng, shape, p in self.draws:                 # in the order the eager step draws
-            buffer[...] = _draw(rng, shape, p, _xp(buffer), buffer.dtype)
+            buffer[...] = _draw(rng, shape, p, get_array_module(buffer), buffer.dtype)
         self.launch()
         return self.outputs
-
-
-def _xp(array):
-    from .backend import get_array_module
-    return get_array_module(array)
 
 
 def cupy_capture(fn, static_inputs):
@@ -179,7 +175,7 @@ class GraphedFunction:
         return rec.run(arrays)
 
     def _record(self, key, arrays):
-        xp = _xp(arrays[0])
+        xp = get_array_module(arrays[0])
         static = [xp.empty(a.shape, dtype=a.dtype) for a in arrays]
         for s, a in zip(static, arrays):
             s[...] = a

@@ -183,31 +183,30 @@ class TrainStep:
         """Arrays outside the graph whose addresses it bakes in: parameters and optimiser state."""
         return [p.data for p in self.optimizer.params] + self.optimizer.state_arrays()
 
-    def _body(self, x, y, idx=None):
-        """The step on device arrays: the same code eager and captured."""
+    def _update(self, x, y, idx=None):
+        """Zero the gradients, loss, backward, optimiser step; returns the loss."""
         self.optimizer.zero_grad()
-        args = (self.model, Tensor(x), y) + ((idx,) if self.batch_index else ())
-        loss = self.loss_fn(*args)
+        loss = self.loss_fn(*((self.model, Tensor(x), y) + ((idx,) if self.batch_index else ())))
         loss.backward()
         self.optimizer.step()
-        self.loss_sum += loss.data
+        return loss
+
+    def _body(self, x, y, idx=None):
+        """The step on device arrays, the same code eager and captured: the loss stays on the device."""
+        self.loss_sum += self._update(x, y, idx).data
 
     def __call__(self, xb: np.ndarray, yb: np.ndarray, idx: np.ndarray | None = None) -> None:
         self.steps += 1
         if self.xp is np:                                      # the CPU: the plain loop
-            self.optimizer.zero_grad()
-            loss = self.loss_fn(*((self.model, Tensor(xb), yb) + ((idx,) if self.batch_index else ())))
-            loss.backward()
-            self.optimizer.step()
-            self.losses.append(loss.item())
+            self.losses.append(self._update(xb, yb, idx).item())
             return
-        arrays = (xb, yb) + ((idx,) if self.batch_index else ())
+        arrays = [self.xp.asarray(a) for a in (xb, yb) + ((idx,) if self.batch_index else ())]
         if self.graphed is None:
-            return self._body(*[self.xp.asarray(a) for a in arrays])
+            return self._body(*arrays)
         self.optimizer.sync_device_scalars()                  # a new lr or a loaded step count, before a replay
         g = self.graphed
         self._steps_before, replays, captures = self.optimizer.steps, g.replays, g.captures
-        g(*[self.xp.asarray(a) for a in arrays])
+        g(*arrays)
         if g.replays > replays and g.captures == captures:    # a replay: no Python ran, count the step
             self.optimizer.replayed()                          # (a capture's own run counted it already)
 
