@@ -26,8 +26,9 @@ import shlex
 
 import numpy as np
 
-from . import io
+from . import io, records
 from .arguments import COUNT, COUNT0, NONNEG, SMOOTHING
+from .records import slug
 from .distill.pipeline import SMLDistConfig, run
 
 VARIANTS = {                       # name -> config overrides
@@ -64,10 +65,6 @@ def budget(args) -> dict:
     return values
 
 
-def slug(name):
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-
-
 def run_job(config: dict, run_dir: str, teacher_checkpoint: str | None, quiet: bool, threads: int) -> dict:
     """One run of the grid, as a pure job (a config in, the run's results out) for any executor.
     Its kernels run on ``threads`` threads, whatever process or thread it lands in."""
@@ -99,7 +96,6 @@ def run_all(args, executor=None):
     pending, done_runs, failures = {}, {}, []
     records_dir = getattr(args, "records", None)
     if records_dir:                     # runs with a committed record are finished: not run again
-        from . import records
         for name, by_seed in records.load(records_dir, args.seeds, list(variants)).items():
             done_runs.update({(name, seed): r for seed, r in by_seed.items()})
     bases = {}
@@ -179,7 +175,6 @@ def collect(out: str, seeds, names, records_dir: str | None = None) -> dict:
                 with open(path) as f:
                     found.setdefault(name, {})[seed] = {**json.load(f), "run_dir": os.path.dirname(path)}
     if records_dir:
-        from . import records
         for name, by_seed in records.load(records_dir, seeds, ["teacher", *names]).items():
             for seed, r in by_seed.items():
                 found.setdefault(name, {}).setdefault(seed, r)

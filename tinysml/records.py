@@ -16,8 +16,12 @@ import os
 from . import io
 
 
+def slug(name: str) -> str:
+    """A variant's name as a folder or file name: "KD (Hinton)" -> "kd--hinton" (run folders too)."""
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
 def path(records: str, seed: int, name: str) -> str:
-    from .compare import slug
     return os.path.join(records, f"seed{seed}", f"{slug(name)}.json")
 
 
