@@ -7,18 +7,13 @@ import os
 import numpy as np
 import pytest
 
+from helpers import cupy_or_skip
 from tinysml import cuda_graph as G
 
 TOL = dict(rtol=2e-4, atol=2e-5)      # float32 weights after a few dozen steps; most cases are bitwise
 
 
-def _gpu():
-    try:
-        import cupy
-        cupy.zeros(1)
-        return cupy
-    except Exception as err:  # noqa: BLE001 - ImportError, CUDARuntimeError, ...
-        pytest.skip(f"no usable GPU here: {type(err).__name__}: {err}")
+_gpu = cupy_or_skip
 
 
 def _data(n=96, C=6, L=128, K=4, seed=0):

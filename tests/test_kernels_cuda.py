@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from helpers import assert_close
+from helpers import assert_close, cupy_or_skip
 from tinysml.kernels import reference as ref
 
 CU_FILES = sorted(glob.glob(os.path.join(os.path.dirname(ref.__file__), "cuda", "*.cu")))
@@ -32,13 +32,7 @@ def test_cu_file_compiles_with_nvcc(path, arch, tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-def _gpu():
-    try:
-        import cupy
-        cupy.zeros(1)
-        return cupy
-    except Exception as err:  # noqa: BLE001 - ImportError, CUDARuntimeError, ...
-        pytest.skip(f"no usable CUDA device: {type(err).__name__}: {str(err)[:100]}")
+_gpu = cupy_or_skip
 
 
 @pytest.fixture(scope="module")
