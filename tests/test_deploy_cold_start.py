@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tinysml import deploy
+from tinysml import deploy, deploy_compiled
 from tinysml.deploy import Predictor
 from tinysml.kernels import cache_dir
 
@@ -83,7 +83,7 @@ def test_compiled_or_nothing_and_numpy_only_are_still_there(monkeypatch):
 
 def test_no_writable_cache_means_numpy_and_one_warning(monkeypatch):
     monkeypatch.setattr(cache_dir, "_choice", {"dir": "/nowhere", "writable": False, "how": "nowhere: test"})
-    monkeypatch.setattr(deploy, "_warned", set())
+    monkeypatch.setattr(deploy_compiled, "_warned", set())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         p = Predictor.load("uci-har-student")

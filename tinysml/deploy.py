@@ -22,7 +22,8 @@ install step). ``TINYSML_DEPLOY_COMPILE=now`` loads or compiles before the first
 float32 arithmetic in different orders (the compiled one also vectorises exp for SELU): their
 probabilities agree to about 1e-6 and their predicted classes wherever the top two are not within
 about 1e-4 of each other (``tests/test_deploy.py`` holds them to that). Where no cache can be
-written at all, the NumPy path answers and a warning says why (``kernels/cache_dir.py``).
+written at all, the NumPy path answers and a warning says why (``kernels/cache_dir.py``). The
+compiled path's pieces (the packed weights, when to compile, compiling) are in ``deploy_compiled.py``.
 
 ``StreamingRecognizer`` (``tinysml/streaming.py``, importable from here) wraps a Predictor for
 live sensor streams: feed samples in chunks of any size; it classifies a window every ``hop``
@@ -30,15 +31,14 @@ samples and smooths the decisions.
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import threading
-import warnings
 
 import numpy as np
 
 from . import architecture, io
+from .deploy_compiled import _network_kernel, _when_to_compile, compile_kernels, pack
 from .kernels import reference
 
 MAX_CHUNK = 256        # windows per compiled call: larger batches run in chunks, so work buffers stay bounded
@@ -106,65 +106,6 @@ def fold_model(tree: dict, where: str = "checkpoint") -> dict:
     return {"kind": "deploy", "config": cfg, "layers": layers, "classifier": classifier,
             "scaler": tree.get("scaler"), "class_names": tree.get("class_names"),
             **{k: tree[k] for k in ("dataset", "data_path") if tree.get(k) is not None}}
-
-
-def pack(deploy_tree: dict):
-    """The trunk of a deploy tree as the fused kernel's input (``kernels/cpu_network.py``):
-    params (every folded weight in one float32 buffer, transposed for channels-last loops), plan (one int64 row per layer), scaling
-    (shift (C,), scale (C,), low, high) and the work shape (N, V) a window needs."""
-    from .kernels import cpu_network as net
-    cfg, layers = deploy_tree["config"], deploy_tree["layers"]
-    chunks, offset = [], 0
-
-    def put(a):
-        nonlocal offset
-        a = np.ascontiguousarray(a, np.float32).ravel()
-        chunks.append(a)
-        offset += a.size
-        return offset - a.size
-
-    plan, N, V = [], 0, 1
-    C, L = cfg["in_channels"], cfg["length"]
-    for layer in layers:
-        row = [0] * net.PLAN_WIDTH
-        row[net.C_IN], row[net.L_IN] = C, L
-        if layer["op"] == "stem":
-            O, _, K = layer["w"].shape
-            S, P = 2, 1
-            Lout = (L + 2 * P - K) // S + 1
-            row[net.OP], row[net.K], row[net.STRIDE], row[net.PAD] = net.OP_STEM, K, S, P
-            row[net.ACT] = net.ACT_CODES["hardswish"]
-            row[net.W1], row[net.B1] = put(layer["w"].transpose(2, 1, 0)), put(layer["b"])     # (K, C, O)
-            N = max(N, C * (L + 2 * P), O * Lout)
-        elif layer["op"] == "block":
-            E, O, K, S = layer["we"].shape[0], layer["wp"].shape[0], layer["kernel"], layer["stride"]
-            P = (K - 1) // 2
-            Lout = (L + 2 * P - K) // S + 1
-            row[net.OP], row[net.C_MID], row[net.K], row[net.STRIDE], row[net.PAD] = net.OP_BLOCK, E, K, S, P
-            row[net.ACT], row[net.RESIDUAL] = net.ACT_CODES[layer["act"]], int(layer["residual"])
-            row[net.W1], row[net.B1] = put(layer["we"].T), put(layer["be"])
-            row[net.W2], row[net.B2] = put(layer["wd"].T), put(layer["bd"])
-            row[net.W3], row[net.B3] = put(layer["wp"].T), put(layer["bp"])
-            if "se1" in layer:
-                row[net.SE_HIDDEN] = layer["se1"].shape[0]
-                row[net.SE1], row[net.SE2] = put(layer["se1"]), put(layer["se2"].T)
-                V = max(V, E + row[net.SE_HIDDEN])
-            N = max(N, C * L, E * (L + 2 * P), E * Lout, O * Lout)
-        else:                                                    # head: 1x1 conv, pooled
-            O, Lout = layer["w"].shape[0], L
-            row[net.OP], row[net.ACT] = net.OP_HEAD, net.ACT_CODES["hardswish"]
-            row[net.W1], row[net.B1] = put(layer["w"].T), put(layer["b"])
-            N = max(N, C * L, L * O)
-        row[net.C_OUT], row[net.L_OUT] = O, Lout
-        plan.append(row)
-        C, L = O, Lout
-    sc = deploy_tree.get("scaler")
-    shift = np.zeros(cfg["in_channels"]) if sc is None else np.asarray(sc["shift"])
-    scale = np.ones(cfg["in_channels"]) if sc is None else np.asarray(sc["scale"])
-    low = -np.inf if sc is None or sc["low"] is None else sc["low"]
-    high = np.inf if sc is None or sc["high"] is None else sc["high"]
-    scaling = np.concatenate([shift, scale, [low, high]]).astype(np.float32)
-    return np.concatenate(chunks), np.asarray(plan, np.int64), scaling, (N, V)
 
 
 # --------------------------------------------------------------------------- classifier heads
@@ -374,65 +315,6 @@ class Predictor:
         return self.logits(windows, nan_policy).argmax(axis=1)
 
 
-COMPILE_MODES = ("background", "now", "never")
-_warned: set = set()
-
-
-def _when_to_compile(use_numba, names) -> str | None:
-    """"now", "background" or None (NumPy only) for a Predictor, decided without importing Numba
-    (kernels/cache_dir.py says whether its cache can be written at all). ``names``: the kernels
-    the model calls (the freshness of their cache is ``cache_dir.cached``)."""
-    if use_numba is True:
-        return "now"
-    if use_numba is False or os.environ.get("TINYSML_BACKEND", "").lower() == "numpy":
-        return None
-    mode = os.environ.get("TINYSML_DEPLOY_COMPILE", "background").strip().lower()
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"TINYSML_DEPLOY_COMPILE must be one of {COMPILE_MODES}, got {mode!r}")
-    if mode == "never" or importlib.util.find_spec("numba") is None:
-        return None
-    from .kernels import cache_dir
-    cache = cache_dir.choice()
-    if not cache["writable"]:
-        if "cache" not in _warned:
-            _warned.add("cache")
-            warnings.warn(f"tinysml.deploy: no writable place for Numba's kernel cache ({cache['how']}); "
-                          "predicting with NumPy (run `tinysml warmup` where the cache can be written, "
-                          "or set NUMBA_CACHE_DIR)", RuntimeWarning, stacklevel=4)
-        return None
-    return "now" if mode == "now" else "background"   # cached or not: importing Numba alone is 0.4 s here
-
-
-def _network_kernel(use_numba):
-    """The fused trunk kernel (``kernels/cpu_network.py``), or None when Numba is missing (an
-    error instead with ``use_numba=True``)."""
-    try:
-        from .kernels import cpu_network
-        return cpu_network
-    except ImportError:
-        if use_numba:
-            raise
-        return None
-
-
-def compile_kernels(network, tree: dict | None = None) -> list:
-    """Compile, or load from the cache, every kernel of the deployment path (``network`` is
-    ``kernels/cpu_network.py``), by running each once on a model's buffers (default: the shipped
-    ``uci-har-student``): the serial entry (batches under 4), the parallel one and the fused linear
-    head. The compiled code depends on the arrays' types only, so one model warms them for all.
-    Returns the names it ran."""
-    tree = tree or load_deploy_tree("uci-har-student")
-    params, plan, scaling, (N, V) = pack(tree)
-    cfg = tree["config"]
-    for B, run in ((1, network.network_forward), (4, network.network_forward_parallel)):
-        x = np.zeros((B, cfg["in_channels"], cfg["length"]), np.float32)
-        run(x, params, plan, scaling, np.empty((B, 4, N), np.float32), np.empty((B, V), np.float32),
-            np.empty((B, int(plan[-1, network.C_OUT])), np.float32))
-    h, W, b = np.zeros((1, 4), np.float32), np.zeros((3, 4), np.float32), np.zeros(3, np.float32)
-    network.linear_softmax(h, W, b, np.empty((1, 3), np.float32), np.empty((1, 3), np.float32))
-    return ["network_forward", "network_forward_parallel", "linear_softmax"]
-
-
 def warmup() -> dict:
     """Compile and cache every kernel of the deployment path now (``tinysml warmup``), so that a
     later process starts on the compiled path. Returns where the cache is and how long it took."""
@@ -442,7 +324,7 @@ def warmup() -> dict:
     if not cache["writable"]:
         raise RuntimeError(f"no writable place for Numba's kernel cache: {cache['how']}")
     t0 = time.perf_counter()
-    names = compile_kernels(_network_kernel(True))
+    names = compile_kernels(_network_kernel(True), load_deploy_tree("uci-har-student"))
     return {"cache": cache_dir.kernel_folder(cache["dir"]), "how": cache["how"], "kernels": names,
             "seconds": time.perf_counter() - t0}
 
