@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from . import functions as F
 from . import io
 from .backend import get_array_module
-from .cuda_graph import eval_runner
+from .cuda_graph import GraphedFunction, enabled_by_default, eval_runner
 from .data.batches import augment, count_batches, iterate_batches
 from .metrics import evaluate_predictions
 from .optim import build_optimizer, build_schedule
@@ -155,7 +155,6 @@ class TrainStep:
         self.loss_sum = None if self.xp is np else self.xp.zeros((), self.xp.float64)
         self.graphed = None
         if graph is None:
-            from .cuda_graph import enabled_by_default
             graph = enabled_by_default()
         self.log = log or (lambda msg: None)
         if graph and self.xp is not np and _active_dropout(model):
@@ -165,7 +164,6 @@ class TrainStep:
             self.log("a dropout layer is active: training steps run eagerly, not as CUDA graphs")
             graph = False
         if graph and self.xp is not np and getattr(optimizer, "graph_capable", False):
-            from .cuda_graph import GraphedFunction
             self.graphed = GraphedFunction(
                 self._body, watch=self._watched,
                 eligible=lambda arrays: batch_size is None or len(arrays[0]) == batch_size,
