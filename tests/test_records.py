@@ -57,6 +57,31 @@ def test_only_the_missing_runs_of_a_seed_run_again(tmp_path):
     assert (tmp_path / "records" / "seed1" / "kd--hinton.json").exists()
 
 
+class Ordered(cf.ThreadPoolExecutor):
+    """A one-thread pool that notes the run folder of every job in the order it was handed over,
+    and how many jobs were waiting in it at the most."""
+
+    def __init__(self):
+        super().__init__(max_workers=1)
+        self.order, self.waiting, self.most = [], 0, 0
+
+    def submit(self, fn, config, run_dir, *args, **kwargs):
+        self.order.append(os.path.relpath(run_dir, os.path.dirname(os.path.dirname(run_dir))))
+        self.waiting += 1
+        self.most = max(self.most, self.waiting)
+        future = super().submit(fn, config, run_dir, *args, **kwargs)
+        future.add_done_callback(lambda _: setattr(self, "waiting", self.waiting - 1))
+        return future
+
+
+def test_seeds_finish_in_order_so_a_stopped_grid_leaves_whole_seeds(tmp_path):
+    pool = Ordered()
+    compare.run_all(_args(tmp_path, "a", ["--workers", "1"]), pool)
+    assert pool.order == ["seed0/teacher", "seed0/student-alone", "seed0/kd--hinton",
+                          "seed1/teacher", "seed1/student-alone", "seed1/kd--hinton"]
+    assert pool.most == 1                                         # never more jobs handed over than workers
+
+
 def test_collect_and_power_read_records_alone(tmp_path):
     compare.run_all(_args(tmp_path, "a"), Counting())
     found = compare.collect(str(tmp_path / "nowhere"), [0, 1], ["student alone", "KD (Hinton)"],

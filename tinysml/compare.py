@@ -83,32 +83,46 @@ def run_job(config: dict, run_dir: str, teacher_checkpoint: str | None, quiet: b
 
 
 def run_all(args, executor=None):
-    """Every run of the grid (seeds x variants, the teachers first) on ``executor`` (default: a local
-    process pool); returns {name: [results per seed]}. Failed runs are reported after the others
-    finished, in one RuntimeError."""
+    """Every run of the grid (seeds x variants) on ``executor`` (default: a local process pool);
+    returns {name: [results per seed]}. Failed runs are reported after the others finished, in one
+    RuntimeError.
+
+    Seeds finish in order: at most ``workers`` jobs are handed to the executor at a time, and a
+    finished teacher's students go before the next seed's teacher. A grid stopped after k hours
+    therefore leaves whole seeds (every record of a seed, so its teacher is never needed again)
+    rather than many teachers and few students. With an external executor and no ``--workers``,
+    every ready job is handed over at once (the executor queues them)."""
     import concurrent.futures as cf
     from tqdm import tqdm
     from .parallel import process_pool
     variants = {name: VARIANTS[name] for name in VARIANTS if name in args.variants or name == "student alone"}
     own = executor is None
-    executor = executor or process_pool(args.workers or default_workers(getattr(args, "device", "cpu")))
+    device = getattr(args, "device", "cpu")
+    capacity = args.workers or (default_workers(device) if own else None)
+    executor = executor or process_pool(args.workers or default_workers(device))
     job = {"quiet": not args.verbose, "threads": args.threads}
     pending, done_runs, failures = {}, {}, []
     records_dir = getattr(args, "records", None)
     if records_dir:                     # runs with a committed record are finished: not run again
         for name, by_seed in records.load(records_dir, args.seeds, list(variants)).items():
             done_runs.update({(name, seed): r for seed, r in by_seed.items()})
-    bases = {}
+    bases, teachers, students = {}, [], []   # students: (variant, seed, config, teacher checkpoint), ready to run
     for seed in args.seeds:
-        bases[seed] = SMLDistConfig(dataset=args.dataset, seed=seed, device=getattr(args, "device", "cpu"),
-                                    **budget(args))
+        bases[seed] = SMLDistConfig(dataset=args.dataset, seed=seed, device=device, **budget(args))
         if all((name, seed) in done_runs for name in variants):
             continue                    # every student of this seed has its record: no teacher needed
         teacher = dataclasses.replace(bases[seed], method="none", student_epochs=0)
-        future = executor.submit(run_job, dataclasses.asdict(teacher), _teacher_dir(args.out, seed), None, **job)
-        pending[future] = ("teacher", seed)
+        teachers.append(("teacher", seed, dataclasses.asdict(teacher), None))
+
+    def hand_over():
+        while (students or teachers) and (capacity is None or len(pending) < capacity):
+            name, seed, config, ckpt = (students or teachers).pop(0)
+            run_dir = _teacher_dir(args.out, seed) if name == "teacher" else _run_dir(args.out, seed, name)
+            pending[executor.submit(run_job, config, run_dir, ckpt, **job)] = (name, seed)
+
     try:
         with tqdm(total=len(args.seeds) * (1 + len(variants)) - len(done_runs), unit="run", desc="grid") as bar:
+            hand_over()
             while pending:
                 finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
@@ -125,17 +139,16 @@ def run_all(args, executor=None):
                     if records_dir:
                         records.save(records_dir, name, seed, r)
                     if name == "teacher":
-                        teacher_ckpt = os.path.join(_teacher_dir(args.out, seed), "teacher.npz")
-                        for variant, overrides in variants.items():
-                            if (variant, seed) in done_runs:
-                                continue
-                            cfg = dataclasses.replace(bases[seed], **overrides)
-                            pending[executor.submit(run_job, dataclasses.asdict(cfg), _run_dir(args.out, seed, variant),
-                                                    teacher_ckpt, **job)] = (variant, seed)
+                        ckpt = os.path.join(_teacher_dir(args.out, seed), "teacher.npz")
+                        students.extend((variant, seed, dataclasses.asdict(dataclasses.replace(bases[seed], **overrides)),
+                                         ckpt) for variant, overrides in variants.items()
+                                        if (variant, seed) not in done_runs)
+                        students.sort(key=lambda s: s[1])       # the earliest seed's students first
                         continue
                     done_runs[(name, seed)] = r
                     bar.write(f"seed {seed} {name:<28} test acc {r['student']['test']['accuracy']:.4f} "
                               f"macro-F1 {r['student']['test']['macro_f1']:.4f}")
+                hand_over()
     finally:
         if own:
             executor.shutdown()
