@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tinysml import evidence
+from tinysml import evidence, powered
 
 
 
@@ -48,6 +48,8 @@ def test_a_tiny_plan_runs_reports_and_says_when_it_is_incomplete(tmp_path, monke
     monkeypatch.setattr(evidence, "CORE", ["KD (Hinton)", "SMLDist"])
     monkeypatch.setattr(evidence, "ABLATIONS", ["SMLDist, no memory loss"])
     monkeypatch.setattr(evidence, "MIN_STEPS", 4)
+    monkeypatch.setattr(powered, "RECORDS", str(tmp_path / "powered"))        # not the repository's records
+    monkeypatch.setattr(powered, "RELEASED_RECORDS", str(tmp_path / "released"))
     monkeypatch.setattr(evidence, "BASE", {**evidence.BASE, "teacher_epochs": 1, "student_epochs": 3, "stage_epochs": 1,
                                            "batch_size": 16})
     out, doc = str(tmp_path / "runs"), str(tmp_path / "results.md")

@@ -27,9 +27,10 @@ import os
 
 import numpy as np
 
-from . import io
+from . import io, powered
 from .arguments import COUNT
 from .compare import collect, run_all
+from .power import paired_ci  # noqa: F401 - the report's interval, also used from here
 
 MIN_STEPS = 64
 CORE = ["KD (Hinton)", "FitNets", "AT", "SMLDist"]
@@ -47,17 +48,6 @@ BASE = {"teacher_epochs": 50, "student_epochs": 15, "stage_epochs": 2, "batch_si
 
 
 # --------------------------------------------------------------------------- statistics
-def paired_ci(a, b, level: float = 0.95):
-    """Mean of the paired differences a_i - b_i and its ``level`` confidence interval (Student's t
-    over the pairs); the interval is None with fewer than two pairs."""
-    from scipy import stats
-    d = np.asarray(a, float) - np.asarray(b, float)
-    if len(d) < 2:
-        return float(d.mean()) if len(d) else float("nan"), None
-    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
-    return float(d.mean()), (float(d.mean() - half), float(d.mean() + half))
-
-
 def still_improving(history, metric: str = "macro_f1", tail: float = 0.2, margin: float = 0.005) -> bool:
     """Whether a run was still improving when its budget ended: its best validation score came in
     the last ``tail`` of the epochs and beat every earlier epoch by more than ``margin``."""
@@ -274,27 +264,54 @@ def summary_section(all_stats: dict, ours: str | None, means: dict, fixed: bool 
     return "\n".join(lines)
 
 
-def report(out: str, doc: str, records: str | None = None) -> str:
-    """Write ``doc`` from every run finished under ``out`` (and, with ``records``, every run recorded
-    there: ``tinysml/records.py``); returns the text."""
+def report(out: str, doc: str, records: str | None = None, powered_records: str | None = None,
+           released_records: str | None = None) -> str:
+    """Write ``doc``: first the powered study's section (``tinysml/powered.py``, from the records
+    under ``powered_records`` and ``released_records``), then the earlier 3-5-seed evidence from
+    every run finished under ``out`` (and, with ``records``, every run recorded there:
+    ``tinysml/records.py``), then the doc's hand-written notes; returns the text. Where none of the
+    earlier runs is on this machine or recorded, the earlier sections are kept as the doc has them."""
     found_all, all_stats, sections = {}, {}, []
     for d, plan in PLAN.items():
         found_all[d] = collect(os.path.join(out, d), plan["seeds"], ["student alone", *CORE, *plan["extra"],
                                                                      *ABLATIONS], _records(records, d))
-    ours, means, fixed = fixed_ours(out, found_all[SELECTION], record=False, records=records)
-    for d, plan in PLAN.items():
-        variants = ["student alone", *CORE] + (plan["extra"] if d == SELECTION else [ours] if ours else [])
-        text, stats = dataset_section(d, found_all[d], plan["seeds"], variants, _split_sizes(d),
-                                      _command(d, out, doc))
-        sections.append(text)
-        all_stats[d] = stats
-    head = ["# Results: SMLDist against the baselines on four datasets", "",
-            "Produced by `" + _command(None, out, doc) + "` (`--report-only` rewrites this file from the runs "
-            "finished so far). " + __doc__.split("\n\n")[2].replace("\n", " "), ""]
-    text = "\n".join(head) + "\n" + summary_section(all_stats, ours, means, fixed) + "\n" + "\n\n".join(sections)
+    earlier = kept_earlier(doc) if not any(found_all.values()) else None
+    if earlier is None:
+        ours, means, fixed = fixed_ours(out, found_all[SELECTION], record=False, records=records)
+        for d, plan in PLAN.items():
+            variants = ["student alone", *CORE] + (plan["extra"] if d == SELECTION else [ours] if ours else [])
+            text, stats = dataset_section(d, found_all[d], plan["seeds"], variants, _split_sizes(d),
+                                          _command(d, out, doc))
+            sections.append(text)
+            all_stats[d] = stats
+        earlier = summary_section(all_stats, ours, means, fixed) + "\n" + "\n\n".join(sections)
+    head = ["# Results: SMLDist against the baselines", "",
+            "`tinysml evidence --report-only` rewrites this file from the runs finished so far and the run records "
+            "committed under `evidence/`. Its first section is the pre-registered powered study "
+            "(`docs/preregistration.md`). The sections after it are the earlier evidence at 3-5 seeds, produced by `"
+            + _command(None, out, doc) + "`. " + __doc__.split("\n\n")[2].replace("\n", " "), ""]
+    study = powered.section(powered_records or powered.RECORDS, released_records or powered.RELEASED_RECORDS,
+                            os.path.dirname(doc) or ".")
+    text = ("\n".join(head) + "\n" + study
+            + "\n" + earlier.rstrip("\n") + "\n")
     text += kept_notes(doc)
     io.write_atomic(doc, lambda f: f.write(text.encode()))
     return text
+
+
+EARLIER = "## Summary across datasets"    # the earlier evidence starts here
+
+
+def kept_earlier(doc: str) -> str | None:
+    """The earlier sections of an existing doc (from EARLIER up to the notes), or None."""
+    if not os.path.exists(doc):
+        return None
+    text = open(doc, encoding="utf-8").read()
+    if EARLIER not in text:
+        return None
+    start = text.index(EARLIER)
+    end = text.index(NOTES, start) if NOTES in text[start:] else len(text)
+    return text[start:end]
 
 
 NOTES = "\n## Notes"      # the hand-written part of the doc starts here; kept when the tables are rewritten
@@ -316,9 +333,18 @@ def _command(dataset, out, doc) -> str:
 # --------------------------------------------------------------------------- running
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = p or argparse.ArgumentParser(prog="tinysml evidence", description=__doc__.split("\n\n")[0])
-    p.add_argument("--datasets", nargs="+", default=list(PLAN), choices=list(PLAN),
-                   help=f"the grids to run (the doc always covers all four; {SELECTION} first: it chooses ours)")
-    p.add_argument("--out", default="runs/evidence", help="grids go to OUT/<dataset> (resumed)")
+    p.add_argument("--datasets", nargs="+", default=None, choices=list(PLAN),
+                   help=f"the grids to run (default: all four, or the study's two with --powered; the doc always "
+                        f"covers all; {SELECTION} first: it chooses ours)")
+    study = p.add_mutually_exclusive_group()
+    study.add_argument("--powered", action="store_true",
+                       help="run the pre-registered study (docs/preregistration.md): uci-har and hapt, seeds 0-29, "
+                            "student alone, KD, FitNets, SMLDist, ours; records under evidence/powered/")
+    study.add_argument("--released", action="store_true",
+                       help="run uci-har at the authors' released budget, seeds 0-4 (student alone, KD, SMLDist, "
+                            "ours); records under evidence/released/")
+    p.add_argument("--out", default=None, help="grids go to OUT/<dataset> (resumed; default runs/evidence, "
+                                               "runs/powered with --powered, runs/released with --released)")
     p.add_argument("--doc", default="docs/results.md", help="the document to write")
     p.add_argument("--report-only", action="store_true", help="run nothing; write the doc from the finished runs")
     p.add_argument("--workers", type=COUNT, default=None, help="local processes (default: one per core)")
@@ -326,37 +352,70 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--archive", default=None, help="afterwards (also after a failure) pack OUT's runs into this .tar.gz")
     p.add_argument("--resume-from", default=None, help="first unpack a grid archive into OUT (local files win)")
     p.add_argument("--records", default=None, help="run records committed to the repository (RECORDS/<dataset>): "
-                                                   "written as runs finish, read for the report, never run again")
+                                                   "written as runs finish, read for the report, never run again "
+                                                   "(default: none; evidence/powered with --powered, "
+                                                   "evidence/released with --released)")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv) if not isinstance(argv, argparse.Namespace) else argv
     from .compare import carried
-    with carried(args.out, getattr(args, "resume_from", None), getattr(args, "archive", None)):
-        _run_grids(args)
-    report(args.out, args.doc, getattr(args, "records", None))
+    study = "powered" if getattr(args, "powered", False) else "released" if getattr(args, "released", False) else None
+    out = args.out or os.path.join("runs", study or "evidence")
+    with carried(out, getattr(args, "resume_from", None), getattr(args, "archive", None)):
+        if not args.report_only:
+            if study:
+                _run_study(args, study, out)
+            else:
+                _run_grids(args, out)
+    own = args.records if study else None                 # a study's records folder, if not the default
+    report(os.path.join("runs", "evidence") if study else out, args.doc, None if study else args.records,
+           powered_records=own if study == "powered" else None, released_records=own if study == "released" else None)
     print(f"wrote {args.doc}")
 
 
-def _run_grids(args) -> None:
-    if not args.report_only:
-        for d in [d for d in PLAN if d in args.datasets]:
-            plan = PLAN[d]
-            if d == SELECTION:
-                variants = CORE + plan["extra"]
-            else:
-                records = getattr(args, "records", None)
-                ours, _, _ = fixed_ours(args.out, collect(os.path.join(args.out, SELECTION), PLAN[SELECTION]["seeds"],
-                                                          ABLATIONS, _records(records, SELECTION)),
-                                        record=True, records=records)
-                if ours is None:
-                    raise SystemExit(f"tinysml evidence: {d} needs the variant of ours, chosen on {SELECTION}'s "
-                                     f"validation split: run --datasets {SELECTION} first")
-                variants = CORE + [ours]
-            run_all(grid_args(d, plan["seeds"], variants, os.path.join(args.out, d), args.workers,
-                              device=getattr(args, "device", "cpu"),
-                              records=_records(getattr(args, "records", None), d)))
+def study_args(study: str, dataset: str, out: str, workers=None, device: str = "cpu",
+               records: str | None = None) -> argparse.Namespace:
+    """The ``tinysml compare`` arguments of one grid of the powered study (the project's budget,
+    as the evidence runs it) or of the released-budget grid (the authors' recipe, nothing overridden)."""
+    if study == "powered":
+        return grid_args(dataset, powered.SEEDS, powered.METHODS[1:], os.path.join(out, dataset), workers,
+                         device=device, records=os.path.join(records or powered.RECORDS, dataset))
+    plan = powered.RELEASED
+    return argparse.Namespace(dataset=dataset, seeds=list(plan["seeds"]), variants=list(plan["methods"][1:]),
+                              out=os.path.join(out, dataset), recipe="released", workers=workers, threads=1,
+                              device=device, records=os.path.join(records or powered.RELEASED_RECORDS, dataset),
+                              verbose=False)
+
+
+def _run_study(args, study: str, out: str) -> None:
+    datasets = powered.DATASETS if study == "powered" else [powered.RELEASED["dataset"]]
+    chosen = args.datasets or datasets
+    if set(chosen) - set(datasets):
+        raise SystemExit(f"tinysml evidence --{study}: the study's datasets are {', '.join(datasets)}; "
+                         f"not {', '.join(sorted(set(chosen) - set(datasets)))}")
+    for d in [d for d in datasets if d in chosen]:
+        run_all(study_args(study, d, out, args.workers, getattr(args, "device", "cpu"), args.records))
+
+
+def _run_grids(args, out: str) -> None:
+    for d in [d for d in PLAN if d in (args.datasets or list(PLAN))]:
+        plan = PLAN[d]
+        if d == SELECTION:
+            variants = CORE + plan["extra"]
+        else:
+            records = getattr(args, "records", None)
+            ours, _, _ = fixed_ours(out, collect(os.path.join(out, SELECTION), PLAN[SELECTION]["seeds"],
+                                                 ABLATIONS, _records(records, SELECTION)),
+                                    record=True, records=records)
+            if ours is None:
+                raise SystemExit(f"tinysml evidence: {d} needs the variant of ours, chosen on {SELECTION}'s "
+                                 f"validation split: run --datasets {SELECTION} first")
+            variants = CORE + [ours]
+        run_all(grid_args(d, plan["seeds"], variants, os.path.join(out, d), args.workers,
+                          device=getattr(args, "device", "cpu"),
+                          records=_records(getattr(args, "records", None), d)))
 
 
 if __name__ == "__main__":

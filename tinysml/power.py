@@ -5,7 +5,7 @@ standard deviation of their paired differences over seeds and the number of seed
     tinysml power --grid runs/evidence/uci-har --half-width 0.0075
     python -c "from tinysml.power import plan; print(plan('runs/evidence/uci-har', 0.0075))"
 
-The interval is the one ``tinysml evidence`` reports (``evidence.paired_ci``): over n seeds, the
+The interval is the one ``tinysml evidence`` reports (``paired_ci`` below): over n seeds, the
 paired differences d_i of a test metric have mean d and sample standard deviation s, and
 
     half-width(n) = t_{0.975, n-1} s / sqrt(n).
@@ -27,6 +27,17 @@ from .arguments import COUNT, POSITIVE
 HYPOTHESES = {"H1": ("SMLDist", "student alone"), "H2": ("SMLDist", "KD (Hinton)"),
               "H3": ("SMLDist, direct logits loss [ours]", "SMLDist"), "H4": ("FitNets", "student alone")}
 MAX_SEEDS = 1000
+
+
+def paired_ci(a, b, level: float = 0.95):
+    """Mean of the paired differences a_i - b_i and its ``level`` confidence interval (Student's t
+    over the pairs); the interval is None with fewer than two pairs."""
+    from scipy import stats
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if len(d) < 2:
+        return float(d.mean()) if len(d) else float("nan"), None
+    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    return float(d.mean()), (float(d.mean() - half), float(d.mean() + half))
 
 
 def half_width(sd: float, n: int, level: float = 0.95) -> float:
