@@ -1,5 +1,15 @@
 import os
 
+# Under mutmut (docs/mutation.md) every mutant's tests run in a child forked from a process that
+# has already run parallel kernels. Numba's default threading layer here, GNU OpenMP, cannot run in
+# such a child: its first parallel kernel stops it with SIGTERM ("fork() called from a process
+# already using GNU OpenMP"), which mutmut reports as "suspicious". The workqueue layer can.
+# mutmut sets MUTANT_UNDER_TEST in every phase; a normal test run keeps Numba's default.
+if "MUTANT_UNDER_TEST" in os.environ:
+    os.environ["NUMBA_THREADING_LAYER"] = "workqueue"
+    import numba
+    numba.config.THREADING_LAYER = "workqueue"
+
 import numpy as np
 import pytest
 

@@ -1,0 +1,86 @@
+"""The mutation score per module, from what `mutmut run` left in mutants/ (docs/mutation.md).
+
+    python bench/mutation_scores.py                      # the table of docs/mutation.md
+    python bench/mutation_scores.py --undecided          # and every mutant still to triage, by name
+
+A mutant counts as killed when a test failed on it (or mutmut's type check caught it); as
+equivalent when its name is listed in tests/mutation_equivalents.md; every other checked mutant
+(survived, timed out, "suspicious", reached by no test) is undecided: it needs a test or a line in
+that file. The score is killed / (checked - equivalent): the share of the mutants that could change
+a result and that a test catches.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+from collections import Counter, defaultdict
+
+KILLED = {1, 3, 37}                       # mutmut's exit codes for a failed test / a caught type error
+
+
+def equivalents(path: str = "tests/mutation_equivalents.md") -> set:
+    """Every mutant name written in backticks in the equivalents file (the `x_...__mutmut_N` part)."""
+    if not os.path.exists(path):
+        return set()
+    return set(re.findall(r"`(x\S*?__mutmut_\d+)`", open(path, encoding="utf-8").read()))
+
+
+def outcomes(root: str = "mutants") -> dict:
+    """{module path: {mutant name: exit code or None (not checked)}} from mutmut's .meta files."""
+    found = {}
+    for meta in sorted(glob.glob(os.path.join(root, "**", "*.py.meta"), recursive=True)):
+        module = os.path.relpath(meta, root)[: -len(".meta")]
+        with open(meta) as f:
+            found[module] = json.load(f)["exit_code_by_key"]
+    return found
+
+
+def scores(found: dict, equivalent: set) -> list:
+    rows = []
+    for module, codes in found.items():
+        count, undecided = Counter(), []
+        for name, code in codes.items():
+            short = name.rsplit(".", 1)[-1]
+            if code is None:
+                count["not checked"] += 1
+            elif code in KILLED:
+                count["killed"] += 1
+            elif short in equivalent:
+                count["equivalent"] += 1
+            else:
+                count["undecided"] += 1
+                undecided.append((name, code))
+        checked = len(codes) - count["not checked"]
+        rows.append({"module": module, "mutants": len(codes), "checked": checked, **count,
+                     "score": count["killed"] / max(1, checked - count["equivalent"]), "undecided_names": undecided})
+    return rows
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mutants", default="mutants", help="mutmut's working folder")
+    p.add_argument("--undecided", action="store_true", help="list every undecided mutant")
+    p.add_argument("--all", action="store_true", help="also the modules with no checked mutant")
+    args = p.parse_args(argv)
+    rows = scores(outcomes(args.mutants), equivalents())
+    print("| module | mutants | checked | killed | equivalent | undecided | score |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r["checked"] or args.all:
+            print(f"| {r['module']} | {r['mutants']} | {r['checked']} | {r.get('killed', 0)} | {r.get('equivalent', 0)} | "
+                  f"{r.get('undecided', 0)} | {100 * r['score']:.1f}% |")
+    if args.undecided:
+        codes = defaultdict(list)
+        for r in rows:
+            for name, code in r["undecided_names"]:
+                codes[code].append(name)
+        for code, names in sorted(codes.items(), key=lambda kv: str(kv[0])):
+            print(f"\nexit code {code} ({len(names)}):")
+            print("\n".join(f"  {n}" for n in names))
+
+
+if __name__ == "__main__":
+    main()
