@@ -5,8 +5,9 @@ import pytest
 from tinysml import Tensor, no_grad
 from tinysml import functions as F
 from tinysml.distill import (attention_map, attention_transfer_loss, conditional_target, direct_conditional_loss,
-                             frequency_attention,
-                             hinton_kd_loss, memory_loss, smoothed_conditional_loss, stage_loss, transplant)
+                             fitnet_hint_loss, frequency_attention, hinton_kd_loss, memory_loss, smoothed_conditional_loss,
+                             stage_loss, transplant)
+from tinysml.distill.memory import teacher_association
 from tinysml.distill.stage import StageAdapter
 from tinysml.gradcheck import gradcheck
 from tinysml.models.heads import HopfieldHead
@@ -380,3 +381,95 @@ def test_both_conditional_losses_by_hand_with_eta_lam_and_T(lam, T, eta):
     direct = -log_p[np.arange(3), y].mean() - lam * (q_tilde * log_p).sum(1).mean()
     assert direct_conditional_loss(Tensor(z_s), z_t, y, lam, eta).item() == pytest.approx(direct, rel=1e-10)
     assert np.allclose(conditional_target(z_t, y)[0], conditional_target(z_t, y, 1.0)[0])   # eta's default
+
+
+# --------------------------------------------------------------------------- issue 28: baselines and memory by hand
+def _att(f):
+    """The attention map from its definition, float64: mean_c f^2 over channels, L2-normalised over L."""
+    a = (np.asarray(f, float) ** 2).mean(axis=1)
+    return a / np.sqrt((a ** 2).sum(axis=1, keepdims=True) + 1e-12)
+
+
+def test_attention_map_and_loss_by_hand_over_several_anchors():
+    rng = np.random.default_rng(3)
+    fs = [rng.standard_normal((3, 4, 8)), rng.standard_normal((3, 5, 4))]
+    ft = [rng.standard_normal((3, 6, 8)), rng.standard_normal((3, 2, 4))]
+    np.testing.assert_allclose(attention_map(Tensor(fs[0])).data, _att(fs[0]), rtol=1e-12)
+    expected = sum(((_att(s) - _att(t)) ** 2).sum(axis=1).mean() for s, t in zip(fs, ft)) * 7.0 / 2
+    got = attention_transfer_loss([Tensor(f) for f in fs], ft, beta=7.0)
+    assert got.item() == pytest.approx(expected, rel=1e-10)
+    assert attention_transfer_loss([Tensor(f) for f in fs], [Tensor(t) for t in ft], 7.0).item() == pytest.approx(expected)
+    default = attention_transfer_loss([Tensor(f) for f in fs], ft).item()          # beta 1000 by default
+    assert default == pytest.approx(expected * 1000 / 7.0, rel=1e-10)
+    tiny = np.zeros((1, 2, 3))                                                      # all-zero features: finite
+    assert np.isfinite(attention_map(Tensor(tiny)).data).all()
+
+
+def test_attention_transfer_resamples_the_student_map_to_the_teacher_length():
+    rng = np.random.default_rng(4)
+    fs, ft = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5, 8))
+    a_s = F.interpolate_linear(Tensor(_att(fs)[:, None, :]), 8).data[:, 0, :]
+    expected = ((a_s - _att(ft)) ** 2).sum(axis=1).mean() * 3.0 / 2
+    assert attention_transfer_loss([Tensor(fs)], [ft], beta=3.0).item() == pytest.approx(expected, rel=1e-10)
+    gradcheck(lambda x: attention_transfer_loss([x], [ft], beta=3.0), fs)
+
+
+def test_fitnet_hint_is_the_mean_squared_error_to_a_constant_teacher():
+    rng = np.random.default_rng(5)
+    s, t = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4))
+    assert fitnet_hint_loss(Tensor(s), t).item() == pytest.approx(((s - t) ** 2).mean(), rel=1e-12)
+    teacher = Tensor(t, requires_grad=True)
+    student = Tensor(s, requires_grad=True)
+    fitnet_hint_loss(student, teacher).backward()
+    assert teacher.grad is None                                        # the teacher is a constant
+    np.testing.assert_allclose(student.grad, 2 * (s - t) / s.size, rtol=1e-12)
+
+
+def test_memory_loss_by_hand():
+    """KL(p_T || softmax(beta_S xi_S X_T^T)), beta_S = exp(log_beta) of the student's unit."""
+    t, s = _heads()
+    s.log_beta.data[...] = np.log(1.7)
+    h_s = R.standard_normal((4, 6))
+    p_t = t.associate(t.query_of(Tensor(R.standard_normal((4, 8))))).data
+    xi = s.query_of(Tensor(h_s)).data
+    z = 1.7 * xi @ t.patterns.data.T
+    log_q = z - z.max(1, keepdims=True) - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True))
+    expected = (p_t * (np.log(p_t) - log_q)).sum(1).mean()
+    assert memory_loss(s, Tensor(h_s), p_t, t.patterns.data).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_teacher_association_is_the_teacher_units_retrieval_without_a_graph():
+    t, _ = _heads()
+    h = R.standard_normal((3, 8))
+    p, patterns = teacher_association(t, Tensor(h))
+    np.testing.assert_array_equal(p, t.associate(t.query_of(Tensor(h))).data)
+    np.testing.assert_allclose(p.sum(1), 1.0)
+    assert patterns is t.patterns.data and isinstance(p, np.ndarray)
+    from tinysml.models.heads import LinearHead, MixtureHead
+    rng = np.random.default_rng(0)
+    mixture = MixtureHead(8, 3, rng, heads=[{"kind": "linear"}, {"kind": "hopfield", "patterns": 5, "dim": 4}])
+    p_mix, _ = teacher_association(mixture, Tensor(h))                 # the memory inside a mixture
+    assert p_mix.shape == (3, 5)
+    with pytest.raises(TypeError, match=r"teacher's head \(LinearHead\) holds no Hopfield memory"):
+        teacher_association(LinearHead(8, 3, rng), Tensor(h))
+
+
+def test_transplant_whole_head_when_the_architectures_match_and_errors_otherwise():
+    rng = np.random.default_rng(6)
+    t, s = HopfieldHead(8, 3, rng, patterns=5, dim=4), HopfieldHead(8, 3, rng, patterns=5, dim=4)
+    assert transplant(t, s) == "whole head"
+    for name, value in t.state_dict().items():
+        np.testing.assert_array_equal(s.state_dict()[name], value)
+    t.patterns.data[...] += 1                                          # a copy, not a view
+    assert not np.array_equal(s.patterns.data, t.patterns.data)
+    t, s = _heads()                                                    # another feature width
+    t.log_beta.data[...] = 0.37
+    t.out.bias.data[...] = 0.11
+    assert transplant(t, s) == "memory and output map"
+    for a, b in [(s.patterns, t.patterns), (s.log_beta, t.log_beta), (s.out.weight, t.out.weight), (s.out.bias, t.out.bias)]:
+        np.testing.assert_array_equal(a.data, b.data)
+    from tinysml.models.heads import LinearHead
+    with pytest.raises(TypeError, match="needs Hopfield memories, got LinearHead and HopfieldHead"):
+        transplant(LinearHead(8, 3, rng), HopfieldHead(6, 3, rng, patterns=5, dim=4))
+    with pytest.raises(ValueError, match=r"memories differ: teacher \(5, 4\)"):
+        transplant(HopfieldHead(8, 3, rng, patterns=5, dim=4), HopfieldHead(6, 3, rng, patterns=6, dim=4))
