@@ -158,7 +158,7 @@ def forest_plot(dataset: str, rows: list, path: str) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.8 * len(rows)))
+    fig, ax = plt.subplots(figsize=(7.5, 1.5 + 0.8 * len(rows)))
     ax.axvspan(-100 * MARGIN, 100 * MARGIN, color="0.92", label="within ±1 point")
     ax.axvline(0, color="0.4", linewidth=0.8)
     rng = np.random.default_rng(0)                           # jitter only: the dots' heights mean nothing
@@ -178,7 +178,8 @@ def forest_plot(dataset: str, rows: list, path: str) -> str | None:
                                      for r in reversed(rows)], fontsize=7)
     ax.set_xlabel("paired difference in test accuracy (points)")
     ax.set_title(f"{dataset}: the pre-registered hypotheses, paired by seed", fontsize=9)
-    ax.legend(fontsize=6, loc="lower right"), ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=5, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=110)
