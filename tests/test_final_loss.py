@@ -129,3 +129,44 @@ def test_with_adapter_is_the_student_and_trains_the_adapter_too(setup):
     assert len(stages) == len(student.anchors)
     ids = {id(p) for p in model.parameters()}
     assert {id(p) for p in adapter.parameters()} <= ids and {id(p) for p in student.parameters()} <= ids
+
+
+def test_with_the_cache_the_teacher_is_not_run(setup):
+    """The cache's point: a step reads the teacher's outputs for its batch instead of running it."""
+    teacher, student, X, y, outputs = setup
+
+    class Unrunnable:
+        classifier = teacher.classifier
+
+        def features(self, *args, **kwargs):
+            raise AssertionError("the teacher ran although its outputs were cached")
+        __call__ = features
+
+    for method in ("smldist", "kd", "at"):
+        cfg = dataclasses.replace(CFG, method=method)
+        assert _loss(cfg, Unrunnable(), student, X, y, outputs) == pytest.approx(_loss(cfg, teacher, student, X, y), rel=1e-6)
+
+
+def test_fitnets_hint_sits_at_the_middle_anchor_of_any_depth():
+    """With four anchors the middle one is the third (index 2): the hint adapter the pipeline builds
+    for it fits there and nowhere else."""
+    from tinysml.models import build_model, preset
+    from tinysml.models.mobilenet import _rows
+    blocks = _rows("""
+3   48   16   24  -   SELU 1  A
+5   72   24   48  SE  SELU 2  A
+5  144   48   96  SE  hsw  2  A
+3  240   96  160  SE  hsw  2  A
+""")
+    student = build_model(preset("har-student", *SHAPE, K, blocks=blocks), seed=0)
+    teacher = build_model(preset("har-student", *SHAPE, K, blocks=blocks), seed=1)
+    teacher.eval()
+    assert len(student.anchors) == 4
+    adapter = StageAdapter(student.stage_shapes()[2], teacher.stage_shapes()[2], np.random.default_rng(1))
+    X, y = np.random.default_rng(2).standard_normal((4, *SHAPE)).astype(np.float32), np.arange(4) % K
+    logits, stages = student(Tensor(X), return_stages=True)
+    t = teacher_forward(teacher, Tensor(X))
+    expected = F.cross_entropy(logits, y).item() + 0.4 * fitnet_hint_loss(adapter(stages[2]), t["stage2"]).item()
+    got = _loss(dataclasses.replace(CFG, method="fitnet"), teacher, student, X, y, None, {"hint_adapter": adapter},
+                WithAdapter(student, adapter))
+    assert got == pytest.approx(expected, rel=1e-5)
