@@ -73,6 +73,39 @@ def test_reductions(axis, keepdims):
     gradcheck(lambda t: F.var(t, axis, keepdims), x)
 
 
+@pytest.mark.parametrize("axis", [None, 0, 1, -1, (0, 2)])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_reductions_equal_numpy(axis, keepdims):
+    """A gradient check only shows the gradient fits the function; the values must be NumPy's."""
+    x = rand(2, 3, 4)
+    for ours, ref in [(F.sum, np.sum), (F.mean, np.mean), (F.max, np.max), (F.var, np.var)]:
+        got = ours(Tensor(x), axis, keepdims).data
+        want = ref(x, axis=axis, keepdims=keepdims)
+        assert np.shape(got) == np.shape(want), ours.__name__
+        np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=ours.__name__)
+    x32 = x.astype(np.float32)
+    assert F.max(Tensor(x32), axis, keepdims).data.dtype == np.float32
+    assert F.var(Tensor(x32), axis, keepdims).data.dtype == np.float32
+
+
+def test_reduction_defaults_reduce_everything_to_a_scalar():
+    x = rand(2, 3)
+    for ours, ref in [(F.sum, np.sum), (F.mean, np.mean), (F.max, np.max), (F.var, np.var)]:
+        got = ours(Tensor(x)).data
+        assert np.shape(got) == () and np.allclose(got, ref(x)), ours.__name__
+
+
+def test_max_gradient_is_shared_among_tied_maxima():
+    x = np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [5.0, 1.0, 0.0, 4.0]])
+    t = Tensor(x, requires_grad=True)
+    (F.max(t, axis=1) * Tensor(np.array([1.0, 2.0, 3.0]))).sum().backward()
+    np.testing.assert_allclose(t.grad, [[0, 0.5, 0.5, 0], [0.5, 0.5, 0.5, 0.5], [3, 0, 0, 0]])
+    t32 = Tensor(x.astype(np.float32), requires_grad=True)
+    F.max(t32, axis=0, keepdims=True).sum().backward()
+    assert t32.grad.dtype == np.float32
+    np.testing.assert_allclose(t32.grad, [[0, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 1]])
+
+
 def test_softmax_family():
     x = rand(3, 5)
     gradcheck(lambda t: F.softmax(t, axis=1), x)
