@@ -473,3 +473,13 @@ def test_transplant_whole_head_when_the_architectures_match_and_errors_otherwise
         transplant(LinearHead(8, 3, rng), HopfieldHead(6, 3, rng, patterns=5, dim=4))
     with pytest.raises(ValueError, match=r"memories differ: teacher \(5, 4\)"):
         transplant(HopfieldHead(8, 3, rng, patterns=5, dim=4), HopfieldHead(6, 3, rng, patterns=6, dim=4))
+
+
+def test_stage_loss_defaults_are_gamma_1_tau_1_frequency_aware():
+    """The documented defaults (docs/algorithm.md): gamma = 1, tau = 1, the teacher's attention."""
+    rng = np.random.default_rng(8)
+    fs, ft = Tensor(rng.standard_normal((2, 3, 16))), rng.standard_normal((2, 3, 16)) * 2
+    default = stage_loss(fs, ft).item()
+    assert default == pytest.approx(stage_loss(fs, ft, 1.0, 1.0, False).item(), rel=1e-12)
+    for other in (dict(gamma=2.0), dict(tau=2.0), dict(uniform=True)):
+        assert default != pytest.approx(stage_loss(fs, ft, **other).item(), rel=1e-6), other

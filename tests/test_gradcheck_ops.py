@@ -238,3 +238,14 @@ def test_loss_errors_name_the_problem():
         F.cross_entropy(z, np.array([0.0, 1.0, 1.0]))
     with pytest.raises(ValueError, match="2 labels for 3 rows"):
         F.cross_entropy(z, np.array([0, 1]))
+
+
+def test_cross_entropy_and_nll_take_labels_as_a_list_or_an_array():
+    z = Tensor(rand(3, 4))
+    expected = F.cross_entropy(z, np.array([0, 3, 1])).item()
+    assert F.cross_entropy(z, [0, 3, 1]).item() == expected
+    log_p = F.log_softmax(z, axis=1)
+    for labels in ([0, 3, 1], np.array([0, 3, 1])):
+        assert F.nll_loss(log_p, labels).item() == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(TypeError, match="integer class labels expected"):      # a Tensor holds floats
+        F.cross_entropy(z, Tensor(np.array([0, 3, 1])))
