@@ -483,3 +483,48 @@ def test_stage_loss_defaults_are_gamma_1_tau_1_frequency_aware():
     assert default == pytest.approx(stage_loss(fs, ft, 1.0, 1.0, False).item(), rel=1e-12)
     for other in (dict(gamma=2.0), dict(tau=2.0), dict(uniform=True)):
         assert default != pytest.approx(stage_loss(fs, ft, **other).item(), rel=1e-6), other
+
+
+# --------------------------------------------------------------------------- issue 28: stage distillation's parts
+def test_frequency_attention_defaults_dtype_and_large_features():
+    rng = np.random.default_rng(9)
+    ft = rng.standard_normal((2, 3, 16))
+    a = frequency_attention(ft)
+    np.testing.assert_array_equal(a, frequency_attention(ft, 1.0, False))             # tau 1, not uniform
+    assert not np.allclose(a, frequency_attention(ft, 2.0))
+    for uniform in (False, True):
+        assert frequency_attention(ft.astype(np.float32), uniform=uniform).dtype == np.float32
+    huge = frequency_attention(ft * 1e100, tau=0.01)                                   # scores near 23000: exp overflows unshifted
+    assert np.isfinite(huge).all() and huge.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(frequency_attention(ft, uniform=True), np.full(9, 1 / 9))
+
+
+def test_stage_adapter_is_the_identity_for_equal_shapes_and_seeded_otherwise():
+    x = Tensor(R.standard_normal((2, 4, 8)).astype(np.float32))
+    same = StageAdapter((4, 8), (4, 8), np.random.default_rng(0))
+    assert same.parameters() == [] and np.array_equal(same(x).data, x.data)
+    a1 = StageAdapter((4, 8), (6, 8), np.random.default_rng(3))
+    a2 = StageAdapter((4, 8), (6, 8), np.random.default_rng(3))
+    a3 = StageAdapter((4, 8), (6, 8), np.random.default_rng(4))
+    assert [p.data.shape for p in a1.parameters()] == [(6, 4, 1)]                    # a 1x1 conv, no bias
+    np.testing.assert_array_equal(a1.parameters()[0].data, a2.parameters()[0].data)
+    assert not np.array_equal(a1.parameters()[0].data, a3.parameters()[0].data)
+
+
+def test_student_stages_seeds_its_adapters_and_holds_them_in_its_state():
+    from tinysml.distill.stage import StudentStages
+    from tinysml.models import build_model, preset
+    student = build_model(preset("har-student", 6, 64, 4), seed=0)
+    teacher = build_model(preset("realworld-student", 6, 64, 4), seed=1)            # other widths: adapters convolve
+    weights = lambda m: [p.data.copy() for a in m.adapters for p in a.parameters()]  # noqa: E731
+    default, zero, one = StudentStages(student, teacher), StudentStages(student, teacher, 0), StudentStages(student, teacher, 1)
+    assert weights(default) and all(np.array_equal(a, b) for a, b in zip(weights(default), weights(zero)))
+    assert not any(np.array_equal(a, b) for a, b in zip(weights(zero), weights(one)))
+    held = {id(p) for p in default.parameters()}
+    assert all(id(p) in held for a in default.adapters for p in a.parameters())   # checkpoints carry them
+    assert any(k.startswith("adapter0.") for k in default.state_dict())
+    with pytest.raises(ValueError, match=r"^the student has 3 stage anchors and the teacher 2$"):
+        class Two:
+            def stage_shapes(self):
+                return [(8, 4), (8, 2)]
+        StudentStages(student, Two())
