@@ -509,6 +509,8 @@ def test_stage_adapter_is_the_identity_for_equal_shapes_and_seeded_otherwise():
     assert [p.data.shape for p in a1.parameters()] == [(6, 4, 1)]                    # a 1x1 conv, no bias
     np.testing.assert_array_equal(a1.parameters()[0].data, a2.parameters()[0].data)
     assert not np.array_equal(a1.parameters()[0].data, a3.parameters()[0].data)
+    unseeded = [StageAdapter((4, 8), (6, 8)).parameters()[0].data for _ in range(2)]   # no rng: still reproducible
+    np.testing.assert_array_equal(*unseeded)
 
 
 def test_student_stages_seeds_its_adapters_and_holds_them_in_its_state():
