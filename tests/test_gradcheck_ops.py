@@ -249,3 +249,16 @@ def test_cross_entropy_and_nll_take_labels_as_a_list_or_an_array():
         assert F.nll_loss(log_p, labels).item() == pytest.approx(expected, rel=1e-12)
     with pytest.raises(TypeError, match="integer class labels expected"):      # a Tensor holds floats
         F.cross_entropy(z, Tensor(np.array([0, 3, 1])))
+
+
+def test_kl_div_by_hand_with_zero_targets_and_array_or_tensor_targets():
+    """KL(p || q) averaged over rows; terms with p_k = 0 contribute 0 (not 0 * log 0 = nan)."""
+    import warnings
+    p = np.array([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    log_q = np.log(np.array([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]]))
+    terms = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1)) - log_q), 0.0)
+    expected = terms.sum() / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert F.kl_div(p, Tensor(log_q)).item() == pytest.approx(expected, rel=1e-12)
+        assert F.kl_div(Tensor(p), Tensor(log_q)).item() == pytest.approx(expected, rel=1e-12)
