@@ -30,7 +30,7 @@ import numpy as np
 from . import io, powered
 from .arguments import COUNT
 from .compare import collect, run_all
-from .power import paired_ci  # noqa: F401 - the report's interval, also used from here
+from .power import paired_ci
 
 MIN_STEPS = 64
 CORE = ["KD (Hinton)", "FitNets", "AT", "SMLDist"]
@@ -369,9 +369,10 @@ def main(argv=None):
                 _run_study(args, study, out)
             else:
                 _run_grids(args, out)
-    own = args.records if study else None                 # a study's records folder, if not the default
-    report(os.path.join("runs", "evidence") if study else out, args.doc, None if study else args.records,
-           powered_records=own if study == "powered" else None, released_records=own if study == "released" else None)
+    if study:       # the earlier evidence is rewritten from its own runs; --records is the study's folder
+        report(os.path.join("runs", "evidence"), args.doc, **{f"{study}_records": args.records})
+    else:
+        report(out, args.doc, args.records)
     print(f"wrote {args.doc}")
 
 

@@ -76,8 +76,8 @@ def analyse(found: dict, seeds=SEEDS, level: float = LEVEL, devices: bool = True
         for metric in ("accuracy", "macro_f1"):
             x = [a[s]["student"]["test"][metric] for s in paired]
             y = [b[s]["student"]["test"][metric] for s in paired]
-            row[metric] = {"mean": paired_ci(x, y, level)[0], "adjusted": paired_ci(x, y, level)[1],
-                           "unadjusted": paired_ci(x, y, 0.95)[1],
+            mean, adjusted = paired_ci(x, y, level)
+            row[metric] = {"mean": mean, "adjusted": adjusted, "unadjusted": paired_ci(x, y, 0.95)[1],
                            "per_seed": [u - v for u, v in zip(x, y)]}
         if devices:
             by_device = {}
