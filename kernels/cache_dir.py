@@ -59,20 +59,52 @@ def kernel_folder(cache_dir: str | None) -> str:
 
 
 def cached(cache_dir: str | None, module: str, names) -> bool:
-    """Whether every kernel ``module.name`` has a cache index at least as new as its source (Numba
-    recompiles when the source's time stamp differs; an index older than the source is stale)."""
+    """Whether Numba would load every kernel ``module.name`` from the cache rather than compile it:
+    each has an index written by the installed Numba for the source as it is now."""
     source = os.path.join(KERNELS, f"{module}.py")
-    try:
-        stamp = os.stat(source).st_mtime
-    except OSError:
+    if not os.path.exists(source):
         return False
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    version = _numba_version()
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}{getattr(sys, 'abiflags', '')}"
     folder = kernel_folder(cache_dir)
-    for name in names:
-        found = glob.glob(os.path.join(folder, f"{module}.{name}-*.{tag}.nbi"))
-        if not found or max(os.stat(f).st_mtime for f in found) < stamp:
-            return False
-    return True
+    return all(any(_index_matches(f, source, version)
+                   for f in glob.glob(os.path.join(folder, f"{module}.{name}-*.{tag}.nbi")))
+               for name in names)
+
+
+def _numba_version() -> str | None:
+    from importlib import metadata
+    try:
+        return metadata.version("numba")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _index_matches(index: str, source: str, version: str | None) -> bool:
+    """Whether the Numba cache index ``index`` was written by Numba ``version`` for ``source`` as it
+    is now. An index holds two pickles: Numba's version, then (stamp, overloads), where the stamp
+    is the sha256 of the source (recent Numba) or its (mtime, size) (older releases). Numba ignores an
+    index whose version or stamp differ. Only the leading constants are read, with ``pickletools``,
+    which decodes opcodes without building any object: nothing in the cache is imported or run."""
+    import pickletools
+    try:
+        with open(index, "rb") as f:
+            written_by = [arg for _, arg, _ in pickletools.genops(f) if isinstance(arg, str)]
+            stamp = []
+            for op, arg, _ in pickletools.genops(f):           # PROTO and FRAME carry the format
+                if op.name not in ("PROTO", "FRAME") and isinstance(arg, (bytes, float, int)):
+                    stamp.append(arg)
+                if len(stamp) == 2:
+                    break
+    except (OSError, ValueError, EOFError):
+        return False
+    if version is None or written_by != [version] or not stamp:
+        return False
+    if isinstance(stamp[0], bytes):                          # sha256 of the source's bytes
+        with open(source, "rb") as f:
+            return stamp[0] == hashlib.sha256(f.read()).digest()
+    st = os.stat(source)
+    return tuple(stamp) == (st.st_mtime, st.st_size)
 
 
 _choice: dict = {}

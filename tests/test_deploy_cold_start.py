@@ -3,7 +3,9 @@ answers while a background thread compiles, then the compiled path takes over; t
 to a stated bound; where no cache can be written NumPy answers and a warning says why; a warm cache
 that cannot be written (a read-only image) is copied where it can be; ``tinysml warmup`` compiles
 ahead of time and says where the cache went."""
+import hashlib
 import os
+import pickle
 import subprocess
 import sys
 import warnings
@@ -123,18 +125,40 @@ def test_a_cache_dir_under_a_file_is_not_writable(tmp_path):
     assert cache_dir._writable(str(tmp_path / "fresh" / "cache"))
 
 
-def test_the_freshness_check_reads_the_index_files_and_the_source_stamp(tmp_path):
+def _index(path, version, stamp):
+    """A cache index as Numba writes one: its version, then (source stamp, overloads)."""
+    with open(path, "wb") as f:
+        pickle.dump(version, f, protocol=-1)
+        f.write(pickle.dumps((stamp, {}), protocol=-1))
+
+
+def test_the_freshness_check_reads_the_version_and_source_stamp_numba_reads(tmp_path):
     folder = cache_dir.kernel_folder(str(tmp_path))
     names = ("network_forward", "linear_softmax")
     assert not cache_dir.cached(str(tmp_path), "cpu_network", names)
     os.makedirs(folder)
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    source = os.path.join(cache_dir.KERNELS, "cpu_network.py")
+    digest = hashlib.sha256(open(source, "rb").read()).digest()
+    version = cache_dir._numba_version()
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}{sys.abiflags}"
+    index = {name: os.path.join(folder, f"cpu_network.{name}-10.{tag}.nbi") for name in names}
     for name in names:
-        open(os.path.join(folder, f"cpu_network.{name}-10.{tag}.nbi"), "w").close()
+        _index(index[name], version, digest)
     assert cache_dir.cached(str(tmp_path), "cpu_network", names)
-    source = os.stat(os.path.join(cache_dir.KERNELS, "cpu_network.py")).st_mtime
-    os.utime(os.path.join(folder, f"cpu_network.linear_softmax-10.{tag}.nbi"), (source - 10, source - 10))
-    assert not cache_dir.cached(str(tmp_path), "cpu_network", names)          # older than its source: stale
+    st = os.stat(source)
+    os.utime(index["linear_softmax"], (st.st_mtime - 1e5, st.st_mtime - 1e5))
+    assert cache_dir.cached(str(tmp_path), "cpu_network", names)        # written before the source's time stamp
+    _index(index["linear_softmax"], version, hashlib.sha256(b"another source").digest())
+    assert not cache_dir.cached(str(tmp_path), "cpu_network", names)    # another source: stale
+    _index(index["linear_softmax"], "0.0.1", digest)
+    assert not cache_dir.cached(str(tmp_path), "cpu_network", names)    # another Numba: stale
+    _index(index["linear_softmax"], version, (st.st_mtime, st.st_size))
+    assert cache_dir.cached(str(tmp_path), "cpu_network", names)        # older Numba's (mtime, size) stamp
+    _index(index["linear_softmax"], version, (st.st_mtime, st.st_size + 1))
+    assert not cache_dir.cached(str(tmp_path), "cpu_network", names)
+    with open(index["linear_softmax"], "wb") as f:
+        f.write(b"\x80\x05not a pickle")
+    assert not cache_dir.cached(str(tmp_path), "cpu_network", names)    # corrupt: not fresh, no error
 
 
 def test_warmup_compiles_every_deployment_kernel_and_says_where(capsys):
