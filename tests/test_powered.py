@@ -105,3 +105,18 @@ def test_the_study_grids_run_the_pre_registered_budgets():
     assert r.records == os.path.join("evidence", "released", "uci-har")
     with pytest.raises(SystemExit, match="study's datasets are uci-har, hapt"):
         evidence.main(["--powered", "--datasets", "watch", "--out", "/nonexistent/never-written"])
+
+
+def test_the_released_table_pairs_finished_seeds_and_names_failed_runs(tmp_path):
+    folder = str(tmp_path / powered.RELEASED["dataset"])
+    accs = {"student alone": [0.90, 0.91], "KD (Hinton)": [0.92, 0.92], "SMLDist": [0.93, float("nan")]}
+    for m, values in accs.items():
+        for s, acc in enumerate(values):
+            records.save(folder, m, s, _record(acc))
+    text = powered.released_table(str(tmp_path))
+    assert f"INCOMPLETE: 5 of {len(powered.RELEASED['methods']) * len(powered.RELEASED['seeds'])} runs" in text
+    assert "| student alone | 2 | 0.9050 ± 0.0071 |" in text
+    assert "| SMLDist | 1 | 0.9300 | 0.9300 | +3.00 — | +1.00 — |" in text       # one pair: no interval
+    assert "| KD (Hinton) | 2 | 0.9200 ± 0.0000 | 0.9200 ± 0.0000 | +1.50 [" in text
+    assert "Failed runs (to be re-run, never dropped): SMLDist seed 1." in text
+    assert "No run has finished yet." in powered.released_table(str(tmp_path / "none"))

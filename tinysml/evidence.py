@@ -30,7 +30,7 @@ import numpy as np
 from . import io, powered
 from .arguments import COUNT
 from .compare import collect, run_all
-from .power import paired_ci
+from .power import mean_spread, paired_ci
 
 MIN_STEPS = 64
 CORE = ["KD (Hinton)", "FitNets", "AT", "SMLDist"]
@@ -143,10 +143,6 @@ def _preamble(dataset: str, sizes: dict) -> list:
             f"Budget: a pass over the training windows is {steps} steps of {BASE['batch_size']}; {budget}"]
 
 
-def _mean_spread(values) -> str:
-    return f"{np.mean(values):.4f}" + (f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else "")
-
-
 def _against_smldist(found: dict, variants) -> list:
     """The SMLDist variants (ablations, ours, the head search) paired against SMLDist itself, seed by
     seed: what each part of the method is worth. Empty where no variant ran."""
@@ -196,8 +192,8 @@ def dataset_section(dataset: str, found: dict, seeds, variants, sizes: dict, com
             cells.append(_fmt(mean, ci))
             stats[name][key] = (mean, ci, len(common))
         flagged = [f"seed {s}" for s, r in runs.items() if still_improving(_history(r, name))]
-        lines.append(f"| {name} | {len(runs)} | {_mean_spread(list(acc.values()))} | "
-                     f"{_mean_spread([r[part]['test']['macro_f1'] for r in runs.values()])} | {cells[0]} | {cells[1]} | "
+        lines.append(f"| {name} | {len(runs)} | {mean_spread(list(acc.values()))} | "
+                     f"{mean_spread([r[part]['test']['macro_f1'] for r in runs.values()])} | {cells[0]} | {cells[1]} | "
                      f"{', '.join(flagged) or 'no'} |")
     lines += _against_smldist(found, variants)
     lines += ["", "Test accuracy and macro-F1: mean ± sample std (n - 1) over the finished seeds. Differences: "

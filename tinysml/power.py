@@ -29,6 +29,11 @@ HYPOTHESES = {"H1": ("SMLDist", "student alone"), "H2": ("SMLDist", "KD (Hinton)
 MAX_SEEDS = 1000
 
 
+def mean_spread(values) -> str:
+    """"mean ± sample std" over seeds, to four places; the mean alone for one seed."""
+    return f"{np.mean(values):.4f}" + (f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else "")
+
+
 def paired_ci(a, b, level: float = 0.95):
     """Mean of the paired differences a_i - b_i and its ``level`` confidence interval (Student's t
     over the pairs); the interval is None with fewer than two pairs."""

@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-from .power import HYPOTHESES, paired_ci
+from .power import HYPOTHESES, mean_spread, paired_ci
 
 DATASETS = ["uci-har", "hapt"]
 SEEDS = list(range(30))
@@ -134,9 +134,8 @@ def dataset_table(dataset: str, found: dict, bad: list, seeds=SEEDS) -> tuple[st
         lines.append(f"| {r['hypothesis']}: {r['method']} - {r['against']} | {len(r['seeds'])} | {_pts(acc['mean'])} | "
                      f"{_interval(acc['adjusted'])} | **{decided}** | {_interval(acc['unadjusted'])} | "
                      f"{_pts(f1['mean'])} {_interval(f1['adjusted'])} |")
-    means = [f"{m} {np.mean([r['student']['test']['accuracy'] for r in found[m].values()]):.4f} "
-             f"± {np.std([r['student']['test']['accuracy'] for r in found[m].values()], ddof=1) if len(found[m]) > 1 else 0:.4f}"
-             f" ({len(found[m])})" for m in METHODS if m in found]
+    means = [f"{m} {mean_spread([r['student']['test']['accuracy'] for r in found[m].values()])} ({len(found[m])})"
+             for m in METHODS if m in found]
     if means:
         lines += ["", "Mean test accuracy ± sample std over seeds (seeds finished): " + "; ".join(means) + "."]
     devices = sorted({d for r in rows for d in r.get("by_device", {})})
@@ -190,9 +189,8 @@ def forest_plot(dataset: str, rows: list, path: str) -> str | None:
 def released_table(records: str = RELEASED_RECORDS) -> str:
     """The exploratory released-budget table: per method the seeds finished, mean ± std of test
     accuracy and macro-F1, and the 95% paired interval against the student alone and against KD."""
-    from . import records as recs
     plan = RELEASED
-    found = recs.load(os.path.join(records, plan["dataset"]), plan["seeds"], plan["methods"])
+    found, bad = load(records, plan["dataset"], plan["methods"], plan["seeds"])
     want = len(plan["methods"]) * len(plan["seeds"])
     finished = sum(len(v) for v in found.values())
     state = "complete" if finished == want else f"INCOMPLETE: {finished} of {want} runs finished"
@@ -200,10 +198,19 @@ def released_table(records: str = RELEASED_RECORDS) -> str:
              "Batch 256; teacher and final phase 200 epochs of Ranger (lr 1e-3) with ReduceLROnPlateau; each stage "
              "anchor 200 epochs of Adam (lr 1e-4) over every student parameter; selection on the validation split. "
              "Produced by `tinysml evidence --released`.", ""]
-    if not finished:
-        return "\n".join(lines + ["No run has finished yet."])
-    lines += ["| method | seeds | test accuracy | test macro-F1 | vs student alone, points (95%) | vs KD, points (95%) |",
-              "|---|---|---|---|---|---|"]
+    if finished:
+        lines += released_rows(found, plan["methods"])
+    else:
+        lines.append("No run has finished yet.")
+    if bad:
+        lines += ["", "Failed runs (to be re-run, never dropped): " + ", ".join(bad) + "."]
+    return "\n".join(lines)
+
+
+def released_rows(found: dict, methods) -> list:
+    """The released-budget table's markdown rows: mean ± std per method, paired intervals."""
+    lines = ["| method | seeds | test accuracy | test macro-F1 | vs student alone, points (95%) | vs KD, points (95%) |",
+             "|---|---|---|---|---|---|"]
 
     def diff(m, ref):
         if m == ref or m not in found or ref not in found:
@@ -213,17 +220,15 @@ def released_table(records: str = RELEASED_RECORDS) -> str:
                              [found[ref][k]["student"]["test"]["accuracy"] for k in s])
         return f"{_pts(mean)} {_interval(ci)}"
 
-    for m in plan["methods"]:
+    for m in methods:
         if m not in found:
             lines.append(f"| {m} | 0 | — | — | — | — |")
             continue
-        cells = []
-        for metric in ("accuracy", "macro_f1"):
-            v = [r["student"]["test"][metric] for r in found[m].values()]
-            cells.append(f"{np.mean(v):.4f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.4f}")
+        cells = [mean_spread([r["student"]["test"][metric] for r in found[m].values()])
+                 for metric in ("accuracy", "macro_f1")]
         lines.append(f"| {m} | {len(found[m])} | {cells[0]} | {cells[1]} | {diff(m, 'student alone')} | "
                      f"{diff(m, 'KD (Hinton)')} |")
-    return "\n".join(lines)
+    return lines
 
 
 def section(records: str = RECORDS, released: str = RELEASED_RECORDS, figures: str = "docs") -> str:
