@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+import tqdm
 
 from tinysml import compare, evidence, power, records
 
@@ -48,12 +49,15 @@ def test_a_grid_records_its_runs_and_a_later_grid_runs_none_of_them(tmp_path):
         assert [r["student"]["test"] for r in first[name]] == [r["student"]["test"] for r in second[name]]
 
 
-def test_only_the_missing_runs_of_a_seed_run_again(tmp_path):
+def test_only_the_missing_runs_of_a_seed_run_again(tmp_path, monkeypatch):
     compare.run_all(_args(tmp_path, "a"), Counting())
     os.remove(tmp_path / "records" / "seed1" / "kd--hinton.json")
-    pool = Counting()
+    pool, totals = Counting(), []
+    real = tqdm.tqdm
+    monkeypatch.setattr(tqdm, "tqdm", lambda *a, **k: totals.append(k["total"]) or real(*a, **k))
     compare.run_all(_args(tmp_path, "b"), pool)
     assert pool.jobs == 2                                         # seed 1's teacher, then its KD student
+    assert totals == [2]                                          # the progress bar counts those two
     assert (tmp_path / "records" / "seed1" / "kd--hinton.json").exists()
 
 

@@ -121,7 +121,8 @@ def run_all(args, executor=None):
             pending[executor.submit(run_job, config, run_dir, ckpt, **job)] = (name, seed)
 
     try:
-        with tqdm(total=len(args.seeds) * (1 + len(variants)) - len(done_runs), unit="run", desc="grid") as bar:
+        to_run = len(teachers) + len(args.seeds) * len(variants) - len(done_runs)    # a finished seed needs no teacher
+        with tqdm(total=to_run, unit="run", desc="grid") as bar:
             hand_over()
             while pending:
                 finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
@@ -133,8 +134,8 @@ def run_all(args, executor=None):
                     except Exception as err:  # noqa: BLE001 - reported; the other runs go on
                         failures.append(f"seed {seed} {name}: {type(err).__name__}: {err}")
                         bar.write(f"seed {seed} {name}: FAILED ({type(err).__name__}: {err})")
-                        if name == "teacher":
-                            bar.update(len(variants))              # its students cannot run
+                        if name == "teacher":                      # its students cannot run
+                            bar.update(sum((variant, seed) not in done_runs for variant in variants))
                         continue
                     if records_dir:
                         records.save(records_dir, name, seed, r)
