@@ -221,6 +221,34 @@ def test_cross_entropy(smoothing):
     gradcheck(lambda z: F.cross_entropy(z, soft), rand(3, 4))
 
 
+def test_cross_entropy_is_exact_for_huge_logits_and_rows_of_different_scale():
+    """The log-softmax is shifted by each row's own maximum: logits of 1e3 do not overflow, and a
+    row far below another row's maximum does not underflow to log 0."""
+    import warnings
+    z = np.array([[1000.0, 999.0, 990.0], [0.0, -1.0, -10.0], [-1000.0, -1001.0, -1010.0]])
+    labels = np.array([1, 0, 2])
+    row = np.array([0.0, -1.0, -10.0])                          # every row is this one, shifted
+    logp = row - np.log(np.exp(row).sum())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                          # no overflow, no log of 0
+        loss = F.cross_entropy(Tensor(z), labels)
+        assert loss.item() == pytest.approx(-(logp[1] + logp[0] + logp[2]) / 3, rel=1e-12)
+    t = Tensor(z.astype(np.float32), requires_grad=True)
+    F.cross_entropy(t, labels).backward()
+    p = np.exp(logp)
+    np.testing.assert_allclose(t.grad, (p[None, :] - np.eye(3)[labels]) / 3, atol=1e-6)
+
+
+def test_smoothed_targets_by_hand_in_the_logits_dtype():
+    from tinysml.functions.loss import smoothed_targets
+    for dtype in (np.float32, np.float64):
+        q = smoothed_targets(np.array([2, 0]), 4, 0.2, np.dtype(dtype), np)
+        assert q.dtype == dtype
+        np.testing.assert_allclose(q, [[0.05, 0.05, 0.85, 0.05], [0.85, 0.05, 0.05, 0.05]], rtol=1e-6)
+        z = Tensor(np.zeros((2, 4), dtype))
+        assert F.cross_entropy(z, np.array([2, 0]), label_smoothing=0.2).data.dtype == dtype
+
+
 def test_mse_kl_nll():
     gradcheck(F.mse_loss, rand(3, 4), rand(3, 4))
     p = np.abs(rand(3, 4)) + 0.1
