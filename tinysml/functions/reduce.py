@@ -12,8 +12,8 @@ def _normalize_axes(axis, ndim):
     return tuple(a % ndim for a in axes)
 
 
-def _expand(g, axes, keepdims, shape):
-    """Re-insert the reduced axes of ``g`` so it broadcasts against the input of ``shape``."""
+def _expand(g, axes, keepdims):
+    """Re-insert the reduced axes of ``g`` (when they were dropped) so it broadcasts against the input."""
     if not keepdims:
         for a in sorted(axes):
             g = get_array_module(g).expand_dims(g, a)
@@ -29,7 +29,7 @@ class Sum(Function):
 
     @staticmethod
     def backward(ctx, g):
-        g = _expand(g, ctx.axes, ctx.keepdims, ctx.shape)
+        g = _expand(g, ctx.axes, ctx.keepdims)
         return get_array_module(g).broadcast_to(g, ctx.shape).copy()
 
 
@@ -49,7 +49,7 @@ class Mean(Function):
 
     @staticmethod
     def backward(ctx, g):
-        g = _expand(g, ctx.axes, ctx.keepdims, ctx.shape) * ctx.inv_count
+        g = _expand(g, ctx.axes, ctx.keepdims) * ctx.inv_count
         return get_array_module(g).broadcast_to(g, ctx.shape).copy()
 
 
@@ -67,7 +67,7 @@ class Max(Function):
     @staticmethod
     def backward(ctx, g):
         x, y = ctx.saved
-        g = _expand(g, ctx.axes, ctx.keepdims, x.shape)
+        g = _expand(g, ctx.axes, ctx.keepdims)
         hit = (x == y).astype(x.dtype)
         return hit * (g / hit.sum(axis=ctx.axes, keepdims=True))
 
