@@ -290,3 +290,58 @@ def test_kl_div_by_hand_with_zero_targets_and_array_or_tensor_targets():
         warnings.simplefilter("error")
         assert F.kl_div(p, Tensor(log_q)).item() == pytest.approx(expected, rel=1e-12)
         assert F.kl_div(Tensor(p), Tensor(log_q)).item() == pytest.approx(expected, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- values a gradient check cannot see
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+@pytest.mark.parametrize("name, formula", [
+    ("relu", lambda x: np.maximum(x, 0)),
+    ("relu6", lambda x: np.clip(x, 0, 6)),
+    ("hardswish", lambda x: x * np.clip(x + 3, 0, 6) / 6),
+    ("hardsigmoid", lambda x: np.clip(x + 3, 0, 6) / 6),
+    ("sigmoid", lambda x: 1 / (1 + np.exp(-x))),
+    ("selu", lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0))))])
+def test_each_named_activation_is_its_formula(name, formula):
+    x = np.linspace(-8, 8, 33)
+    np.testing.assert_allclose(getattr(F, name)(Tensor(x)).data, formula(x), rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(getattr(F, name)(Tensor(x)).data, F.activation(Tensor(x), name).data)
+
+
+@pytest.mark.parametrize("axis", [1, -1])
+def test_log_softmax_shifts_each_row_by_its_own_maximum(axis):
+    """Huge logits do not overflow, and a row far below another row's maximum does not underflow."""
+    import warnings
+    from scipy.special import log_softmax
+    z = np.array([[1000.0, 999.0, 990.0], [0.0, -1.0, -10.0], [-1000.0, -1001.0, -1010.0]])
+    z = np.stack([z, z[::-1]], axis=0)                                        # (2, 3, 3)
+    z = z if axis == -1 else z.transpose(0, 2, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(F.log_softmax(Tensor(z), axis).data, log_softmax(z, axis), rtol=1e-12)
+        np.testing.assert_allclose(F.softmax(Tensor(z), axis).data, np.exp(log_softmax(z, axis)), rtol=1e-12)
+
+
+def test_division_sends_a_gradient_to_whichever_side_needs_one():
+    a, b = np.array([1.0, -2.0, 3.0]), np.array([2.0, 4.0, -0.5])
+    x = Tensor(a, requires_grad=True)
+    (x / Tensor(b)).sum().backward()                       # the divisor is a constant
+    np.testing.assert_allclose(x.grad, 1 / b)
+    y = Tensor(b, requires_grad=True)
+    (Tensor(a) / y).sum().backward()                       # the dividend is a constant
+    np.testing.assert_allclose(y.grad, -a / b ** 2)
+
+
+def test_abs_maximum_and_where_at_their_edges():
+    x = Tensor(np.array([-2.0, 0.0, 3.0]), requires_grad=True)
+    F.abs(x).sum().backward()
+    np.testing.assert_array_equal(x.grad, [-1.0, 0.0, 1.0])                 # 0 at 0, never inf or nan
+    a = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    b = Tensor(np.array([1.0, 5.0, 3.0]), requires_grad=True)
+    F.maximum(a, b).sum().backward()
+    np.testing.assert_array_equal(a.grad, [1.0, 0.0, 1.0])                  # ties go to the first argument
+    np.testing.assert_array_equal(b.grad, [0.0, 1.0, 0.0])
+    cond = np.array([True, False, True])
+    for c in (cond, Tensor(cond)):                                          # an array or a Tensor condition
+        np.testing.assert_array_equal(F.where(c, a, b).data, [1.0, 5.0, 3.0])

@@ -66,3 +66,88 @@ def test_backward_needs_scalar_or_grad():
 def test_wrong_matmul_shapes_are_named():
     with pytest.raises(ValueError, match=r"\(N, 4\)"):
         F.linear(Tensor(np.ones((2, 3))), Tensor(np.ones((5, 4))))
+
+
+# --------------------------------------------------------------------------- the methods a user calls
+def test_the_methods_match_their_numpy_namesakes():
+    a = np.arange(24, dtype=np.float64).reshape(2, 3, 4) - 7
+    t = Tensor(a)
+    np.testing.assert_array_equal(t.reshape(4, 6).data, a.reshape(4, 6))            # sizes as arguments
+    np.testing.assert_array_equal(t.reshape((6, 4)).data, a.reshape(6, 4))          # or as one tuple
+    np.testing.assert_array_equal(t.reshape([3, -1]).data, a.reshape(3, -1))        # or a list
+    np.testing.assert_array_equal(t.reshape(24).data, a.reshape(24))
+    np.testing.assert_array_equal(t.transpose().data, a.transpose())                # no axes: all reversed
+    np.testing.assert_array_equal(t.transpose(1, 0, 2).data, a.transpose(1, 0, 2))
+    np.testing.assert_array_equal(t.T.data, a.T)
+    assert t.sum().shape == () and t.sum().item() == a.sum()                        # keepdims False
+    assert t.mean(axis=1).shape == (2, 4) and t.max(axis=2).shape == (2, 3)
+    np.testing.assert_allclose(t.mean(axis=(0, 2), keepdims=True).data, a.mean(axis=(0, 2), keepdims=True))
+    np.testing.assert_array_equal(t.abs().data, np.abs(a))
+    np.testing.assert_array_equal(t.relu().data, np.maximum(a, 0))
+    np.testing.assert_allclose(t.sigmoid().data, 1 / (1 + np.exp(-a)), rtol=1e-12)
+    np.testing.assert_allclose(t.abs().sqrt().data, np.sqrt(np.abs(a)))
+    np.testing.assert_allclose(t.exp().log().data, a, atol=1e-12)
+    assert t.numpy() is t.data and len(t) == 2 and t.size == 24 and t.ndim == 3
+
+
+def test_reflected_operators_put_the_constant_first():
+    a = np.array([1.0, 2.0, 4.0])
+    t = Tensor(a, requires_grad=True)
+    for out, want in ((3 + t, 3 + a), (3 - t, 3 - a), (3 * t, 3 * a), (3 / t, 3 / a),
+                      (np.ones(3) + t, 1 + a), (-t, -a), (t ** 2, a ** 2)):
+        assert isinstance(out, Tensor)
+        np.testing.assert_allclose(out.data, want)
+    (3 + t).sum().backward()
+    np.testing.assert_array_equal(t.grad, np.ones(3))
+
+
+def test_numpy_returns_host_data_and_copies_device_arrays_to_the_host():
+    class DeviceArray:                     # what numpy() relies on of a CuPy array: .get() copies to the host
+        def get(self):
+            return np.arange(3.0)
+    t = Tensor(np.ones(2))
+    assert t.numpy() is t.data
+    np.testing.assert_array_equal(Tensor._wrap(DeviceArray()).numpy(), np.arange(3.0))
+
+
+def test_repr_and_detach():
+    t = Tensor(np.zeros((2, 3), np.float32), requires_grad=True)
+    assert repr(t) == "Tensor(shape=(2, 3), dtype=float32, requires_grad=True)"
+    assert repr(Tensor(np.zeros(4))) == "Tensor(shape=(4,), dtype=float64)"
+    d = (t * 2).detach()
+    assert not d.requires_grad and d._ctx is None and d.dtype == np.float32
+    np.testing.assert_array_equal(d.data, np.zeros((2, 3)))
+
+
+def test_shape_functions_match_numpy_and_their_defaults():
+    a = np.arange(24, dtype=np.float64).reshape(2, 3, 4)
+    b = a + 100
+    c = a - 100
+    np.testing.assert_array_equal(F.flatten(Tensor(a)).data, a.reshape(2, 12))        # from axis 1
+    np.testing.assert_array_equal(F.flatten(Tensor(a), 2).data, a.reshape(2, 3, 4))
+    np.testing.assert_array_equal(F.flatten(Tensor(a), 0).data, a.reshape(24))
+    np.testing.assert_array_equal(F.reshape(Tensor(a), [4, 6]).data, a.reshape(4, 6))
+    for axis in (None, 0, 1, -1, -2):
+        kw = {} if axis is None else {"axis": axis}
+        np.testing.assert_array_equal(F.concat([Tensor(a), Tensor(b)], **kw).data, np.concatenate([a, b], **kw))
+        np.testing.assert_array_equal(F.stack([Tensor(a), Tensor(b), Tensor(c)], **kw).data, np.stack([a, b, c], **kw))
+    np.testing.assert_array_equal(F.pad(Tensor(a), [(0, 0), (1, 0), (0, 2)]).data, np.pad(a, [(0, 0), (1, 0), (0, 2)]))
+    np.testing.assert_array_equal(F.pad(Tensor(a), [(0, 0), (0, 0), (1, 1)], value=-5.0).data,
+                                  np.pad(a, [(0, 0), (0, 0), (1, 1)], constant_values=-5.0))
+
+
+def test_concat_of_three_sends_each_part_its_own_gradient():
+    parts = [Tensor(np.zeros((2, n)), requires_grad=True) for n in (1, 2, 3)]
+    out = F.concat(parts, axis=1)                                                         # (2, 6)
+    (out * Tensor(np.arange(12.0).reshape(2, 6))).sum().backward()
+    np.testing.assert_array_equal(parts[0].grad, [[0], [6]])
+    np.testing.assert_array_equal(parts[1].grad, [[1, 2], [7, 8]])
+    np.testing.assert_array_equal(parts[2].grad, [[3, 4, 5], [9, 10, 11]])
+
+
+def test_interpolate_linear_is_the_identity_at_equal_length_only_along_the_last_axis():
+    x = Tensor(np.arange(12.0).reshape(1, 4, 3))                  # (B, C, L): C = 4 is not the length
+    assert F.interpolate_linear(x, 3) is x
+    y = F.interpolate_linear(x, 4)
+    assert y.shape == (1, 4, 4)
+    np.testing.assert_allclose(y.data[0, 0], [0.0, 0.625, 1.375, 2.0])    # PyTorch's align_corners=False

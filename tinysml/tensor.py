@@ -80,6 +80,9 @@ class Tensor:
     """An array with an optional gradient and a link to the Function that produced it."""
 
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
+    # NumPy hands ``array + tensor`` (and every other ufunc with a Tensor in it) back to the
+    # Tensor's reflected operator instead of applying itself element by element to an object array
+    __array_ufunc__ = None
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.data = _as_array(data, dtype)
