@@ -345,3 +345,14 @@ def test_abs_maximum_and_where_at_their_edges():
     cond = np.array([True, False, True])
     for c in (cond, Tensor(cond)):                                          # an array or a Tensor condition
         np.testing.assert_array_equal(F.where(c, a, b).data, [1.0, 5.0, 3.0])
+
+
+def test_clip_passes_the_gradient_inside_and_at_its_bounds_with_either_bound_left_out():
+    """As PyTorch's clamp: the gradient is 1 where low <= x <= high (bounds included), else 0."""
+    a = np.array([-1.0, -0.5, 0.0, 0.7, 1.0])
+    for low, high, want in ((-0.5, 0.7, [0, 1, 1, 1, 0]), (None, 0.7, [1, 1, 1, 1, 0]), (-0.5, None, [0, 1, 1, 1, 1])):
+        x = Tensor(a, requires_grad=True)
+        y = F.clip(x, low, high)
+        np.testing.assert_array_equal(y.data, np.clip(a, low, high))
+        y.sum().backward()
+        np.testing.assert_array_equal(x.grad, want)
