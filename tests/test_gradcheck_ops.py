@@ -356,3 +356,39 @@ def test_clip_passes_the_gradient_inside_and_at_its_bounds_with_either_bound_lef
         np.testing.assert_array_equal(y.data, np.clip(a, low, high))
         y.sum().backward()
         np.testing.assert_array_equal(x.grad, want)
+
+
+F32_OPS = {   # name: (function of float32 Tensors, input shapes)
+    "add": (lambda a, b: a + b, [(3, 4), (4,)]), "mul": (lambda a, b: a * b, [(3, 4), (3, 1)]),
+    "div": (lambda a, b: a / (b * b + 1), [(3, 4), (3, 4)]), "maximum": (F.maximum, [(3, 4), (3, 4)]),
+    "exp": (F.exp, [(3, 4)]), "log": (lambda a: F.log(a * a + 1), [(3, 4)]), "sqrt": (lambda a: F.sqrt(a * a + 1), [(3, 4)]),
+    "abs": (F.abs, [(3, 4)]), "clip": (lambda a: F.clip(a, -0.5, 0.5), [(3, 4)]), "pow": (lambda a: a ** 3, [(3, 4)]),
+    "getitem": (lambda a: a[np.array([0, 2, 2])], [(3, 4)]), "slice": (lambda a: a[:, 1:3], [(3, 4)]),
+    "concat": (lambda a, b: F.concat([a, b], axis=1), [(3, 4), (3, 2)]), "pad": (lambda a: F.pad(a, [(0, 0), (1, 2)]), [(3, 4)]),
+    "reshape": (lambda a: a.reshape(4, 3), [(3, 4)]), "transpose": (lambda a: a.T, [(3, 4)]),
+    "interpolate": (lambda a: F.interpolate_linear(a, 7), [(2, 3, 4)]),
+    "sum": (lambda a: F.sum(a, 1), [(3, 4)]), "mean": (lambda a: F.mean(a, 0), [(3, 4)]), "max": (lambda a: F.max(a, 1), [(3, 4)]),
+    "var": (lambda a: F.var(a, 1), [(3, 4)]), "softmax": (lambda a: F.softmax(a, 1), [(3, 4)]),
+    "log_softmax": (lambda a: F.log_softmax(a, 1), [(3, 4)]), "hardswish": (lambda a: F.activation(a, "hardswish"), [(3, 4)]),
+    "matmul": (lambda a, b: a @ b, [(3, 4), (4, 2)]), "linear": (lambda x, w, b: F.linear(x, w, b), [(3, 4), (2, 4), (2,)]),
+    "conv1d": (lambda x, w: F.conv1d(x, w, padding=1), [(2, 3, 9), (4, 3, 3)]),
+    "dw_conv1d": (lambda x, w: F.dw_conv1d(x, w, stride=2, padding=1), [(2, 3, 9), (3, 1, 3)]),
+    "pw_conv1d": (lambda x, w: F.pw_conv1d(x, w), [(2, 3, 9), (4, 3, 1)]),
+    "global_avg_pool": (F.global_avg_pool, [(2, 3, 9)]),
+    "batch_norm": (lambda x, g, b: F.batch_norm(x, g, b), [(2, 3, 9), (3,), (3,)]),
+    "rfft_magnitude": (F.rfft_magnitude, [(2, 3, 8)]),
+    "cross_entropy": (lambda z: F.cross_entropy(z, np.array([0, 3, 1]), 0.1), [(3, 4)]),
+    "mse": (lambda a, b: F.mse_loss(a, b), [(3, 4), (3, 4)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(F32_OPS))
+def test_float32_stays_float32_through_every_op_and_its_gradient(name):
+    """A float32 model trains in float32: every output and every input gradient keeps the dtype."""
+    fn, shapes = F32_OPS[name]
+    inputs = [Tensor(R.standard_normal(s).astype(np.float32) + 0.5, requires_grad=True) for s in shapes]
+    out = fn(*inputs)
+    assert out.dtype == np.float32, out.dtype
+    out.sum().backward()
+    for t in inputs:
+        assert t.grad is not None and t.grad.dtype == np.float32 and t.grad.shape == t.shape, name
