@@ -38,7 +38,7 @@ class GetItem(Function):
 
     @staticmethod
     def forward(ctx, x, index):
-        ctx.index, ctx.shape, ctx.dtype = index, x.shape, x.dtype
+        ctx.index, ctx.shape = index, x.shape
         return x[index]
 
     @staticmethod
