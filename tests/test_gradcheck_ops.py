@@ -133,6 +133,8 @@ def test_interpolate_linear(L_in, L_out):
 def test_matmul_and_linear():
     gradcheck(lambda a, b: a @ b, rand(3, 4), rand(4, 5))
     gradcheck(lambda a, b: a @ b, rand(2, 3, 4), rand(4, 5))      # broadcast batch
+    gradcheck(lambda a, b: a @ b, rand(3, 4), rand(2, 4, 5))      # the batch on the right
+    gradcheck(lambda a, b: a @ b, rand(2, 3, 4), rand(2, 4, 5))   # batched on both sides
     gradcheck(F.linear, rand(3, 4), rand(5, 4), rand(5))
     gradcheck(F.linear, rand(3, 4), rand(5, 4))
 
