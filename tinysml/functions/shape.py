@@ -45,10 +45,7 @@ class GetItem(Function):
     def backward(ctx, g):
         xp = get_array_module(g)
         gx = xp.zeros(ctx.shape, dtype=g.dtype)
-        if xp is np:
-            np.add.at(gx, ctx.index, g)
-        else:
-            xp.add.at(gx, ctx.index, g)
+        xp.add.at(gx, ctx.index, g)                  # unbuffered: a repeated index adds each time
         return gx
 
 
