@@ -29,7 +29,7 @@ BINARY = {
 
 
 @pytest.mark.parametrize("name", list(BINARY))
-@pytest.mark.parametrize("shapes", [((3, 4), (3, 4)), ((2, 3, 4), (3, 1)), ((4,), (2, 1, 4))])
+@pytest.mark.parametrize("shapes", [((3, 4), (3, 4)), ((2, 3, 4), (3, 1)), ((4,), (2, 1, 4)), ((1, 3, 4), (3, 1))])
 def test_binary_broadcasting(name, shapes):
     a, b = rand(*shapes[0]), rand(*shapes[1])
     if name == "div":
@@ -268,6 +268,17 @@ def test_loss_errors_name_the_problem():
         F.cross_entropy(z, np.array([0.0, 1.0, 1.0]))
     with pytest.raises(ValueError, match="2 labels for 3 rows"):
         F.cross_entropy(z, np.array([0, 1]))
+
+
+def test_cross_entropy_names_wrong_shapes_and_takes_soft_targets_as_an_array_or_a_tensor():
+    z = Tensor(rand(3, 4))
+    with pytest.raises(ValueError, match=r"^cross_entropy expected logits of shape \(B, K\), got \(3, 4, 2\)$"):
+        F.cross_entropy(Tensor(rand(3, 4, 2)), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"^cross_entropy: soft targets of shape \(3, 5\) for logits \(3, 4\)$"):
+        F.cross_entropy(z, np.full((3, 5), 0.2))
+    soft = np.abs(rand(3, 4))
+    soft /= soft.sum(1, keepdims=True)
+    assert F.cross_entropy(z, Tensor(soft)).item() == F.cross_entropy(z, soft).item()
 
 
 def test_cross_entropy_and_nll_take_labels_as_a_list_or_an_array():
