@@ -383,7 +383,7 @@ F32_OPS = {   # name: (function of float32 Tensors, input shapes)
     "sum": (lambda a: F.sum(a, 1), [(3, 4)]), "mean": (lambda a: F.mean(a, 0), [(3, 4)]), "max": (lambda a: F.max(a, 1), [(3, 4)]),
     "var": (lambda a: F.var(a, 1), [(3, 4)]), "softmax": (lambda a: F.softmax(a, 1), [(3, 4)]),
     "log_softmax": (lambda a: F.log_softmax(a, 1), [(3, 4)]), "hardswish": (lambda a: F.activation(a, "hardswish"), [(3, 4)]),
-    "matmul": (lambda a, b: a @ b, [(3, 4), (4, 2)]), "linear": (lambda x, w, b: F.linear(x, w, b), [(3, 4), (2, 4), (2,)]),
+    "matmul": (lambda a, b: a @ b, [(3, 4), (4, 2)]), "linear": (lambda x, w, b=None: F.linear(x, w, b), [(3, 4), (2, 4), (2,)]),
     "conv1d": (lambda x, w: F.conv1d(x, w, padding=1), [(2, 3, 9), (4, 3, 3)]),
     "dw_conv1d": (lambda x, w: F.dw_conv1d(x, w, stride=2, padding=1), [(2, 3, 9), (3, 1, 3)]),
     "pw_conv1d": (lambda x, w: F.pw_conv1d(x, w), [(2, 3, 9), (4, 3, 1)]),
@@ -405,3 +405,22 @@ def test_float32_stays_float32_through_every_op_and_its_gradient(name):
     out.sum().backward()
     for t in inputs:
         assert t.grad is not None and t.grad.dtype == np.float32 and t.grad.shape == t.shape, name
+
+
+@pytest.mark.parametrize("name", ["conv1d", "dw_conv1d", "pw_conv1d", "linear", "matmul"])
+def test_a_frozen_layer_still_passes_the_gradient_to_its_input(name):
+    """Weights that need no gradient (a frozen layer) between an input that needs one and the loss:
+    the input gets exactly the gradient it gets when the weights are trainable too, and the
+    weights get none."""
+    fn, (x_shape, w_shape, *_) = F32_OPS[name]
+    x, w = R.standard_normal(x_shape), R.standard_normal(w_shape)
+    xs = [Tensor(x, requires_grad=True) for _ in range(2)]
+    ws = [Tensor(w, requires_grad=False), Tensor(w, requires_grad=True)]
+    for xi, wi in zip(xs, ws):
+        fn(xi, wi).sum().backward()
+    assert ws[0].grad is None and xs[0].grad is not None
+    np.testing.assert_allclose(xs[0].grad, xs[1].grad, rtol=1e-12)
+    ws[1].grad = None
+    x_const = Tensor(x)
+    fn(x_const, ws[1]).sum().backward()                 # and a constant input: the weights still learn
+    assert x_const.grad is None and ws[1].grad is not None
