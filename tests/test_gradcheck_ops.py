@@ -424,3 +424,43 @@ def test_a_frozen_layer_still_passes_the_gradient_to_its_input(name):
     x_const = Tensor(x)
     fn(x_const, ws[1]).sum().backward()                 # and a constant input: the weights still learn
     assert x_const.grad is None and ws[1].grad is not None
+
+
+def test_the_layers_defaults_are_a_plain_training_mode_layer():
+    """conv1d and dw_conv1d default to stride 1, no padding, no dilation, one group (a 'valid'
+    cross-correlation); batch_norm defaults to training mode (the batch's own statistics)."""
+    x, w = rand(2, 3, 9), rand(4, 3, 3)
+    want = np.stack([[sum(np.correlate(x[b, c], w[o, c], "valid") for c in range(3)) for o in range(4)] for b in range(2)])
+    np.testing.assert_allclose(F.conv1d(Tensor(x), Tensor(w)).data, want, rtol=1e-10)
+    wd = rand(3, 1, 3)
+    want_dw = np.stack([[np.correlate(x[b, c], wd[c, 0], "valid") for c in range(3)] for b in range(2)])
+    np.testing.assert_allclose(F.dw_conv1d(Tensor(x), Tensor(wd)).data, want_dw, rtol=1e-10)
+    y = F.batch_norm(Tensor(x * 3 + 2), Tensor(np.ones(3)), Tensor(np.zeros(3))).data
+    np.testing.assert_allclose(y.mean(axis=(0, 2)), 0, atol=1e-10)
+    np.testing.assert_allclose(y.var(axis=(0, 2)), 1, rtol=1e-3)             # eps = 1e-5 keeps it just under 1
+
+
+def test_the_layers_name_a_wrong_input():
+    x = Tensor(rand(2, 3, 9))
+    cases = [
+        (lambda: F.conv1d(x, Tensor(rand(4, 2, 3))), r"^conv1d with weight \(4, 2, 3\) and groups=1 expected input of "
+                                                     r"shape \(B, 2, L\), got \(2, 3, 9\)$"),
+        (lambda: F.conv1d(Tensor(rand(2, 4, 9)), Tensor(rand(3, 2, 3)), groups=2),
+         r"^conv1d: out channels 3 not divisible by groups 2$"),
+        (lambda: F.dw_conv1d(x, Tensor(rand(3, 2, 3))), r"^depthwise conv1d expected a weight of shape \(C, K\) or "
+                                                        r"\(C, 1, K\), got \(3, 2, 3\)$"),
+        (lambda: F.dw_conv1d(x, Tensor(rand(4, 3))), r"^depthwise conv1d with weight \(4, 3\) expected input of shape "
+                                                     r"\(B, 4, L\), got \(2, 3, 9\)$"),
+        (lambda: F.pw_conv1d(x, Tensor(rand(4, 3, 2))), r"^pointwise conv1d expected a weight of shape \(O, C\) or "
+                                                        r"\(O, C, 1\), got \(4, 3, 2\)$"),
+        (lambda: F.batch_norm(x, Tensor(np.ones(4)), Tensor(np.zeros(4))),
+         r"^batch_norm expected input of shape \(B, 4, L\), got \(2, 3, 9\)$"),
+        (lambda: F.batch_norm(Tensor(rand(1, 3, 1)), Tensor(np.ones(3)), Tensor(np.zeros(3))),
+         r"^batch_norm in training mode needs more than one value per channel, got input \(1, 3, 1\)$"),
+        (lambda: F.batch_norm(x, Tensor(np.ones(3)), Tensor(np.zeros(3)), training=False),
+         r"^batch_norm in eval mode needs running_mean and running_var"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    F.batch_norm(Tensor(rand(1, 3, 1)), Tensor(np.ones(3)), Tensor(np.zeros(3)), np.zeros(3), np.ones(3), training=False)
