@@ -151,3 +151,16 @@ def test_interpolate_linear_is_the_identity_at_equal_length_only_along_the_last_
     y = F.interpolate_linear(x, 4)
     assert y.shape == (1, 4, 4)
     np.testing.assert_allclose(y.data[0, 0], [0.0, 0.625, 1.375, 2.0])    # PyTorch's align_corners=False
+
+
+def test_item_reads_one_element_and_names_any_other_shape():
+    assert Tensor(np.array([[2.5]])).item() == 2.5 and isinstance(Tensor(np.array(3.0)).item(), float)
+    with pytest.raises(ValueError, match=r"^item\(\) needs a tensor with one element, got shape \(2, 1\)$"):
+        Tensor(np.zeros((2, 1))).item()
+
+
+def test_functions_take_numbers_and_arrays_as_constants():
+    assert F.exp(0.0).item() == 1.0 and F.sqrt(4).item() == 2.0
+    y = F.log(np.array([1.0, np.e]))
+    assert isinstance(y, Tensor) and not y.requires_grad
+    np.testing.assert_allclose(y.data, [0.0, 1.0])
