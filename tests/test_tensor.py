@@ -164,3 +164,6 @@ def test_functions_take_numbers_and_arrays_as_constants():
     y = F.log(np.array([1.0, np.e]))
     assert isinstance(y, Tensor) and not y.requires_grad
     np.testing.assert_allclose(y.data, [0.0, 1.0])
+    z = F.exp(np.array([0, 1]))                          # an integer array becomes a float32 constant
+    assert z.dtype == np.float32
+    np.testing.assert_allclose(z.data, [1.0, np.e], rtol=1e-6)
