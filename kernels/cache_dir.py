@@ -62,12 +62,16 @@ def cached(cache_dir: str | None, module: str, names) -> bool:
     """Whether Numba would load every kernel ``module.name`` from the cache rather than compile it:
     each has an index written by the installed Numba for the source as it is now."""
     source = os.path.join(KERNELS, f"{module}.py")
-    if not os.path.exists(source):
+    try:
+        with open(source, "rb") as f:
+            st = os.fstat(f.fileno())
+            stamps = (hashlib.sha256(f.read()).digest(), (st.st_mtime, st.st_size))   # recent and older Numba's
+    except OSError:
         return False
     version = _numba_version()
     tag = f"py{sys.version_info.major}{sys.version_info.minor}{getattr(sys, 'abiflags', '')}"
     folder = kernel_folder(cache_dir)
-    return all(any(_index_matches(f, source, version)
+    return all(any(_index_matches(f, stamps, version)
                    for f in glob.glob(os.path.join(folder, f"{module}.{name}-*.{tag}.nbi")))
                for name in names)
 
@@ -80,12 +84,13 @@ def _numba_version() -> str | None:
         return None
 
 
-def _index_matches(index: str, source: str, version: str | None) -> bool:
-    """Whether the Numba cache index ``index`` was written by Numba ``version`` for ``source`` as it
-    is now. An index holds two pickles: Numba's version, then (stamp, overloads), where the stamp
-    is the sha256 of the source (recent Numba) or its (mtime, size) (older releases). Numba ignores an
-    index whose version or stamp differ. Only the leading constants are read, with ``pickletools``,
-    which decodes opcodes without building any object: nothing in the cache is imported or run."""
+def _index_matches(index: str, stamps: tuple, version: str | None) -> bool:
+    """Whether the Numba cache index ``index`` was written by Numba ``version`` for the source whose
+    ``stamps`` are (sha256 of its bytes, (mtime, size)). An index holds two pickles: Numba's
+    version, then (stamp, overloads), where the stamp is the first (recent Numba) or the second
+    (older releases). Numba ignores an index whose version or stamp differ. Only the leading
+    constants are read, with ``pickletools``, which decodes opcodes without building any object:
+    nothing in the cache is imported or run."""
     import pickletools
     try:
         with open(index, "rb") as f:
@@ -100,11 +105,8 @@ def _index_matches(index: str, source: str, version: str | None) -> bool:
         return False
     if version is None or written_by != [version] or not stamp:
         return False
-    if isinstance(stamp[0], bytes):                          # sha256 of the source's bytes
-        with open(source, "rb") as f:
-            return stamp[0] == hashlib.sha256(f.read()).digest()
-    st = os.stat(source)
-    return tuple(stamp) == (st.st_mtime, st.st_size)
+    digest, mtime_size = stamps
+    return stamp[0] == digest if isinstance(stamp[0], bytes) else tuple(stamp) == mtime_size
 
 
 _choice: dict = {}
