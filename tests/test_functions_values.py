@@ -274,6 +274,12 @@ def test_the_layers_name_a_wrong_input():
          r"^batch_norm in training mode needs more than one value per channel, got input \(1, 3, 1\)$"),
         (lambda: F.batch_norm(x, Tensor(np.ones(3)), Tensor(np.zeros(3)), training=False),
          r"^batch_norm in eval mode needs running_mean and running_var"),
+        (lambda: F.layer_norm(x, Tensor(np.ones(4)), Tensor(np.zeros(4))),
+         r"^layer_norm expected a last axis of 4, got shape \(2, 3, 9\)$"),
+        (lambda: F.matmul(Tensor(rand(3)), Tensor(rand(3, 2))),
+         r"^matmul needs arrays of at least 2 dimensions, got shapes \(3,\) and \(3, 2\)$"),
+        (lambda: F.matmul(Tensor(rand(2, 3)), Tensor(rand(3))),
+         r"^matmul needs arrays of at least 2 dimensions, got shapes \(2, 3\) and \(3,\)$"),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message):

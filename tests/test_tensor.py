@@ -59,8 +59,48 @@ def test_backward_needs_scalar_or_grad():
     x = Tensor(np.ones(3), requires_grad=True)
     with pytest.raises(RuntimeError, match="explicit grad"):
         (x * 2).backward()
-    with pytest.raises(RuntimeError, match="does not require"):
+    with pytest.raises(RuntimeError) as err:
         Tensor(np.ones(1)).backward()
+    assert str(err.value) == "backward() called on a tensor that does not require a gradient"
+
+
+def test_the_seed_gradient_has_the_tensors_shape_and_dtype():
+    x = Tensor(np.ones((1, 1), np.float32), requires_grad=True)
+    x.backward()                                                   # a one-element tensor: d x / d x = 1
+    assert x.grad.shape == (1, 1) and x.grad.dtype == np.float32
+    y = Tensor(np.ones(3, np.float32), requires_grad=True)
+    (y * 2).backward(np.array([1.0, 2.0, 3.0]))                    # a float64 grad for a float32 tensor
+    assert y.grad.dtype == np.float32
+    np.testing.assert_array_equal(y.grad, [2, 4, 6])
+
+
+def test_a_backward_of_the_wrong_shape_names_the_function_and_both_shapes():
+    from tinysml.tensor import Function
+
+    class Broken(Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad[:1]
+
+    x = Tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(RuntimeError) as err:
+        Broken.apply(x).backward(np.ones(3))
+    assert str(err.value) == "Broken.backward returned a gradient of shape (1,) for an input of shape (3,)"
+
+
+def test_a_tensor_index_reads_like_its_array():
+    x = Tensor(np.arange(12.0).reshape(4, 3), requires_grad=True)
+    rows = Tensor(np.array([2, 0, 2]))
+    y = x[rows]
+    np.testing.assert_array_equal(y.data, x.data[[2, 0, 2]])
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad, [[1] * 3, [0] * 3, [2] * 3, [0] * 3])
+    with pytest.raises(IndexError, match="must hold whole numbers"):
+        x[Tensor(np.array([0.5]))]
 
 
 def test_wrong_matmul_shapes_are_named():

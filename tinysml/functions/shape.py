@@ -110,8 +110,11 @@ def flatten(x, start_axis: int = 1): return Reshape.apply(x, shape=x.shape[:star
 
 
 def getitem(x, index):
-    if isinstance(index, Tensor):
-        index = index.data
+    if isinstance(index, Tensor):          # a Tensor holds floats: as an index, its whole numbers
+        whole = index.data.astype(np.int64)
+        if not bool((whole == index.data).all()):
+            raise IndexError(f"a Tensor used as an index must hold whole numbers; got {index}")
+        index = whole
     return GetItem.apply(x, index=index)
 
 
