@@ -207,3 +207,17 @@ def test_functions_take_numbers_and_arrays_as_constants():
     z = F.exp(np.array([0, 1]))                          # an integer array becomes a float32 constant
     assert z.dtype == np.float32
     np.testing.assert_allclose(z.data, [1.0, np.e], rtol=1e-6)
+    w = F.add(1.0, np.ones(2, np.float32))               # a number beside an array takes the array's dtype
+    assert w.dtype == np.float32 and not w.requires_grad
+    np.testing.assert_array_equal(w.data, [2.0, 2.0])
+
+
+def test_dropout_is_the_identity_and_draws_nothing_at_eval_or_p_zero():
+    x = Tensor(np.ones((4, 5)), requires_grad=True)
+    rng = np.random.default_rng(0)
+    for p, training in [(0.5, False), (0.0, True), (0.0, False)]:
+        assert F.dropout(x, p, training, rng=rng) is x
+    assert rng.bit_generator.state == np.random.default_rng(0).bit_generator.state   # no random number drawn
+    for p in (1.0, -0.1):
+        with pytest.raises(ValueError, match=r"^dropout probability must be in \[0, 1\), got "):
+            F.dropout(x, p, True)

@@ -27,13 +27,13 @@ class BatchNormEval(Function):
 
     @staticmethod
     def forward(ctx, x, gamma, beta, *, running_mean, running_var, eps):
-        ctx.save(x, gamma, beta, running_mean, running_var)      # the statistics are constants, not inputs
+        ctx.save(x, gamma, running_mean, running_var)      # the statistics are constants, not inputs
         ctx.eps = eps
         return kernels_for(x).bn_eval_fwd(x, gamma, beta, running_mean, running_var, eps)
 
     @staticmethod
     def backward(ctx, g):
-        x, gamma, beta, mean, var = ctx.saved
+        x, gamma, mean, var = ctx.saved
         invstd = 1 / get_array_module(x).sqrt(var + ctx.eps)   # here, not in the forward: inference never needs it
         gx = g * (gamma * invstd)[None, :, None]
         ggamma = (g * (x - mean[None, :, None]) * invstd[None, :, None]).sum(axis=(0, 2))
