@@ -273,7 +273,11 @@ def test_the_layers_name_a_wrong_input():
         (lambda: F.batch_norm(Tensor(rand(1, 3, 1)), Tensor(np.ones(3)), Tensor(np.zeros(3))),
          r"^batch_norm in training mode needs more than one value per channel, got input \(1, 3, 1\)$"),
         (lambda: F.batch_norm(x, Tensor(np.ones(3)), Tensor(np.zeros(3)), training=False),
-         r"^batch_norm in eval mode needs running_mean and running_var"),
+         r"^batch_norm needs both running_mean and running_var \(the stored statistics\) in eval mode, and both "
+         r"or neither in training mode$"),
+        (lambda: F.batch_norm(x, Tensor(np.ones(3)), Tensor(np.zeros(3)), np.zeros(3)), r"^batch_norm needs both"),
+        (lambda: F.global_avg_pool(Tensor(rand(2, 3))), r"^global_avg_pool expected input of shape \(B, C, L\), "
+                                                        r"got \(2, 3\)$"),
         (lambda: F.layer_norm(x, Tensor(np.ones(4)), Tensor(np.zeros(4))),
          r"^layer_norm expected a last axis of 4, got shape \(2, 3, 9\)$"),
         (lambda: F.matmul(Tensor(rand(3)), Tensor(rand(3, 2))),
@@ -285,3 +289,18 @@ def test_the_layers_name_a_wrong_input():
         with pytest.raises(ValueError, match=message):
             call()
     F.batch_norm(Tensor(rand(1, 3, 1)), Tensor(np.ones(3)), Tensor(np.zeros(3)), np.zeros(3), np.ones(3), training=False)
+
+
+@pytest.mark.parametrize("fn", [F.batch_norm, F.batch_norm_act])
+def test_running_statistics_given_as_tensors_work_like_arrays(fn):
+    """Training updates a Tensor's statistics in place, as it does an array's; eval reads them."""
+    x, gamma, beta = Tensor(rand(4, 3, 5)), Tensor(np.ones(3)), Tensor(np.full(3, 0.5))
+    arrays = [np.zeros(3), np.ones(3)]
+    tensors = [Tensor(np.zeros(3)), Tensor(np.ones(3))]
+    fn(x, gamma, beta, *arrays)
+    fn(x, gamma, beta, *tensors)
+    assert not np.allclose(arrays[0], 0)
+    for a, t in zip(arrays, tensors):
+        np.testing.assert_array_equal(t.data, a)
+    np.testing.assert_array_equal(fn(x, gamma, beta, *tensors, training=False).data,
+                                  fn(x, gamma, beta, *arrays, training=False).data)

@@ -57,7 +57,8 @@ def batch_norm(x, gamma, beta, running_mean=None, running_var=None, training=Tru
 def _array(stat):
     """A running statistic as an array (callers may hand over a Tensor)."""
     if stat is None:
-        raise ValueError("batch_norm in eval mode needs running_mean and running_var (the stored statistics)")
+        raise ValueError("batch_norm needs both running_mean and running_var (the stored statistics) in eval "
+                         "mode, and both or neither in training mode")
     return stat.data if isinstance(stat, Tensor) else stat
 
 
@@ -74,6 +75,7 @@ def _values_per_channel(name, x, gamma, training) -> int:
 
 def _update_running(running_mean, running_var, stats, momentum, n):
     """r = (1 - momentum) r + momentum s in place, with the unbiased variance (as PyTorch)."""
+    running_mean, running_var = _array(running_mean), _array(running_var)    # a Tensor's own array, in place
     running_mean *= (1 - momentum)
     running_mean += momentum * stats["mean"]
     running_var *= (1 - momentum)
