@@ -255,6 +255,19 @@ def test_the_layers_defaults_are_a_plain_training_mode_layer():
     np.testing.assert_allclose(y.var(axis=(0, 2)), 1, rtol=1e-3)             # eps = 1e-5 keeps it just under 1
 
 
+@pytest.mark.parametrize("fn", [F.batch_norm, F.batch_norm_act])
+def test_batch_norm_defaults_by_hand(fn):
+    """Training mode, eps 1e-5, momentum 0.1 on the running statistics (unbiased variance) and, for
+    batch_norm_act, the identity activation."""
+    x = rand(2, 3, 9) * 3 + 2
+    mean, var = x.mean(axis=(0, 2)), x.var(axis=(0, 2))
+    running = [np.zeros(3), np.ones(3)]
+    y = fn(Tensor(x), Tensor(np.ones(3)), Tensor(np.zeros(3)), *running).data
+    np.testing.assert_allclose(y, (x - mean[:, None]) / np.sqrt(var[:, None] + 1e-5), rtol=1e-10)
+    np.testing.assert_allclose(running[0], 0.1 * mean, rtol=1e-12)
+    np.testing.assert_allclose(running[1], 0.9 + 0.1 * var * 18 / 17, rtol=1e-12)
+
+
 def test_the_layers_name_a_wrong_input():
     x = Tensor(rand(2, 3, 9))
     cases = [
