@@ -289,6 +289,10 @@ def test_the_layers_name_a_wrong_input():
          r"^batch_norm needs both running_mean and running_var \(the stored statistics\) in eval mode, and both "
          r"or neither in training mode$"),
         (lambda: F.batch_norm(x, Tensor(np.ones(3)), Tensor(np.zeros(3)), np.zeros(3)), r"^batch_norm needs both"),
+        (lambda: F.batch_norm_act(x, Tensor(np.ones(4)), Tensor(np.zeros(4))),
+         r"^batch_norm_act expected input of shape \(B, 4, L\), got \(2, 3, 9\)$"),
+        (lambda: F.batch_norm_act(Tensor(rand(1, 3, 1)), Tensor(np.ones(3)), Tensor(np.zeros(3))),
+         r"^batch_norm_act in training mode needs more than one value per channel, got input \(1, 3, 1\)$"),
         (lambda: F.global_avg_pool(Tensor(rand(2, 3))), r"^global_avg_pool expected input of shape \(B, C, L\), "
                                                         r"got \(2, 3\)$"),
         (lambda: F.layer_norm(x, Tensor(np.ones(4)), Tensor(np.zeros(4))),

@@ -69,7 +69,7 @@ def _values_per_channel(name, x, gamma, training) -> int:
         raise ValueError(f"{name} expected input of shape (B, {C}, L), got {tuple(x.shape)}")
     n = x.shape[0] * x.shape[2]
     if training and n < 2:
-        raise ValueError(f"batch_norm in training mode needs more than one value per channel, got input {tuple(x.shape)}")
+        raise ValueError(f"{name} in training mode needs more than one value per channel, got input {tuple(x.shape)}")
     return n
 
 
