@@ -281,6 +281,8 @@ def test_the_layers_name_a_wrong_input():
                                                      r"\(B, 4, L\), got \(2, 3, 9\)$"),
         (lambda: F.pw_conv1d(x, Tensor(rand(4, 3, 2))), r"^pointwise conv1d expected a weight of shape \(O, C\) or "
                                                         r"\(O, C, 1\), got \(4, 3, 2\)$"),
+        (lambda: F.pw_conv1d(x, Tensor(rand(4, 2))), r"^pointwise conv1d with weight \(4, 2\) expected input of "
+                                                     r"shape \(B, 2, L\), got \(2, 3, 9\)$"),
         (lambda: F.batch_norm(x, Tensor(np.ones(4)), Tensor(np.zeros(4))),
          r"^batch_norm expected input of shape \(B, 4, L\), got \(2, 3, 9\)$"),
         (lambda: F.batch_norm(Tensor(rand(1, 3, 1)), Tensor(np.ones(3)), Tensor(np.zeros(3))),
