@@ -308,6 +308,9 @@ def test_the_layers_name_a_wrong_input():
         with pytest.raises(ValueError, match=message):
             call()
     F.batch_norm(Tensor(rand(1, 3, 1)), Tensor(np.ones(3)), Tensor(np.zeros(3)), np.zeros(3), np.ones(3), training=False)
+    for fn in (F.batch_norm, F.batch_norm_act):           # two values per channel are enough to train on
+        for shape in [(2, 3, 1), (1, 3, 2)]:
+            fn(Tensor(rand(*shape)), Tensor(np.ones(3)), Tensor(np.zeros(3)))
 
 
 @pytest.mark.parametrize("fn", [F.batch_norm, F.batch_norm_act])
