@@ -223,3 +223,9 @@ def test_dropout_is_the_identity_and_draws_nothing_at_eval_or_p_zero():
     for p in (1.0, -0.1):
         with pytest.raises(ValueError, match=r"^dropout probability must be in \[0, 1\), got "):
             F.dropout(x, p, True)
+
+
+def test_a_results_data_is_always_a_floating_array_even_for_a_single_number():
+    x = Tensor(np.ones(3), requires_grad=True)
+    for y in (x.sum(), x.mean(), F.sum(x * 2), (x * 2).max()):
+        assert type(y.data) is np.ndarray and y.data.ndim == 0 and y.dtype == np.float64
