@@ -53,6 +53,10 @@ def test_dtypes():
     assert Tensor(np.zeros(2)).dtype == np.float64                 # floating arrays keep their dtype
     assert Tensor(np.zeros(2, np.int64)).dtype == np.float32
     assert Tensor([1.0], dtype=np.float64).dtype == np.float64
+    assert Tensor(np.ones(2), dtype=np.float32).dtype == np.float32                # a requested dtype wins
+    assert Tensor([1, 2], dtype=np.float64).dtype == np.float64
+    t = Tensor(np.array([1.5, 2.5]))
+    assert Tensor(t).dtype == np.float64 and Tensor(t).data is t.data             # a Tensor's own array
     x = Tensor(np.ones(2, np.float32))
     assert (x * 2.5).dtype == np.float32                           # Python scalars follow the tensor
 
