@@ -7,6 +7,7 @@ import pytest
 
 from tinysml import Tensor
 from tinysml.architecture import LN_EPS
+from tinysml.random import get_rng
 from tinysml.models.heads import (HEADS, HopfieldHead, LinearHead, MixtureHead, MLPHead, build_head,
                                   memory_unit)
 
@@ -164,3 +165,14 @@ def test_a_heads_dropout_acts_in_training_only(kind):
     plain.load_state_dict(head.state_dict())
     np.testing.assert_allclose(head.eval()(h).data, plain(h).data, rtol=1e-12)
     assert not np.allclose(head.train()(h).data, plain(h).data)
+
+
+@pytest.mark.parametrize("spec", [{"kind": "linear"}, {"kind": "mlp"}, {"kind": "hopfield"}, {"kind": "mixture"}])
+def test_a_head_is_drawn_from_its_generator_alone(spec):
+    """The same seed gives the same head, whatever the global generator did in between."""
+    first = build_head(spec, 6, 3, np.random.default_rng(9)).state_dict()
+    get_rng().standard_normal(10)                            # the global generator moves on
+    second = build_head(spec, 6, 3, np.random.default_rng(9)).state_dict()
+    assert first.keys() == second.keys()
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)

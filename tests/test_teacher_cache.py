@@ -116,3 +116,28 @@ def test_batch_invariant_products_equal_plain_ones_for_any_batch_dimensions(a_sh
         with batch_invariant():
             rows = F.matmul(Tensor(a), Tensor(b)).data
     assert rows.shape == plain.shape and np.allclose(rows, plain, rtol=1e-12, atol=1e-12)
+
+
+def test_a_cache_being_written_is_hidden_beside_its_folder_and_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    """While the arrays are written, the only entry under the cache root is one hidden folder (the
+    same file system, so the rename into place is atomic; never a half-written key folder). A write
+    that fails leaves the root as it was."""
+    outputs = TeacherOutputs({"logits": np.ones((4, 3), np.float32), "stage0": np.zeros((4, 2, 5), np.float32)})
+    root = tmp_path / "teacher-outputs"
+    seen = []
+    save = np.save
+
+    def watching_save(path, *args, **kw):
+        seen.append(sorted(os.listdir(root)))
+        return save(path, *args, **kw)
+    monkeypatch.setattr(np, "save", watching_save)
+    folder = outputs.save(str(root / "key"))
+    assert len(seen) == 2 and all(len(entries) == 1 and entries[0].startswith(".") for entries in seen)
+    assert os.listdir(root) == ["key"] and sorted(os.listdir(folder)) == ["logits.npy", "meta.json", "stage0.npy"]
+
+    def failing_save(path, *args, **kw):
+        raise OSError("disk full")
+    monkeypatch.setattr(np, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        outputs.save(str(root / "other"))
+    assert os.listdir(root) == ["key"]
