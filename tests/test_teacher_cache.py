@@ -141,3 +141,19 @@ def test_a_cache_being_written_is_hidden_beside_its_folder_and_a_failed_write_le
     with pytest.raises(OSError, match="disk full"):
         outputs.save(str(root / "other"))
     assert os.listdir(root) == ["key"]
+
+
+def test_a_cache_of_another_format_is_refused_with_what_to_do(tmp_path):
+    outputs = TeacherOutputs({"logits": np.ones((4, 3), np.float32)})
+    folder = outputs.save(str(tmp_path / "key"))
+    meta = json.load(open(os.path.join(folder, "meta.json")))
+    json.dump({**meta, "format": 0}, open(os.path.join(folder, "meta.json"), "w"))
+    with pytest.raises(ValueError) as err:
+        TeacherOutputs.load(folder)
+    assert str(err.value) == f"{folder}: teacher-output cache format 0, expected 1; delete the folder to rebuild it"
+
+
+def test_the_cache_key_is_32_hex_digits():
+    teacher = build_model(preset("har-student", 6, 20, 4), seed=0)
+    key = cache_key(teacher, np.zeros((2, 6, 20), np.float32))
+    assert len(key) == 32 and int(key, 16) >= 0 and key == key.lower()
