@@ -157,3 +157,32 @@ def test_the_cache_key_is_32_hex_digits():
     teacher = build_model(preset("har-student", 6, 20, 4), seed=0)
     key = cache_key(teacher, np.zeros((2, 6, 20), np.float32))
     assert len(key) == 32 and int(key, 16) >= 0 and key == key.lower()
+
+
+@pytest.mark.parametrize("damage", ["dtype", "shape"])
+def test_an_array_of_another_dtype_or_shape_alone_is_refused(tmp_path, damage):
+    outputs = TeacherOutputs({"logits": np.ones((4, 3), np.float32)})
+    folder = outputs.save(str(tmp_path / "key"))
+    wrong = np.ones((4, 3), np.float64) if damage == "dtype" else np.ones((4, 5), np.float32)   # same rows
+    np.save(os.path.join(folder, "logits.npy"), wrong)
+    with pytest.raises(ValueError) as err:
+        TeacherOutputs.load(folder)
+    assert str(err.value) == (f"{folder}/logits.npy is {wrong.dtype} {wrong.shape}, its meta.json says float32 "
+                              f"[4, 3]; delete the folder to rebuild it")
+
+
+def test_rows_given_as_a_list_gather_like_an_index_array(monkeypatch):
+    """Indices that are not a NumPy array take the device path (a copy made once, then ``take``);
+    on the CPU it must give the same rows. While a CUDA graph is being captured, that first copy
+    is refused, since a host-to-device copy cannot be recorded."""
+    arrays = {"logits": np.arange(12, dtype=np.float32).reshape(4, 3), "stage0": np.arange(8.0).reshape(4, 2)}
+    outputs = TeacherOutputs(arrays)
+    for _ in range(2):                                            # the copy made on the first call, reused
+        got = outputs.batch([3, 0])
+        for name in arrays:
+            np.testing.assert_array_equal(got[name], arrays[name][[3, 0]])
+    import tinysml.cuda_graph as G
+    monkeypatch.setattr(G, "capturing", lambda: True)
+    with pytest.raises(RuntimeError) as err:
+        TeacherOutputs(arrays).batch([1])
+    assert str(err.value) == "the teacher's outputs must be on the GPU before a step is captured"
