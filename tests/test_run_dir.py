@@ -124,3 +124,14 @@ def test_a_missing_teacher_file_is_named(tmp_path):
     assert str(err.value) == (f"run directory {run_dir!r} was started with the teacher checkpoint {path!r} (sha256 "
                               f"{digest[:12]}...), which is gone; pass it again with --teacher (its sha256 must match)")
     assert re.fullmatch(r"[0-9a-f]{64}", digest)
+
+
+def test_an_option_this_version_does_not_know_is_refused_too(tmp_path):
+    """A config.json holding an option this code does not have (written by another version) is a
+    run this code cannot promise to continue."""
+    run_dir = str(tmp_path / "run")
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump({**dataclasses.asdict(Config()), "warmup": 5}, f)
+    with pytest.raises(ValueError, match=r"refusing to resume:\n  warmup: saved 5 vs now None\n"):
+        check_run_dir(run_dir, Config())
