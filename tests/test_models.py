@@ -156,3 +156,80 @@ def test_module_infer_falls_back_to_forward():
     norm = nn.LayerNorm(6)
     x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
     np.testing.assert_array_equal(norm.infer(x), norm(Tensor(x)).data)
+
+
+def test_a_table_row_reads_as_written():
+    """'k exp in out SE act stride [A]': '-' for no SE, SELU or hsw, A for an anchor (only as 8th word)."""
+    from tinysml.models.mobilenet import _rows
+    assert _rows("""
+        3  64 32 32  SE  SELU 1
+        5 144 48 48  -   hsw  2  A
+        7  96 48 64  SE  hsw  2  B
+    """) == (BlockSpec(3, 64, 32, 32, True, "selu", 1, False), BlockSpec(5, 144, 48, 48, False, "hardswish", 2, True),
+             BlockSpec(7, 96, 48, 64, True, "hardswish", 2, False))
+    with pytest.raises(KeyError):
+        _rows("3 64 32 32 SE relu 1")
+
+
+@pytest.mark.parametrize("name, head_width", [("har-student", 256), ("har-teacher", 256),
+                                              ("realworld-student", 512), ("realworld-teacher", 512)])
+def test_a_preset_carries_its_head_width_and_name(name, head_width):
+    cfg = preset(name, 6, 100, 4, width_mult=0.5)
+    assert (cfg.name, cfg.head_width, cfg.in_channels, cfg.length, cfg.num_classes, cfg.width_mult) == \
+        (name, head_width, 6, 100, 4, 0.5)
+
+
+def test_the_default_seed_is_zero():
+    cfg = preset("har-student", 6, 40, 4)
+    default, zero, one = build_model(cfg).state_dict(), build_model(cfg, seed=0).state_dict(), build_model(cfg, seed=1).state_dict()
+    assert all(np.array_equal(default[k], zero[k]) for k in zero)
+    assert not all(np.array_equal(one[k], zero[k]) for k in zero)
+
+
+def test_non_float_windows_are_refused_by_their_dtype():
+    model = build_model(preset("har-student", 6, 40, 4))
+    with pytest.raises(TypeError, match=r"^expected floating-point windows, got dtype int64$"):
+        model.check_input(np.zeros((2, 6, 40), np.int64))
+
+
+def test_an_eval_mode_model_under_autograd_gives_input_gradients():
+    """Eval mode with gradients on (saliency, attacks): the graph path, so the input gets a gradient
+    equal to a finite difference; under no_grad the same logits from the array path."""
+    model = build_model(preset("har-student", 6, 40, 4), seed=2).double().eval()
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 6, 40)), requires_grad=True)
+    logits = model(x)
+    logits.sum().backward()
+    assert x.grad is not None and np.abs(x.grad).sum() > 0
+    d = np.random.default_rng(1).standard_normal(x.shape)
+    eps = 1e-6
+    with tinysml.no_grad():
+        up, down = model(Tensor(x.data + eps * d)).data.sum(), model(Tensor(x.data - eps * d)).data.sum()
+        np.testing.assert_allclose(model(Tensor(x.data)).data, logits.data, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose((x.grad * d).sum(), (up - down) / (2 * eps), rtol=1e-5)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_the_unfused_activation_path_gives_the_fused_paths_numbers(monkeypatch, train):
+    """An activation listed as unfused (nn.ConvBNAct.unfused, FUSE_SKIP) runs batch norm, SE and the
+    activation as separate steps: the same numbers as the fused kernels, in training and inference."""
+    from tinysml.models import mobilenet
+    cfg = preset("har-student", 6, 40, 4)
+    x = np.random.default_rng(0).standard_normal((3, 6, 40))
+
+    def run():
+        model = build_model(cfg, seed=1).double()
+        model.train(train)
+        if train:
+            out = model(Tensor(x))
+            out.sum().backward()
+            return out.data, model.blocks[1].se.parameters()[0].grad
+        with tinysml.no_grad():
+            return model(Tensor(x)).data, None
+
+    fused = run()
+    monkeypatch.setattr(nn.ConvBNAct, "unfused", ("selu", "hardswish"))
+    monkeypatch.setattr(mobilenet, "FUSE_SKIP", ("selu", "hardswish"))
+    unfused = run()
+    np.testing.assert_allclose(unfused[0], fused[0], rtol=1e-10, atol=1e-12)
+    if train:
+        np.testing.assert_allclose(unfused[1], fused[1], rtol=1e-9, atol=1e-12)

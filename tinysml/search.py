@@ -81,7 +81,10 @@ class Job:
 
 
 def train_candidate(job: Job) -> dict:
-    """Train one head on cached features; the state of its best validation epoch is returned."""
+    """Train one head on cached features with AdamW (weight decay 1e-2): each epoch's mini-batches
+    in the order ``manual_seed(seed, index, epoch)`` draws, on cross-entropy, or (1 - w) CE(y) +
+    w CE(teacher probabilities) with soft targets. The state of its best validation epoch (macro-F1;
+    ties: the later epoch) is returned; a non-finite loss ends it as a failure."""
     from . import functions as F
     from .metrics import accuracy, macro_f1
     from .models.heads import build_head
@@ -90,6 +93,8 @@ def train_candidate(job: Job) -> dict:
     from .tensor import Tensor, no_grad
     t0 = time.perf_counter()
     try:
+        if job.epochs < 1:
+            raise ValueError(f"a candidate needs at least one epoch, got epochs={job.epochs}")
         rng = np.random.default_rng([job.seed, job.index])
         head = build_head(job.spec, job.h_train.shape[1], job.num_classes, rng)
         opt = AdamW(head.parameters(), lr=job.lr, weight_decay=1e-2)
@@ -104,6 +109,8 @@ def train_candidate(job: Job) -> dict:
                 loss = F.cross_entropy(logits, job.y_train[idx])
                 if job.soft_train is not None and job.kd_weight:
                     loss = loss * (1 - job.kd_weight) + F.cross_entropy(logits, job.soft_train[idx]) * job.kd_weight
+                if not np.isfinite(loss.item()):
+                    raise FloatingPointError(f"training diverged: loss {loss.item()} in epoch {epoch + 1}")
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -114,8 +121,6 @@ def train_candidate(job: Job) -> dict:
             if score >= best["macro_f1"]:
                 best = {"macro_f1": score, "accuracy": accuracy(job.y_val, pred), "epoch": epoch + 1,
                         "state": {k: v.copy() for k, v in head.state_dict().items()}}
-        if not np.isfinite(best["macro_f1"]) or best["macro_f1"] < 0:
-            raise FloatingPointError("training diverged")
         return {"index": job.index, "spec": job.spec, "params": head.num_parameters(), "error": None,
                 "seconds": time.perf_counter() - t0, **best}
     except Exception as err:  # noqa: BLE001 - a failing candidate is reported, not fatal
