@@ -273,8 +273,27 @@ def test_the_default_executor_spawns_at_most_two_workers(monkeypatch):
 def test_a_dask_executor_without_dask_says_what_to_install(monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "dask.distributed", None)
-    with pytest.raises(ImportError, match=r"a dask scheduler needs dask.distributed: pip install 'tinysml\[dask\]'"):
+    with pytest.raises(ImportError) as err:
         S.dask_executor("tcp://127.0.0.1:1")
+    assert str(err.value) == "a dask scheduler needs dask.distributed: pip install 'tinysml[dask]'"
+
+
+def test_a_dask_executor_is_the_executor_of_a_client_of_that_address(monkeypatch):
+    import sys
+    import types
+    fake = types.ModuleType("dask.distributed")
+
+    class Client:
+        def __init__(self, address):
+            self.address = address
+
+        def get_executor(self):
+            return ("executor of", self.address)
+
+    fake.Client = Client
+    monkeypatch.setitem(sys.modules, "dask", sys.modules.get("dask") or types.ModuleType("dask"))
+    monkeypatch.setitem(sys.modules, "dask.distributed", fake)
+    assert S.dask_executor("tcp://10.0.0.1:8786") == ("executor of", "tcp://10.0.0.1:8786")
 
 
 # ---------------------------------------------------------------------------- the space
