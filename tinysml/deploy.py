@@ -38,7 +38,7 @@ import threading
 import numpy as np
 
 from . import architecture, io
-from .deploy_compiled import _network_kernel, _when_to_compile, compile_kernels, pack
+from .deploy_compiled import _network_kernel, _when_to_compile, compile_kernels, pack, work_buffers
 from .kernels import reference
 
 MAX_CHUNK = 256        # windows per compiled call: larger batches run in chunks, so work buffers stay bounded
@@ -267,9 +267,7 @@ class Predictor:
         if B not in self.buffers:
             if len(self.buffers) >= 2:
                 self.buffers.pop(next(iter(self.buffers)))
-            N, V = self.work_shape
-            self.buffers[B] = (np.empty((B, 4, N), np.float32), np.empty((B, V), np.float32),
-                               np.empty((B, self.plan[-1, self.network.C_OUT]), np.float32))
+            self.buffers[B] = work_buffers(self.network, self.plan, self.work_shape, B)
         work, vec, out = self.buffers[B]
         run = self.network.network_forward_parallel if B >= 4 else self.network.network_forward
         run(x, self.params, self.plan, self.scaling, work, vec, out)

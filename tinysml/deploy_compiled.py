@@ -71,6 +71,14 @@ def pack(deploy_tree: dict):
 
 
 
+def work_buffers(network, plan, work_shape, batch: int) -> tuple:
+    """The fused kernel's scratch and output for ``batch`` windows, all float32: work (B, 4, N) and
+    vec (B, V) of ``pack``'s work shape, out (B, H) for the last layer's H channels."""
+    N, V = work_shape
+    return (np.empty((batch, 4, N), np.float32), np.empty((batch, V), np.float32),
+            np.empty((batch, int(plan[-1, network.C_OUT])), np.float32))
+
+
 COMPILE_MODES = ("background", "now", "never")
 _warned: set = set()
 
@@ -117,12 +125,11 @@ def compile_kernels(network, tree: dict) -> list:
     ``kernels/cpu_network.py``), by running each once on the buffers of the deploy tree ``tree``:
     the serial entry (batches under 4), the parallel one and the fused linear head. The compiled
     code depends on the arrays' types only, so one model warms them for all. Returns the names."""
-    params, plan, scaling, (N, V) = pack(tree)
+    params, plan, scaling, work_shape = pack(tree)
     cfg = tree["config"]
     for B, run in ((1, network.network_forward), (4, network.network_forward_parallel)):
         x = np.zeros((B, cfg["in_channels"], cfg["length"]), np.float32)
-        run(x, params, plan, scaling, np.empty((B, 4, N), np.float32), np.empty((B, V), np.float32),
-            np.empty((B, int(plan[-1, network.C_OUT])), np.float32))
+        run(x, params, plan, scaling, *work_buffers(network, plan, work_shape, B))
     h, W, b = np.zeros((1, 4), np.float32), np.zeros((3, 4), np.float32), np.zeros(3, np.float32)
     network.linear_softmax(h, W, b, np.empty((1, 3), np.float32), np.empty((1, 3), np.float32))
     return ["network_forward", "network_forward_parallel", "linear_softmax"]
