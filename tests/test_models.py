@@ -181,8 +181,10 @@ def test_a_preset_carries_its_head_width_and_name(name, head_width):
 
 def test_the_default_seed_is_zero():
     cfg = preset("har-student", 6, 40, 4)
+    from tinysml.models.mobilenet import MobileNetV3
     default, zero, one = build_model(cfg).state_dict(), build_model(cfg, seed=0).state_dict(), build_model(cfg, seed=1).state_dict()
-    assert all(np.array_equal(default[k], zero[k]) for k in zero)
+    direct = MobileNetV3(cfg).state_dict()
+    assert all(np.array_equal(default[k], zero[k]) and np.array_equal(direct[k], zero[k]) for k in zero)
     assert not all(np.array_equal(one[k], zero[k]) for k in zero)
 
 
