@@ -104,16 +104,17 @@ def _when_to_compile(use_numba, names) -> str | None:
             _warned.add("cache")
             warnings.warn(f"tinysml.deploy: no writable place for Numba's kernel cache ({cache['how']}); "
                           "predicting with NumPy (run `tinysml warmup` where the cache can be written, "
-                          "or set NUMBA_CACHE_DIR)", RuntimeWarning, stacklevel=_outside_tinysml())
+                          "or set NUMBA_CACHE_DIR)", RuntimeWarning, stacklevel=_outside_tinysml(sys._getframe()))
         return None
     return "now" if mode == "now" else "background"   # cached or not: importing Numba alone is 0.4 s here
 
 
-def _outside_tinysml() -> int:
-    """The ``stacklevel`` of the nearest caller outside the tinysml package, so that a warning names
-    the user's line whichever entry (``Predictor(...)``, ``Predictor.load``) led to it."""
+def _outside_tinysml(frame) -> int:
+    """The ``stacklevel``, for a warning raised in ``frame``, of the nearest caller outside the
+    tinysml package, so that it names the user's line whichever entry (``Predictor(...)``,
+    ``Predictor.load``) led to it."""
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    frame, level = sys._getframe(1), 1
+    level = 1
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1
     return level
