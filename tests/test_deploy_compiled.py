@@ -2,6 +2,7 @@
 kernel is given (never written past, all of it used), that warming up compiles exactly what
 predicting calls, and when the compiled path is chosen. (tests/test_deploy.py checks its numbers
 against the NumPy path and the model.)"""
+import os
 import warnings
 
 import numpy as np
@@ -132,4 +133,6 @@ def test_no_writable_cache_warns_once_in_full_at_the_callers_line(monkeypatch):
     assert str(caught[0].message) == (
         "tinysml.deploy: no writable place for Numba's kernel cache (nowhere: test); predicting with NumPy "
         "(run `tinysml warmup` where the cache can be written, or set NUMBA_CACHE_DIR)")
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        return      # mutmut wraps each function in frames of its own file, outside tinysml: where the walk stops
     assert caught[0].filename == caught[1].filename == __file__
