@@ -133,6 +133,6 @@ def test_no_writable_cache_warns_once_in_full_at_the_callers_line(monkeypatch):
     assert str(caught[0].message) == (
         "tinysml.deploy: no writable place for Numba's kernel cache (nowhere: test); predicting with NumPy "
         "(run `tinysml warmup` where the cache can be written, or set NUMBA_CACHE_DIR)")
-    if os.environ.get("MUTANT_UNDER_TEST"):
+    if "MUTANT_UNDER_TEST" in os.environ:
         return      # mutmut wraps each function in frames of its own file, outside tinysml: where the walk stops
     assert caught[0].filename == caught[1].filename == __file__
