@@ -2,6 +2,7 @@
 the batch-norm fold's dtype, the heads' defaults, the input checks' words and policies, long
 batches in chunks, the background compile's failure, warmup and the shipped-model names.
 (tests/test_deploy.py checks whole predictions against the model.)"""
+import importlib.util
 import time
 
 import numpy as np
@@ -152,3 +153,19 @@ def test_an_unknown_pretrained_name_lists_the_shipped_ones(monkeypatch):
     with pytest.raises(ValueError) as err:
         deploy.pretrained_path("c-model")
     assert str(err.value) == "no pretrained model 'c-model'; shipped: a-model, b-model"
+
+
+@pytest.mark.parametrize("low, high", [(-0.5, None), (None, 0.7), (-0.5, 0.7), (None, None)])
+def test_scaling_clips_at_whichever_bounds_it_has(trees, low, high):
+    """The NumPy path scales, then clips at the bounds the scaler has (either may be absent); the
+    compiled path the same."""
+    C = trees["f32"]["config"]["in_channels"]
+    shift, scale = np.linspace(-0.2, 0.2, C), np.linspace(0.5, 2, C)
+    scaled = dict(trees["f32"], scaler={"shift": shift, "scale": scale, "low": low, "high": high})
+    x = np.random.default_rng(2).standard_normal((5, C, 40)).astype(np.float32)
+    by_hand = np.clip((x - np.float32(shift)[:, None]) / np.float32(scale)[:, None],
+                      -np.inf if low is None else low, np.inf if high is None else high).astype(np.float32)
+    want = Predictor(trees["f32"], use_numba=False).features(by_hand)
+    np.testing.assert_allclose(Predictor(scaled, use_numba=False).features(x), want, rtol=1e-5, atol=1e-6)
+    if importlib.util.find_spec("numba"):
+        np.testing.assert_allclose(Predictor(scaled, use_numba=True).features(x), want, rtol=2e-4, atol=2e-5)
