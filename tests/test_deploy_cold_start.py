@@ -40,7 +40,7 @@ def test_with_an_empty_cache_numpy_answers_first_and_the_compiler_runs_behind(tm
 
 
 def test_the_background_compile_takes_over_and_agrees_with_numpy(monkeypatch):
-    monkeypatch.setattr(deploy, "_when_to_compile", lambda use_numba, names: "background")
+    monkeypatch.setattr(deploy, "_when_to_compile", lambda use_numba: "background")
     p = Predictor.load("uci-har-student")
     x = np.random.default_rng(0).standard_normal((64, 6, 128)).astype(np.float32) * 2
     early = p.predict_proba(x)                                    # whichever path answers now
@@ -75,12 +75,12 @@ def test_compiled_or_nothing_and_numpy_only_are_still_there(monkeypatch):
     assert Predictor.load("uci-har-student", use_numba=True).backend == "numba"
     assert Predictor.load("uci-har-student", use_numba=False).backend == "numpy"
     monkeypatch.setenv("TINYSML_DEPLOY_COMPILE", "never")
-    assert deploy._when_to_compile(None, ("network_forward",)) is None
+    assert deploy._when_to_compile(None) is None
     monkeypatch.setenv("TINYSML_DEPLOY_COMPILE", "now")
-    assert deploy._when_to_compile(None, ("network_forward",)) == "now"
+    assert deploy._when_to_compile(None) == "now"
     monkeypatch.setenv("TINYSML_DEPLOY_COMPILE", "sometimes")
     with pytest.raises(ValueError, match="TINYSML_DEPLOY_COMPILE"):
-        deploy._when_to_compile(None, ("network_forward",))
+        deploy._when_to_compile(None)
 
 
 def test_no_writable_cache_means_numpy_and_one_warning(monkeypatch):

@@ -106,17 +106,17 @@ def test_warming_up_compiles_what_predicting_calls(trees):
 
 def test_numpy_by_environment_in_any_case(monkeypatch):
     monkeypatch.setenv("TINYSML_BACKEND", "NumPy")
-    assert dc._when_to_compile(None, ("network_forward",)) is None
-    assert dc._when_to_compile(True, ("network_forward",)) == "now"          # asked for: compiled regardless
+    assert dc._when_to_compile(None) is None
+    assert dc._when_to_compile(True) == "now"          # asked for: compiled regardless
 
 
 def test_compiling_in_the_background_is_the_default(monkeypatch, tmp_path):
     monkeypatch.delenv("TINYSML_BACKEND", raising=False)
     monkeypatch.delenv("TINYSML_DEPLOY_COMPILE", raising=False)
     monkeypatch.setattr(cache_dir, "_choice", {"dir": str(tmp_path), "writable": True, "how": "test"})
-    assert dc._when_to_compile(None, ("network_forward",)) == "background"
+    assert dc._when_to_compile(None) == "background"
     monkeypatch.setenv("TINYSML_DEPLOY_COMPILE", " Now ")
-    assert dc._when_to_compile(None, ("network_forward",)) == "now"
+    assert dc._when_to_compile(None) == "now"
 
 
 def test_no_writable_cache_warns_once_in_full_at_the_callers_line(monkeypatch):

@@ -128,6 +128,8 @@ def test_waiting_for_a_compile_waits(trees, monkeypatch):
     monkeypatch.setenv("TINYSML_DEPLOY_COMPILE", "background")
     monkeypatch.setattr(cache_dir, "_choice", {"dir": "/tmp", "writable": True, "how": "test"})
     p = Predictor(trees["f32"])
+    thread = p.compiling                                           # a daemon: never holds up the exit
+    assert thread.name == "tinysml-compile" and thread.daemon
     assert p.wait_compiled(timeout=0.01) is False                  # not yet
     assert p.wait_compiled() is True and p.backend == "numba"      # no timeout: until it is done
 
@@ -166,6 +168,21 @@ def test_scaling_clips_at_whichever_bounds_it_has(trees, low, high):
     by_hand = np.clip((x - np.float32(shift)[:, None]) / np.float32(scale)[:, None],
                       -np.inf if low is None else low, np.inf if high is None else high).astype(np.float32)
     want = Predictor(trees["f32"], use_numba=False).features(by_hand)
-    np.testing.assert_allclose(Predictor(scaled, use_numba=False).features(x), want, rtol=1e-5, atol=1e-6)
+    got = Predictor(scaled, use_numba=False).features(x)
+    assert got.dtype == np.float32                                 # a float64 scaler does not widen the path
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     if importlib.util.find_spec("numba"):
         np.testing.assert_allclose(Predictor(scaled, use_numba=True).features(x), want, rtol=2e-4, atol=2e-5)
+
+
+def test_numpy_only_starts_no_compile_and_names_classes_by_number(trees):
+    tree = dict(trees["f32"], class_names=None)
+    p = Predictor(tree, use_numba=False)
+    assert p.compiling is None and p.backend == "numpy" and p.class_names == ["0", "1", "2", "3"]
+
+
+def test_a_broken_deploy_tree_is_refused_as_a_deploy_tree(trees):
+    from tinysml.architecture import ArchitectureError
+    broken = dict(trees["f32"], layers=trees["f32"]["layers"][:-1])
+    with pytest.raises(ArchitectureError, match="^deploy tree"):
+        Predictor(broken, use_numba=False)

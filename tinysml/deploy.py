@@ -154,7 +154,7 @@ class Predictor:
         self.fused_head = None                  # a linear head with Numba: (W, b) for the kernel's linear_softmax
         self.compiling = None                   # the thread compiling the kernel, while it runs
         self.compile_error = None
-        when = _when_to_compile(use_numba, self._kernel_names())
+        when = _when_to_compile(use_numba)
         if when == "now":
             self._attach(_network_kernel(use_numba))
         elif when == "background":
@@ -162,10 +162,6 @@ class Predictor:
             self.compiling.start()
 
     # ----------------------------------------------------------------- the compiled path
-    def _kernel_names(self) -> tuple:
-        linear = self.head_spec.get("kind", "linear") == "linear"
-        return ("network_forward", "network_forward_parallel") + (("linear_softmax",) if linear else ())
-
     def _attach(self, network) -> None:
         """Switch to the compiled path. ``network`` is assigned after everything it reads and the
         fused head last, so a call running on another thread sees either path whole."""

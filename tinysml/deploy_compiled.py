@@ -84,10 +84,9 @@ COMPILE_MODES = ("background", "now", "never")
 _warned: set = set()
 
 
-def _when_to_compile(use_numba, names) -> str | None:
+def _when_to_compile(use_numba) -> str | None:
     """"now", "background" or None (NumPy only) for a Predictor, decided without importing Numba
-    (kernels/cache_dir.py says whether its cache can be written at all). ``names``: the kernels
-    the model calls (the freshness of their cache is ``cache_dir.cached``)."""
+    (kernels/cache_dir.py says whether its cache can be written at all)."""
     if use_numba is True:
         return "now"
     if use_numba is False or os.environ.get("TINYSML_BACKEND", "").lower() == "numpy":
