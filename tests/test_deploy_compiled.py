@@ -102,6 +102,8 @@ def test_warming_up_compiles_what_predicting_calls(trees):
         p.predict_proba(np.random.default_rng(B).standard_normal((B, cfg["in_channels"], cfg["length"])).astype(np.float32))
     assert {name for name, _ in used.calls} == {"network_forward", "network_forward_parallel", "linear_softmax"}
     assert used.calls <= warm.calls
+    for name, types in used.calls:                                       # float32 throughout (the plan: int64)
+        assert all(t.startswith(("array(float32", "array(int64")) for t in types), (name, types)
 
 
 def test_numpy_by_environment_in_any_case(monkeypatch):
