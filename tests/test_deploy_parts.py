@@ -186,3 +186,21 @@ def test_a_broken_deploy_tree_is_refused_as_a_deploy_tree(trees):
     broken = dict(trees["f32"], layers=trees["f32"]["layers"][:-1])
     with pytest.raises(ArchitectureError, match="^deploy tree"):
         Predictor(broken, use_numba=False)
+
+
+def test_folding_names_the_checkpoint_defaults_the_epsilon_and_keeps_the_data_source(tmp_path):
+    model = build_model(preset("har-student", 6, 40, 4), seed=3)
+    io.save_model(str(tmp_path / "m.npz"), model)
+    tree = io.load(str(tmp_path / "m.npz"))
+    tree = dict(tree, dataset="basicmotions", data_path="/data/bm")
+    folded = deploy.fold_model(tree)
+    assert folded["dataset"] == "basicmotions" and folded["data_path"] == "/data/bm"
+    no_eps = dict(tree, config={k: v for k, v in tree["config"].items() if k != "bn_eps"})
+    for a, b in zip(deploy.fold_model(no_eps)["layers"], folded["layers"]):     # the stored default
+        for k in a:
+            if isinstance(a[k], np.ndarray):
+                np.testing.assert_array_equal(a[k], b[k])
+    broken = dict(tree, state={k: v for k, v in tree["state"].items() if k != "stem.0.weight"})
+    from tinysml.architecture import ArchitectureError
+    with pytest.raises(ArchitectureError, match="^checkpoint"):
+        deploy.fold_model(broken)
