@@ -36,7 +36,7 @@ def test_the_packed_buffers_have_the_kernels_types(trees):
     as64 = dict(tree, layers=[{k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in layer.items()}
                               for layer in tree["layers"]])
     for t in (tree, as64):
-        params, plan, scaling, (N, V) = dc.pack(t)
+        params, plan, scaling, _ = dc.pack(t)
         assert params.dtype == np.float32 and params.flags.c_contiguous and params.ndim == 1
         assert plan.dtype == np.int64 and plan.shape == (len(t["layers"]), cpu_network.PLAN_WIDTH)
         assert scaling.dtype == np.float32

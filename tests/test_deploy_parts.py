@@ -100,7 +100,15 @@ def test_more_windows_than_one_compiled_call_takes_run_in_chunks(trees):
     np.testing.assert_allclose(fast.features(x), slow.features(x), rtol=2e-4, atol=2e-5)
 
 
-def test_a_failed_background_compile_keeps_numpy_and_its_reason(trees, monkeypatch):
+@pytest.fixture
+def background_compile(monkeypatch):
+    """A Predictor made now compiles on its background thread, whatever this shell's settings."""
+    monkeypatch.delenv("TINYSML_BACKEND", raising=False)
+    monkeypatch.setenv("TINYSML_DEPLOY_COMPILE", "background")
+    monkeypatch.setattr(cache_dir, "_choice", {"dir": "/tmp", "writable": True, "how": "test"})
+
+
+def test_a_failed_background_compile_keeps_numpy_and_its_reason(trees, monkeypatch, background_compile):
     pytest.importorskip("numba")
     boom = RuntimeError("no compiler today")
 
@@ -108,15 +116,13 @@ def test_a_failed_background_compile_keeps_numpy_and_its_reason(trees, monkeypat
         raise boom
 
     monkeypatch.setattr(deploy, "compile_kernels", fail)
-    monkeypatch.setenv("TINYSML_DEPLOY_COMPILE", "background")
-    monkeypatch.setattr(cache_dir, "_choice", {"dir": "/tmp", "writable": True, "how": "test"})
     p = Predictor(trees["f32"])
     assert p.wait_compiled(timeout=60) is False
     assert p.compile_error is boom and p.compiling is None and p.backend == "numpy"
     assert p.predict(np.zeros((1, 6, 40), np.float32)).shape == (1,)
 
 
-def test_waiting_for_a_compile_waits(trees, monkeypatch):
+def test_waiting_for_a_compile_waits(trees, monkeypatch, background_compile):
     pytest.importorskip("numba")
     real = deploy.compile_kernels
 
@@ -125,8 +131,6 @@ def test_waiting_for_a_compile_waits(trees, monkeypatch):
         return real(network, tree)
 
     monkeypatch.setattr(deploy, "compile_kernels", slow)
-    monkeypatch.setenv("TINYSML_DEPLOY_COMPILE", "background")
-    monkeypatch.setattr(cache_dir, "_choice", {"dir": "/tmp", "writable": True, "how": "test"})
     p = Predictor(trees["f32"])
     thread = p.compiling                                           # a daemon: never holds up the exit
     assert thread.name == "tinysml-compile" and thread.daemon

@@ -111,7 +111,7 @@ def test_a_candidate_result_has_its_fields():
 
 def test_a_head_that_scores_zero_is_a_result_not_a_failure():
     """Validation labels the head never predicts: macro-F1 0 is a score like any other."""
-    h_train, y_train, h_val, _ = _data()
+    h_train, y_train, _, _ = _data()
     y_train = np.zeros_like(y_train)
     job = _job(y_train=y_train, h_val=h_train[:16], y_val=np.full(16, 2), epochs=3, lr=0.01)
     r = S.train_candidate(job)
@@ -130,8 +130,7 @@ def test_failures_are_reported_with_the_same_fields():
 def test_zero_epochs_and_a_diverging_loss_are_failures():
     r = S.train_candidate(_job(epochs=0))
     assert r["error"] == "ValueError: a candidate needs at least one epoch, got epochs=0"
-    h_train, y_train, h_val, y_val = _data()
-    h_train = h_train.copy()
+    h_train = _data()[0].copy()
     h_train[0, 0] = np.nan
     r = S.train_candidate(_job(h_train=h_train))
     assert r["error"].startswith("FloatingPointError: training diverged: loss nan in epoch 1")

@@ -71,7 +71,6 @@ def pack(deploy_tree: dict):
     return np.concatenate(chunks), np.asarray(plan, np.int64), scaling, (N, V)
 
 
-
 def work_buffers(network, plan, work_shape, batch: int) -> tuple:
     """The fused kernel's scratch and output for ``batch`` windows, all float32: work (B, 4, N) and
     vec (B, V) of ``pack``'s work shape, out (B, H) for the last layer's H channels."""

@@ -109,8 +109,9 @@ def train_candidate(job: Job) -> dict:
                 loss = F.cross_entropy(logits, job.y_train[idx])
                 if job.soft_train is not None and job.kd_weight:
                     loss = loss * (1 - job.kd_weight) + F.cross_entropy(logits, job.soft_train[idx]) * job.kd_weight
-                if not np.isfinite(loss.item()):
-                    raise FloatingPointError(f"training diverged: loss {loss.item()} in epoch {epoch + 1}")
+                value = loss.item()
+                if not np.isfinite(value):
+                    raise FloatingPointError(f"training diverged: loss {value} in epoch {epoch + 1}")
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
