@@ -63,6 +63,7 @@ def test_one_unknown_subject_makes_the_split_stratified():
     train, val = validation_split(ws, 0.2, seed=0)
     _assert_partition(ws, train, val)
     assert np.bincount(val.y, minlength=3).tolist() == [2, 2, 2]   # 10 per class, a fifth of each
+    assert not ws.subject_wise and _windows(np.repeat(np.arange(6), 5), classes=3).subject_wise
 
 
 @pytest.mark.parametrize("counts, fraction, expected", [([20, 20, 20], 0.25, [5, 5, 5]), ([10, 3, 7], 0.2, [2, 1, 1]),

@@ -81,7 +81,7 @@ def _split_sizes(dataset: str, seed: int = 0) -> dict:
     cfg = SMLDistConfig(dataset=dataset, seed=seed)
     data = prepare(load(dataset), cfg.val_fraction, seed, cfg.scaling)
     return {"train": len(data.train[0]), "val": len(data.val[0]), "test": len(data.test[0]),
-            "subjects": data.dataset.train.subjects is not None, "classes": data.dataset.num_classes}
+            "subjects": data.dataset.train.subject_wise, "classes": data.dataset.num_classes}
 
 
 def choose_ours(found: dict) -> tuple[str | None, dict]:

@@ -33,6 +33,11 @@ class WindowSet:
         """(channels, length) of one window."""
         return self.X.shape[1:]
 
+    @property
+    def subject_wise(self) -> bool:
+        """Every window's subject is known: splits carved from this set keep subjects whole."""
+        return bool((self.subjects >= 0).all())
+
 
 @dataclass
 class HARDataset:

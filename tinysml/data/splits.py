@@ -13,7 +13,7 @@ def validation_split(train: WindowSet, fraction: float = 0.2, seed: int = 0):
     no subject is on both sides. Without (ids of -1), a split stratified by class.
     """
     rng = np.random.default_rng(seed)
-    if (train.subjects >= 0).all():
+    if train.subject_wise:
         subjects = np.unique(train.subjects)
         if len(subjects) < 2:
             raise ValueError("a subject-wise validation split needs at least two training subjects")
@@ -31,7 +31,7 @@ def validation_split(train: WindowSet, fraction: float = 0.2, seed: int = 0):
 
 def leave_one_subject_out(windows: WindowSet):
     """Yield (subject, train, test) for each subject: that subject's windows are the test fold."""
-    if (windows.subjects < 0).any():
+    if not windows.subject_wise:
         raise ValueError("leave-one-subject-out needs subject ids; this data set has none")
     for s in np.unique(windows.subjects):
         held = windows.subjects == s
