@@ -3,8 +3,10 @@
     python bench/mutation_scores.py                      # the table of docs/mutation.md
     python bench/mutation_scores.py --undecided          # and every mutant still to triage, by name
 
-A mutant counts as killed when a test failed on it (or mutmut's type check caught it); as
-equivalent when its name is listed in tests/mutation_equivalents.md; every other checked mutant
+A mutant counts as killed when a test failed on it (or mutmut's type check caught it), or when
+tests/mutation_equivalents.md lists it under "Killed by the normal suite" (a check that cannot run
+under mutmut; the "killed" column says how many in brackets); as equivalent when that file lists it
+anywhere else; every other checked mutant
 (survived, timed out, "suspicious", reached by no test) is undecided: it needs a test or a line in
 that file. The score is killed / (checked - equivalent): the share of the mutants that could change
 a result and that a test catches.
@@ -21,11 +23,18 @@ from collections import Counter, defaultdict
 KILLED = {1, 3, 37}                       # mutmut's exit codes for a failed test / a caught type error
 
 
-def equivalents(path: str = "tests/mutation_equivalents.md") -> set:
-    """Every mutant name written in backticks in the equivalents file (the `x_...__mutmut_N` part)."""
+OUTSIDE = "## Killed by the normal suite"    # the equivalents file's section of mutants killed outside mutmut
+
+
+def equivalents(path: str = "tests/mutation_equivalents.md") -> tuple[set, set]:
+    """The mutant names written in backticks in the equivalents file (the `x_...__mutmut_N` part):
+    (equivalent, killed outside mutmut), the second from the OUTSIDE section on."""
     if not os.path.exists(path):
-        return set()
-    return set(re.findall(r"`(x\S*?__mutmut_\d+)`", open(path, encoding="utf-8").read()))
+        return set(), set()
+    text = open(path, encoding="utf-8").read()
+    head, _, outside = text.partition(OUTSIDE)
+    names = lambda part: set(re.findall(r"`(x\S*?__mutmut_\d+)`", part))  # noqa: E731
+    return names(head), names(outside)
 
 
 def outcomes(root: str = "mutants") -> dict:
@@ -38,7 +47,7 @@ def outcomes(root: str = "mutants") -> dict:
     return found
 
 
-def scores(found: dict, equivalent: set) -> list:
+def scores(found: dict, equivalent: set, outside: set = frozenset()) -> list:
     rows = []
     for module, codes in found.items():
         count, undecided = Counter(), []
@@ -48,6 +57,9 @@ def scores(found: dict, equivalent: set) -> list:
                 count["not checked"] += 1
             elif code in KILLED:
                 count["killed"] += 1
+            elif short in outside:
+                count["killed"] += 1
+                count["outside"] += 1
             elif short in equivalent:
                 count["equivalent"] += 1
             else:
@@ -59,19 +71,31 @@ def scores(found: dict, equivalent: set) -> list:
     return rows
 
 
+def stale_entries(found: dict, equivalent: set, outside: set = frozenset()) -> list:
+    """Names the equivalents file lists that mutmut killed or no longer has: a module's mutants are
+    renumbered when its code changes, so such a line may now describe another mutant."""
+    codes = {name.rsplit(".", 1)[-1]: code for module in found.values() for name, code in module.items()}
+    return sorted(n for n in equivalent | outside if n not in codes or codes[n] in KILLED)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mutants", default="mutants", help="mutmut's working folder")
     p.add_argument("--undecided", action="store_true", help="list every undecided mutant")
     p.add_argument("--all", action="store_true", help="also the modules with no checked mutant")
     args = p.parse_args(argv)
-    rows = scores(outcomes(args.mutants), equivalents())
+    rows = scores(outcomes(args.mutants), *equivalents())
     print("| module | mutants | checked | killed | equivalent | undecided | score |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         if r["checked"] or args.all:
-            print(f"| {r['module']} | {r['mutants']} | {r['checked']} | {r.get('killed', 0)} | {r.get('equivalent', 0)} | "
+            killed = f"{r.get('killed', 0)}" + (f" ({r['outside']} outside mutmut)" if r.get("outside") else "")
+            print(f"| {r['module']} | {r['mutants']} | {r['checked']} | {killed} | {r.get('equivalent', 0)} | "
                   f"{r.get('undecided', 0)} | {100 * r['score']:.1f}% |")
+    stale = stale_entries(outcomes(args.mutants), *equivalents())
+    if stale:
+        print("\nlisted in tests/mutation_equivalents.md but killed or gone (renumbered: read them again):")
+        print("\n".join(f"  {n}" for n in stale))
     if args.undecided:
         codes = defaultdict(list)
         for r in rows:

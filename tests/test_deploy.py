@@ -66,8 +66,11 @@ def test_non_finite_scores_are_refused_on_either_path(tmp_path, use_numba):
         predictor.fused_head = (W, predictor.fused_head[1])
     X = np.random.default_rng(0).standard_normal((3, 6, 100)).astype(np.float32)
     for predict in (predictor.predict_proba, predictor.logits, predictor.predict):
-        with pytest.raises(FloatingPointError, match=r"NaN or infinite scores for windows \[0, 1, 2\]"):
+        with pytest.raises(FloatingPointError, match=r"NaN or infinite scores for windows \[0, 1, 2\]: "):
             predict(X)
+    X = np.random.default_rng(0).standard_normal((8, 6, 100)).astype(np.float32)    # the first five are named
+    with pytest.raises(FloatingPointError, match=r"NaN or infinite scores for windows \[0, 1, 2, 3, 4\]: "):
+        predictor.predict(X)
 
 
 def _randomise_batchnorm(model, rng):

@@ -59,14 +59,16 @@ def test_the_kernel_stays_inside_its_work_space_and_uses_all_of_it(trees, name, 
     params, plan, scaling, (N, V) = dc.pack(tree)
     cfg = tree["config"]
     x = np.random.default_rng(0).standard_normal((batch, cfg["in_channels"], cfg["length"])).astype(np.float32)
-    work_flat = np.full(batch * 4 * N + N, np.nan, np.float32)        # the kernel needs contiguous buffers:
-    vec_flat = np.full(batch * V + V + 8, np.nan, np.float32)          # the margin follows the last row
-    work, vec = work_flat[:batch * 4 * N].reshape(batch, 4, N), vec_flat[:batch * V].reshape(batch, V)
-    _, _, out = dc.work_buffers(cpu_network, plan, (N, V), batch)
+    work, vec, out = dc.work_buffers(cpu_network, plan, (N, V), batch)
+    assert work.shape == (batch, 4, N) and vec.shape == (batch, V)
+    work_flat = np.full(work.size + N, np.nan, np.float32)            # the kernel needs contiguous buffers:
+    vec_flat = np.full(vec.size + V + 8, np.nan, np.float32)          # the margin follows the last row
+    work, vec = work_flat[:work.size].reshape(work.shape), vec_flat[:vec.size].reshape(vec.shape)
     run = cpu_network.network_forward_parallel if batch >= 4 else cpu_network.network_forward
     run(x, params, plan, scaling, work, vec, out)
-    assert np.isnan(work_flat[batch * 4 * N:]).all() and np.isnan(vec_flat[batch * V:]).all()
+    assert np.isnan(work_flat[work.size:]).all() and np.isnan(vec_flat[vec.size:]).all()
     assert not np.isnan(work[:, :, N - 1]).all()
+    assert all(not np.isnan(work[:, k]).all() for k in range(work.shape[1]))    # every one of the 4 rows is used
     if any(layer.get("se1") is not None for layer in tree["layers"]):
         assert not np.isnan(vec[:, V - 1]).all()
     np.testing.assert_allclose(out, Predictor(tree, use_numba=False).features(x), rtol=2e-4, atol=2e-5)

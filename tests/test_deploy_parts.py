@@ -32,22 +32,29 @@ def test_softmax_of_large_scores_stays_finite():
 
 
 @pytest.fixture(scope="module")
-def trees(tmp_path_factory):
+def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("parts")
     model = build_model(preset("har-student", 6, 40, 4), seed=3)
     io.save_model(str(folder / "f32.npz"), model)
     io.save_model(str(folder / "f64.npz"), model.double())
-    return {"f32": load_deploy_tree(str(folder / "f32.npz")), "f64": load_deploy_tree(str(folder / "f64.npz"))}
+    return {"f32": str(folder / "f32.npz"), "f64": str(folder / "f64.npz")}
 
 
-def test_a_float64_checkpoint_folds_to_float32(trees):
-    for layer in trees["f64"]["layers"]:
+@pytest.fixture(scope="module")
+def trees(checkpoints):
+    return {name: load_deploy_tree(path) for name, path in checkpoints.items()}
+
+
+def test_a_float64_checkpoint_folds_to_float32(checkpoints):
+    # loaded here, not in a fixture: the mutation run maps each function to the tests that call it
+    f32, f64 = load_deploy_tree(checkpoints["f32"]), load_deploy_tree(checkpoints["f64"])
+    for layer in f64["layers"]:
         for k in ("w", "b", "we", "be", "wd", "bd", "wp", "bp"):
             if k in layer:
                 assert layer[k].dtype == np.float32, k
     x = np.random.default_rng(0).standard_normal((3, 6, 40)).astype(np.float32)
-    np.testing.assert_allclose(Predictor(trees["f64"], use_numba=False).logits(x),
-                               Predictor(trees["f32"], use_numba=False).logits(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(Predictor(f64, use_numba=False).logits(x),
+                               Predictor(f32, use_numba=False).logits(x), rtol=1e-5, atol=1e-6)
 
 
 def test_a_head_without_a_kind_is_linear(trees):
@@ -154,6 +161,36 @@ def test_warmup_reports_where_and_how_long(monkeypatch, tmp_path):
     assert 0 < out["seconds"] <= took
 
 
+def test_without_numba_asking_for_it_fails_and_the_default_falls_back(trees, monkeypatch):
+    """Where the compiled kernels cannot be imported (no Numba): ``use_numba=True`` and
+    ``tinysml warmup`` raise the ImportError; the default predicts with NumPy."""
+    import sys
+    import tinysml.kernels as kernels
+    monkeypatch.setenv("TINYSML_DEPLOY_COMPILE", "now")
+    monkeypatch.delenv("TINYSML_BACKEND", raising=False)
+    monkeypatch.setitem(sys.modules, "tinysml.kernels.cpu_network", None)     # import fails as without Numba
+    monkeypatch.delattr(kernels, "cpu_network", raising=False)
+    with pytest.raises(ImportError):
+        Predictor(trees["f32"], use_numba=True)
+    assert Predictor(trees["f32"]).backend == "numpy"
+    monkeypatch.setattr(cache_dir, "_choice", {"dir": "/tmp", "writable": True, "how": "test"})
+    with pytest.raises(ImportError):
+        deploy.warmup()
+
+
+def test_a_file_that_is_not_a_model_is_refused_by_name(tmp_path, trees):
+    io.save(str(tmp_path / "cache.npz"), {"kind": "teacher-outputs", "logits": np.zeros((2, 3), np.float32)})
+    with pytest.raises(io.CheckpointError) as err:
+        load_deploy_tree(str(tmp_path / "cache.npz"))
+    assert str(err.value) == (f"{str(tmp_path / 'cache.npz')!r} holds a 'teacher-outputs' checkpoint; "
+                              "expected a model or deploy checkpoint")
+    broken = dict(trees["f32"], layers=trees["f32"]["layers"][:-1])        # a deploy file, checked by path
+    io.save(str(tmp_path / "deploy.npz"), broken)
+    with pytest.raises(io.CheckpointError) as err:
+        load_deploy_tree(str(tmp_path / "deploy.npz"))
+    assert str(err.value).startswith(repr(str(tmp_path / "deploy.npz")) + ": the config implies ")
+
+
 def test_an_unknown_pretrained_name_lists_the_shipped_ones(monkeypatch):
     monkeypatch.setattr(deploy, "PRETRAINED", {"b-model": "b.npz", "a-model": "a.npz"})
     with pytest.raises(ValueError) as err:
@@ -206,5 +243,11 @@ def test_folding_names_the_checkpoint_defaults_the_epsilon_and_keeps_the_data_so
                 np.testing.assert_array_equal(a[k], b[k])
     broken = dict(tree, state={k: v for k, v in tree["state"].items() if k != "stem.0.weight"})
     from tinysml.architecture import ArchitectureError
-    with pytest.raises(ArchitectureError, match="^checkpoint"):
+    with pytest.raises(ArchitectureError, match="^checkpoint: "):
         deploy.fold_model(broken)
+    with pytest.raises(ArchitectureError, match="^'m.npz': "):
+        deploy.fold_model(broken, where="'m.npz'")
+    io.save(str(tmp_path / "broken.npz"), broken)                     # loaded by path: the message names the file
+    with pytest.raises(io.CheckpointError) as err:
+        load_deploy_tree(str(tmp_path / "broken.npz"))
+    assert str(err.value).startswith(repr(str(tmp_path / "broken.npz")) + ": ")
