@@ -123,3 +123,34 @@ def test_the_teacher_is_part_of_the_run_identity(tmp_path, teacher_ckpt):
     with pytest.raises(ValueError, match="was started with a teacher trained in the run directory"):
         run(dataclasses.replace(TINY, student_epochs=0, method="none"), trained_here, teacher_checkpoint=str(other),
             quiet=True)
+
+
+def test_the_progress_lines_say_what_each_phase_did(tmp_path, teacher_ckpt, capsys):
+    """What a user reads on stdout, phase by phase, with the numbers the run returns; ``quiet``
+    prints nothing."""
+    from tinysml import io
+    run_dir = tmp_path / "s"
+    r = run(TINY, str(run_dir), teacher_checkpoint=teacher_ckpt)
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("epoch ")]
+    teacher, _ = io.load_model(teacher_ckpt)
+    student, _ = io.load_model(str(run_dir / "student.npz"))
+    cache = os.path.join(os.path.dirname(teacher_ckpt), "teacher-outputs") + os.sep
+    assert lines[0] == f"[teacher] loaded {teacher_ckpt}"
+    assert lines[1].startswith("[teacher] outputs on the 32 training windows: " + cache)
+    assert lines[2:5] == [f"[stage] anchor {s}: {student.stage_shapes()[s]} <- teacher {teacher.stage_shapes()[s]}"
+                          for s in range(3)]
+    assert lines[5:] == [
+        "[head] transplanted the teacher's whole head into the student",
+        f"[final] smldist: student har-student, {student.num_parameters():,} parameters",
+        f"[done] student test accuracy {r['student']['test']['accuracy']:.4f}, macro-F1 "
+        f"{r['student']['test']['macro_f1']:.4f}; teacher {r['teacher']['test']['accuracy']:.4f}; "
+        f"MACs ratio {r['cost_ratio_macs']:.3f}"]
+    assert run(TINY, str(run_dir), teacher_checkpoint=teacher_ckpt) == r
+    assert capsys.readouterr().out == f"[done] {run_dir / 'results.json'}\n"
+    run(TINY, str(run_dir), teacher_checkpoint=teacher_ckpt, quiet=True)
+    assert capsys.readouterr().out == ""
+    trained_here = tmp_path / "t"
+    run(dataclasses.replace(TINY, method="none", teacher_epochs=1, student_epochs=0), str(trained_here))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"[teacher] har-teacher: {teacher.num_parameters():,} parameters"
+    assert "[final] none: student har-student, " in out[-2] and out[-1].startswith("[done] student test accuracy ")
