@@ -231,3 +231,72 @@ def test_the_protocol_follows_whether_subjects_are_known():
     """basicmotions records no subjects (ids of -1): its validation split is stratified by class,
     and the section must not call it subject-wise. (Found by this file: every dataset was.)"""
     assert evidence._split_sizes("basicmotions") == {"train": 32, "val": 8, "test": 40, "subjects": False, "classes": 4}
+
+
+def test_each_command_runs_its_planned_grids_then_writes_the_report(tmp_path, monkeypatch):
+    """What ``tinysml evidence`` hands to the grid runner and the report, for the released budget,
+    the powered study and the earlier evidence (the grids themselves: tests/test_evidence.py)."""
+    ran, reported = [], []
+    monkeypatch.setattr(evidence, "run_all", ran.append)
+    monkeypatch.setattr(evidence, "report", lambda out, doc, records=None, **kw: reported.append((out, doc, records, kw)))
+    monkeypatch.setattr(evidence, "_split_sizes", lambda dataset: {"train": 5000})       # no data loaded
+    monkeypatch.chdir(tmp_path)
+    from tinysml import powered
+    evidence.main(["--released", "--workers", "3", "--device", "cuda", "--doc", "d.md"])
+    assert [vars(a) for a in ran] == [{
+        "dataset": "uci-har", "seeds": [0, 1, 2, 3, 4], "variants": ["KD (Hinton)", "SMLDist",
+                                                                    "SMLDist, direct logits loss [ours]"],
+        "out": os.path.join("runs", "released", "uci-har"), "recipe": "released", "workers": 3, "threads": 1,
+        "device": "cuda", "records": os.path.join("evidence", "released", "uci-har"), "verbose": False}]
+    assert reported == [(os.path.join("runs", "evidence"), "d.md", None, {"released_records": None})]
+    for study in ("released", "powered"):                   # from Python: one process per core, on the CPU
+        a = evidence.study_args(study, "uci-har", "o")
+        assert (a.workers, a.device, a.records) == (None, "cpu", os.path.join("evidence", study, "uci-har"))
+
+    ran.clear(), reported.clear()
+    evidence.main(["--powered", "--out", "o", "--records", "r", "--workers", "2", "--device", "cuda", "--doc", "d.md"])
+    assert [(a.dataset, a.out, a.records, a.seeds, a.variants, a.workers, a.device) for a in ran] == [
+        (d, os.path.join("o", d), os.path.join("r", d), list(range(30)), powered.METHODS[1:], 2, "cuda")
+        for d in ("uci-har", "hapt")]
+    assert all(a.min_steps_per_epoch == 0 and a.teacher_epochs == 50 for a in ran)     # the project's budget
+    assert reported == [(os.path.join("runs", "evidence"), "d.md", None, {"powered_records": "r"})]
+    ran.clear(), reported.clear()
+    evidence.main(["--powered", "--datasets", "hapt", "--doc", "d.md"])
+    assert [(a.dataset, a.out, a.records, a.workers, a.device) for a in ran] == [
+        ("hapt", os.path.join("runs", "powered", "hapt"), os.path.join("evidence", "powered", "hapt"), None, "cpu")]
+    ran.clear(), reported.clear()
+    with pytest.raises(SystemExit) as err:
+        evidence.main(["--released", "--datasets", "hapt", "watch", "--doc", "d.md"])
+    assert str(err.value) == "tinysml evidence --released: the study's datasets are uci-har; not hapt, watch"
+    assert ran == [] and reported == []
+
+    evidence.main(["--datasets", "uci-har", "--records", "r", "--doc", "d.md"])       # the earlier evidence
+    (a,) = ran
+    assert (a.dataset, a.seeds, a.out, a.records, a.workers, a.device) == \
+        ("uci-har", [0, 1, 2, 3, 4], os.path.join("runs", "evidence", "uci-har"), os.path.join("r", "uci-har"), None, "cpu")
+    assert a.variants == evidence.CORE + evidence.PLAN["uci-har"]["extra"]
+    assert reported == [(os.path.join("runs", "evidence"), "d.md", "r", {})]
+    ran.clear(), reported.clear()
+    os.makedirs("r")
+    io.write_json(os.path.join("r", "ours.json"), {"variant": "SMLDist, no memory loss", "val_macro_f1": {}})
+    evidence.main(["--datasets", "watch", "hapt", "--records", "r", "--out", "o", "--device", "cuda", "--doc", "d.md"])
+    assert [(a.dataset, a.seeds, a.variants, a.out, a.records, a.device) for a in ran] == [
+        (d, [0, 1, 2], evidence.CORE + ["SMLDist, no memory loss"], os.path.join("o", d), os.path.join("r", d), "cuda")
+        for d in ("hapt", "watch")]                                              # in the plan's order
+    assert reported == [("o", "d.md", "r", {})]
+
+
+def test_the_document_is_read_as_utf8_whatever_the_locale(tmp_path):
+    """The results carry "±" and "—": an existing document is read as UTF-8 even where the
+    locale's encoding is ASCII (a C locale with Python's UTF-8 mode off)."""
+    import subprocess
+    import sys
+    doc = tmp_path / "results.md"
+    doc.write_text("# Results\n\n## Summary across datasets\n\n| a | 0.91 ± 0.01 | — |\n\n## Notes\n\n± by hand\n",
+                   encoding="utf-8")
+    code = ("import sys; from tinysml import evidence; "
+            "sys.stdout.buffer.write((evidence.kept_earlier(sys.argv[1]) + evidence.kept_notes(sys.argv[1])).encode())")
+    env = dict(os.environ, LC_ALL="C", LANG="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0",
+               PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-c", code, str(doc)], env=env, capture_output=True, check=True).stdout
+    assert out.decode() == "## Summary across datasets\n\n| a | 0.91 ± 0.01 | — |\n\n## Notes\n\n± by hand\n"
