@@ -25,9 +25,17 @@ def test_paired_ci_is_students_t_over_the_paired_differences():
     ([0.5, 0.7, 0.8, 0.85, 0.86, 0.87, 0.88, 0.89, 0.90, 0.95], True),      # best at the end, well above
     ([0.5, 0.9, 0.91, 0.90, 0.91, 0.90, 0.89, 0.90, 0.91, 0.912], False),   # flat: within half a point
     ([0.5, 0.95, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9], False),           # peaked early
-    ([0.5, 0.6], False)])                                                    # too short to tell
+    ([0.5, 0.6], False),                                                     # too short to tell
+    ([0.5, 0.9, 0.5], True),                                                 # three epochs: the last two are the tail
+    ([0.5] * 12 + [0.9, 0.6, 0.6], True)])                                   # 15 epochs: the tail is the last 3
 def test_still_improving(scores, improving):
     assert evidence.still_improving([{"macro_f1": s} for s in scores]) is improving
+
+
+def test_improving_means_beating_the_earlier_best_by_more_than_the_margin():
+    history = [{"macro_f1": s} for s in (0.5, 0.5, 0.75)]                   # exact in binary: 0.5 + 0.25 == 0.75
+    assert not evidence.still_improving(history, margin=0.25)
+    assert evidence.still_improving(history, margin=0.125)
 
 
 def test_our_variant_is_chosen_on_validation_scores_only():

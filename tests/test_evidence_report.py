@@ -8,6 +8,7 @@ The accuracies are chosen so that every interval is simple: differences that are
 seed give a zero-width interval; differences 0.02, 0.03, 0.04 over three seeds have mean 0.03 and
 standard deviation 0.01, so the 95% interval is 0.03 ± t(0.975, 2) · 0.01 / √3 = 0.03 ± 0.0248
 (t = 4.3027); two seeds use t(0.975, 1) = 12.706."""
+import json
 import os
 
 import pytest
@@ -28,8 +29,8 @@ def _teacher(acc, f1, run_dir):
 
 @pytest.fixture
 def found(tmp_path):
-    """Three seeds; FitNets never ran; one ablation finished two seeds; SMLDist's seed 1 and the
-    teacher's seed 2 were still improving."""
+    """Three seeds; FitNets never ran; one ablation finished two seeds; SMLDist's seeds 1 and 2 and
+    the teacher's seed 2 were still improving."""
     teacher_dirs = [tmp_path / f"teacher{s}" for s in range(3)]
     for d in teacher_dirs:
         d.mkdir()
@@ -39,7 +40,7 @@ def found(tmp_path):
         "teacher": {s: _teacher(a, f, teacher_dirs[s]) for s, (a, f) in enumerate([(0.90, 0.89), (0.92, 0.91), (0.94, 0.93)])},
         "student alone": {s: _student(a, f) for s, (a, f) in enumerate([(0.80, 0.79), (0.82, 0.81), (0.84, 0.83)])},
         "KD (Hinton)": {s: _student(a, f) for s, (a, f) in enumerate([(0.82, 0.81), (0.84, 0.83), (0.86, 0.85)])},
-        "SMLDist": {0: _student(0.82, 0.81), 1: _student(0.85, 0.84, RISING), 2: _student(0.88, 0.87)},
+        "SMLDist": {0: _student(0.82, 0.81), 1: _student(0.85, 0.84, RISING), 2: _student(0.88, 0.87, RISING)},
         "SMLDist, no memory loss": {0: _student(0.85, 0.84), 1: _student(0.83, 0.82)},
     }
 
@@ -63,7 +64,7 @@ Produced by
 | student alone | 3 | 0.8200 ± 0.0200 | 0.8100 ± 0.0200 | — | -2.0 [-2.0, -2.0] | no |
 | KD (Hinton) | 3 | 0.8400 ± 0.0200 | 0.8300 ± 0.0200 | +2.0 [+2.0, +2.0] | — | no |
 | FitNets | 0 | — | — | — | — | — |
-| SMLDist | 3 | 0.8500 ± 0.0300 | 0.8400 ± 0.0300 | +3.0 [+0.5, +5.5] | +1.0 [-1.5, +3.5] | seed 1 |
+| SMLDist | 3 | 0.8500 ± 0.0300 | 0.8400 ± 0.0300 | +3.0 [+0.5, +5.5] | +1.0 [-1.5, +3.5] | seed 1, seed 2 |
 | SMLDist, no memory loss | 2 | 0.8400 ± 0.0141 | 0.8300 ± 0.0141 | +3.0 [-22.4, +28.4] | +1.0 [-24.4, +26.4] | no |
 
 Against SMLDist itself (test accuracy points, paired by seed; 95% CI, then seed by seed):
@@ -105,6 +106,13 @@ def test_a_variant_with_no_seed_in_common_with_smldist_is_not_paired():
                                       "SMLDist + head search": {}}, ["SMLDist", "SMLDist, no stage phase",
                                                                      "SMLDist + head search"])
     assert rows == []
+    rows = evidence._against_smldist({"SMLDist": {0: _student(0.8, 0.8)},
+                                      "SMLDist, no stage phase": {1: _student(0.9, 0.9)},       # skipped, then
+                                      "SMLDist, no memory loss": {0: _student(0.7, 0.7)}},      # the next is paired
+                                     ["SMLDist, no stage phase", "SMLDist, no memory loss"])
+    assert rows[-1] == "| SMLDist, no memory loss | -10.0 (1 seed) | -10.0 |" and len(rows) == 6
+    assert evidence._against_smldist({"SMLDist, no memory loss": {0: _student(0.7, 0.7)}},     # SMLDist never ran
+                                     ["SMLDist", "SMLDist, no memory loss"]) == []
     one = evidence._against_smldist({"SMLDist": {0: _student(0.8, 0.8)}, "SMLDist, no stage phase": {0: _student(0.9, 0.9)}},
                                     ["SMLDist", "SMLDist, no stage phase"])
     assert one[-1] == "| SMLDist, no stage phase | +10.0 (1 seed) | +10.0 |"
@@ -113,6 +121,16 @@ def test_a_variant_with_no_seed_in_common_with_smldist_is_not_paired():
 def test_intervals_are_written_in_points_with_signs():
     assert evidence._fmt(0.0123, (-0.004, 0.0286)) == "+1.2 [-0.4, +2.9]"
     assert evidence._fmt(-0.05, None) == "-5.0 (1 seed)"
+
+
+def test_a_section_without_the_references_has_no_differences():
+    found = {"SMLDist": {0: _student(0.8, 0.8), 1: _student(0.9, 0.9)}}                 # no student alone, no KD
+    text, stats = evidence.dataset_section("hapt", found, [0, 1], ["student alone", "KD (Hinton)", "SMLDist"],
+                                           SIZES, "cmd")
+    assert "| student alone | 0 | — | — | — | — | — |\n| KD (Hinton) | 0 | — | — | — | — | — |\n" in text
+    assert "| SMLDist | 2 | 0.8500 ± 0.0707 | 0.8500 ± 0.0707 | — | — | no |" in text
+    assert stats == {"SMLDist": {"accuracy": pytest.approx(0.85)}}
+    assert "## hapt (INCOMPLETE: 2 of 8 runs finished)" in text                     # 4 rows (teacher too) x 2 seeds
 
 
 def test_a_teacher_without_its_training_history_is_not_flagged(tmp_path):
@@ -131,6 +149,11 @@ def test_the_summary_counts_wins_and_best_means_and_generates_its_verdict(found)
     means = {"SMLDist, no frequency term": 0.8, "SMLDist, no memory loss": 0.9}
     text = evidence.summary_section({"uci-har": stats_1, "hapt": STATS_2}, "SMLDist, no memory loss", means)
     lines = text.split("\n")
+    assert lines[:4] == [
+        "## Summary across datasets", "",
+        "Paired difference in test accuracy (points; 95% CI over seeds) against the student alone, and in brackets "
+        "against KD. A dataset counts as a win when the interval against the student alone lies above zero; \"of N\" "
+        "counts the datasets where the method has finished runs.", ""]
     assert lines[4] == "| method | uci-har | hapt | wins vs student alone | best student mean |"
     assert lines[5] == "|---|---|---|---|---|"
     assert lines[6:11] == [
@@ -155,6 +178,12 @@ def test_the_summary_says_when_ours_is_provisional_or_not_chosen():
     assert ("| SMLDist, direct logits loss [ours] (chosen on uci-har validation) | — | 0 of 0 | 0 |" in provisional)
     assert ("x 0.5000), provisionally: it is fixed (OUT/ours.json) when the first other dataset's grid starts, from "
             "the uci-har runs finished by then.") in provisional
+    touching = {"student alone": {"accuracy": 0.7},                      # an interval from exactly 0: no win
+                "SMLDist": {"accuracy": 0.72, "alone": (0.01, (0.0, 0.02), 3), "kd": (0.01, (0.0, 0.02), 3)}}
+    text = evidence.summary_section({"hapt": touching, "watch": {}}, None, {})     # watch: nothing finished
+    assert "| SMLDist | +1.0 [+0.0, +2.0] (+1.0 [+0.0, +2.0] vs KD) | — | 0 of 1 | 1 |" in text
+    assert ("lies above zero on 0 of the 1 datasets where it has finished runs (of 2 planned); against KD it lies above "
+            "zero on 0, below zero on 0, and includes zero on 1 of the 1 datasets where both ran.") in text
     none = evidence.summary_section({}, None, {})
     assert "The variant of ours is not chosen yet (uci-har's variant runs are not finished)." in none
     assert none.endswith("includes zero on 0 of the 0 datasets where both ran. \n")    # no datasets: no caveat
@@ -171,6 +200,17 @@ def test_the_report_keeps_an_existing_documents_earlier_sections_and_notes(tmp_p
     doc.write_text("# Results\n\n## Summary across datasets\n\nold table\n\n## Notes\n\nby hand\n")
     assert evidence.kept_earlier(str(doc)) == "## Summary across datasets\n\nold table\n"
     assert evidence.kept_notes(str(doc)) == "\n## Notes\n\nby hand\n"
+
+
+def test_our_variant_is_the_best_mean_over_the_common_seeds():
+    def run(val):
+        return {"student": {"val": {"macro_f1": val}}}
+    found = {"SMLDist, direct logits loss [ours]": {0: run(0.95), 1: run(0.93)},
+             "SMLDist, no stage phase": {0: run(0.90), 1: run(0.95), 2: run(0.99)}}     # seed 2 is not common
+    ours, means = evidence.choose_ours(found)
+    assert ours == "SMLDist, direct logits loss [ours]"              # 0.94 against 0.925 (0.9467 with seed 2)
+    assert means == pytest.approx({"SMLDist, direct logits loss [ours]": 0.94, "SMLDist, no stage phase": 0.925})
+    assert evidence.choose_ours({"SMLDist": {0: run(0.99)}}) == (None, {})     # no candidate ran
 
 
 def test_the_commands_the_document_names():
@@ -200,6 +240,8 @@ def test_the_parser_defaults_and_the_exclusive_studies():
 
 def test_the_grid_arguments_of_a_dataset(monkeypatch):
     monkeypatch.setattr(evidence, "_split_sizes", lambda dataset: {"train": 2000})     # 32 batches: MIN_STEPS
+    d = evidence.grid_args("hapt", [0], [], "o")
+    assert (d.workers, d.threads, d.device, d.records) == (None, 1, "cpu", None)
     a = evidence.grid_args("hapt", range(2), ("KD (Hinton)",), "runs/x/hapt", workers=2, device="cuda", records="ev/hapt")
     assert (a.dataset, a.seeds, a.variants, a.out, a.workers, a.threads, a.device, a.records, a.verbose) == \
         ("hapt", [0, 1], ["KD (Hinton)"], "runs/x/hapt", 2, 1, "cuda", "ev/hapt", False)
@@ -223,7 +265,14 @@ def test_our_recorded_choice_is_read_back_from_the_records_folder(tmp_path):
     assert evidence.fixed_ours(out, {}, record=False, records=records) == \
         ("SMLDist, no frequency term", {"SMLDist, no frequency term": 0.9}, True)
     assert evidence.fixed_ours(out, {}, record=True) == (None, {}, False)      # nothing finished: nothing recorded
+    found = {"SMLDist, no stage phase": {0: {"student": {"val": {"macro_f1": 0.9}}}}}
+    assert evidence.fixed_ours(out, found, record=False) == ("SMLDist, no stage phase", {"SMLDist, no stage phase": 0.9},
+                                                             False)
     assert not os.path.exists(os.path.join(out, "ours.json"))
+    assert evidence.fixed_ours(out, found, record=True)[2] is True
+    with open(os.path.join(out, "ours.json")) as f:
+        assert json.load(f) == {"variant": "SMLDist, no stage phase", "val_macro_f1": {"SMLDist, no stage phase": 0.9},
+                                "selection": "uci-har"}
     assert evidence._records(None, "hapt") is None and evidence._records("ev", "hapt") == os.path.join("ev", "hapt")
 
 
@@ -300,3 +349,20 @@ def test_the_document_is_read_as_utf8_whatever_the_locale(tmp_path):
                PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     out = subprocess.run([sys.executable, "-c", code, str(doc)], env=env, capture_output=True, check=True).stdout
     assert out.decode() == "## Summary across datasets\n\n| a | 0.91 ± 0.01 | — |\n\n## Notes\n\n± by hand\n"
+
+
+def test_the_command_takes_a_parsed_namespace_and_carries_its_runs_in_an_archive(tmp_path, monkeypatch):
+    """``tinysml evidence`` (cli.py hands main its parsed arguments): --archive packs what the grid
+    wrote, --resume-from unpacks it into another OUT first."""
+    def run_all(args):
+        os.makedirs(os.path.join(args.out, "seed0", "kd"), exist_ok=True)
+        io.write_json(os.path.join(args.out, "seed0", "kd", "results.json"), {"seen": sorted(os.listdir(args.out))})
+    monkeypatch.setattr(evidence, "run_all", run_all)
+    monkeypatch.setattr(evidence, "report", lambda *a, **kw: None)
+    monkeypatch.chdir(tmp_path)
+    args = evidence.build_parser().parse_args(["--released", "--out", "a", "--archive", "grid.tar.gz", "--doc", "d.md"])
+    evidence.main(args)
+    assert os.path.isfile("grid.tar.gz")
+    evidence.main(["--released", "--out", "b", "--resume-from", "grid.tar.gz", "--doc", "d.md"])
+    with open(os.path.join("b", "uci-har", "seed0", "kd", "results.json")) as f:
+        assert json.load(f) == {"seen": ["seed0"]}                          # unpacked before the grid ran

@@ -126,7 +126,7 @@ def _fmt(mean, ci):
     return f"{100 * mean:+.1f} [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
 
 
-def _preamble(dataset: str, sizes: dict) -> list:
+def _preamble(sizes: dict) -> list:
     """A dataset section's protocol, split sizes and budget, in words."""
     if sizes["subjects"]:
         protocol = ("subject-wise: the test subjects are never trained on; the validation split is carved "
@@ -169,13 +169,13 @@ def dataset_section(dataset: str, found: dict, seeds, variants, sizes: dict, com
     expected = (1 + len(variants)) * len(seeds)
     done = sum(len(found.get(n, {})) for n in ["teacher", *variants])
     status = "complete" if done == expected else f"INCOMPLETE: {done} of {expected} runs finished"
-    lines = [f"## {dataset} ({status})", "", *_preamble(dataset, sizes), "", "Produced by", "", f"    {command}", "",
+    lines = [f"## {dataset} ({status})", "", *_preamble(sizes), "", "Produced by", "", f"    {command}", "",
              "| model | seeds | test accuracy | test macro-F1 | vs student alone, points (95% CI) | "
              "vs KD, points (95% CI) | still improving |", "|---|---|---|---|---|---|---|"]
     references = {"alone": ("student alone", found.get("student alone", {})), "kd": ("KD (Hinton)", found.get("KD (Hinton)", {}))}
     stats = {}
     for name in ["teacher", *variants]:
-        runs = found.get(name, {})
+        runs = found.get(name)
         if not runs:
             lines.append(f"| {name} | 0 | — | — | — | — | — |")
             continue
@@ -245,7 +245,7 @@ def summary_section(all_stats: dict, ours: str | None, means: dict, fixed: bool 
               + ")" + ("." if fixed else f", provisionally: it is fixed (OUT/ours.json) when the first other "
                        f"dataset's grid starts, from the {SELECTION} runs finished by then.")
               if ours else f"The variant of ours is not chosen yet ({SELECTION}'s variant runs are not finished).")
-    sml = dict(verdict).get("SMLDist", 0)
+    sml = dict(verdict)["SMLDist"]                  # CORE holds SMLDist: always a row
     sml_ran = sum("alone" in all_stats[d].get("SMLDist", {}) for d in datasets)
     kd_sml = [all_stats[d]["SMLDist"]["kd"] for d in datasets if "kd" in all_stats[d].get("SMLDist", {})]
     above_kd = sum(ci is not None and ci[0] > 0 for _, ci, _ in kd_sml)
@@ -357,9 +357,9 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
 def main(argv=None):
     args = build_parser().parse_args(argv) if not isinstance(argv, argparse.Namespace) else argv
     from .compare import carried
-    study = "powered" if getattr(args, "powered", False) else "released" if getattr(args, "released", False) else None
+    study = "powered" if args.powered else "released" if args.released else None
     out = args.out or os.path.join("runs", study or "evidence")
-    with carried(out, getattr(args, "resume_from", None), getattr(args, "archive", None)):
+    with carried(out, args.resume_from, args.archive):
         if not args.report_only:
             if study:
                 _run_study(args, study, out)
@@ -393,7 +393,7 @@ def _run_study(args, study: str, out: str) -> None:
         raise SystemExit(f"tinysml evidence --{study}: the study's datasets are {', '.join(datasets)}; "
                          f"not {', '.join(sorted(set(chosen) - set(datasets)))}")
     for d in [d for d in datasets if d in chosen]:
-        run_all(study_args(study, d, out, args.workers, getattr(args, "device", "cpu"), args.records))
+        run_all(study_args(study, d, out, args.workers, args.device, args.records))
 
 
 def _run_grids(args, out: str) -> None:
@@ -402,17 +402,15 @@ def _run_grids(args, out: str) -> None:
         if d == SELECTION:
             variants = CORE + plan["extra"]
         else:
-            records = getattr(args, "records", None)
             ours, _, _ = fixed_ours(out, collect(os.path.join(out, SELECTION), PLAN[SELECTION]["seeds"],
-                                                 ABLATIONS, _records(records, SELECTION)),
-                                    record=True, records=records)
+                                                 ABLATIONS, _records(args.records, SELECTION)),
+                                    record=True, records=args.records)
             if ours is None:
                 raise SystemExit(f"tinysml evidence: {d} needs the variant of ours, chosen on {SELECTION}'s "
                                  f"validation split: run --datasets {SELECTION} first")
             variants = CORE + [ours]
-        run_all(grid_args(d, plan["seeds"], variants, os.path.join(out, d), args.workers,
-                          device=getattr(args, "device", "cpu"),
-                          records=_records(getattr(args, "records", None), d)))
+        run_all(grid_args(d, plan["seeds"], variants, os.path.join(out, d), args.workers, device=args.device,
+                          records=_records(args.records, d)))
 
 
 if __name__ == "__main__":
