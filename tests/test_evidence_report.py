@@ -351,7 +351,7 @@ def test_the_document_is_read_as_utf8_whatever_the_locale(tmp_path):
     assert out.decode() == "## Summary across datasets\n\n| a | 0.91 ± 0.01 | — |\n\n## Notes\n\n± by hand\n"
 
 
-def test_the_command_takes_a_parsed_namespace_and_carries_its_runs_in_an_archive(tmp_path, monkeypatch):
+def test_the_command_takes_a_parsed_namespace_and_carries_its_runs_in_an_archive(tmp_path, monkeypatch, capsys):
     """``tinysml evidence`` (cli.py hands main its parsed arguments): --archive packs what the grid
     wrote, --resume-from unpacks it into another OUT first."""
     def run_all(args):
@@ -362,7 +362,7 @@ def test_the_command_takes_a_parsed_namespace_and_carries_its_runs_in_an_archive
     monkeypatch.chdir(tmp_path)
     args = evidence.build_parser().parse_args(["--released", "--out", "a", "--archive", "grid.tar.gz", "--doc", "d.md"])
     evidence.main(args)
-    assert os.path.isfile("grid.tar.gz")
+    assert os.path.isfile("grid.tar.gz") and capsys.readouterr().out.endswith("\nwrote d.md\n")
     evidence.main(["--released", "--out", "b", "--resume-from", "grid.tar.gz", "--doc", "d.md"])
     with open(os.path.join("b", "uci-har", "seed0", "kd", "results.json")) as f:
         assert json.load(f) == {"seen": ["seed0"]}                          # unpacked before the grid ran

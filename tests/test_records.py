@@ -115,3 +115,18 @@ def test_the_evidence_report_can_be_written_from_records(tmp_path):
     records.save(str(recs / "uci-har"), "student alone", 0, {"student": {"test": {"accuracy": 0.9, "macro_f1": 0.9}}})
     found = compare.collect(str(out / "uci-har"), [0], ["student alone"], evidence._records(str(recs), "uci-har"))
     assert found["student alone"][0]["student"]["test"]["accuracy"] == 0.9
+
+
+def test_the_evidence_report_reads_each_datasets_records(tmp_path, monkeypatch):
+    from tinysml import powered
+    monkeypatch.setattr(evidence, "PLAN", {"uci-har": {"seeds": [0], "extra": []}, "hapt": {"seeds": [0], "extra": []}})
+    monkeypatch.setattr(evidence, "_split_sizes", lambda d: {"subjects": True, "classes": 6, "train": 5000, "val": 900,
+                                                             "test": 2000})
+    monkeypatch.setattr(powered, "RECORDS", str(tmp_path / "powered"))
+    monkeypatch.setattr(powered, "RELEASED_RECORDS", str(tmp_path / "released"))
+    recs = tmp_path / "records"
+    records.save(str(recs / "hapt"), "student alone", 0, {"student": {"test": {"accuracy": 0.8, "macro_f1": 0.7}},
+                                                          "history": []})
+    text = evidence.report(str(tmp_path / "no-runs"), str(tmp_path / "d.md"), records=str(recs))
+    assert "## uci-har (INCOMPLETE: 0 of " in text and "| student alone | 1 | 0.8000 | 0.7000 | — |" in text
+    assert "## hapt (INCOMPLETE: 1 of " in text
