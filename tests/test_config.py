@@ -97,3 +97,39 @@ def test_a_saved_config_is_read_back_and_unknown_keys_are_named():
     with pytest.raises(ValueError) as err:
         SMLDistConfig.from_dict({**asdict(cfg), "beta": 1.0, "alpha": 2})
     assert str(err.value) == "unknown config keys: ['alpha', 'beta']"
+
+
+def test_each_phase_trains_with_the_configs_values():
+    """What the pipeline hands the training loop: the config's batch size, step floor, weight decay,
+    optimiser, schedule and seed, the phase's epochs and learning rate, and the phase's overrides."""
+    from tinysml.distill.pipeline import _train_config
+    from tinysml.train import TrainConfig
+    cfg = SMLDistConfig(batch_size=48, min_steps_per_epoch=7, weight_decay=0.03, optimizer="radam", schedule="plateau",
+                        seed=5)
+    assert _train_config(cfg, 11, 0.004) == TrainConfig(epochs=11, batch_size=48, lr=0.004, min_steps=7,
+                                                        weight_decay=0.03, optimizer="radam", schedule="plateau", seed=5)
+    stage = _train_config(cfg, 3, 0.001, weight_decay=0.0, schedule="none", select_metric="neg_stage_loss")
+    assert (stage.weight_decay, stage.schedule, stage.select_metric, stage.optimizer) == (0.0, "none", "neg_stage_loss",
+                                                                                          "radam")
+
+
+def test_a_checkpoint_records_where_its_data_came_from():
+    from tinysml.distill.pipeline import _data_options
+    assert _data_options(SMLDistConfig(dataset="uci-har")) == {"dataset": "uci-har"}
+    assert _data_options(SMLDistConfig(dataset="wisdm", data_path="/data/wisdm")) == {"dataset": "wisdm",
+                                                                                      "data_path": "/data/wisdm"}
+
+
+def test_teacher_and_student_start_from_their_own_seeds():
+    """The teacher is initialised from the run's seed and the student from seed + 1000, so that the
+    two never draw from the same stream and a run is reproduced from its config alone."""
+    import numpy as np
+    from tinysml.distill.pipeline import _models_for
+    from tinysml.models import build_model, preset
+    cfg = SMLDistConfig(seed=3, head={"kind": "linear"})
+    teacher, student = _models_for(cfg, (6, 40), 4)
+    for model, name, seed in ((teacher, "har-teacher", 3), (student, "har-student", 1003)):
+        expected = build_model(preset(name, 6, 40, 4, head={"kind": "linear"}), seed=seed).state_dict()
+        got = model.state_dict()
+        assert set(got) == set(expected) and all(np.array_equal(got[k], expected[k]) for k in got), name
+    assert cfg.head == {"kind": "linear"}                                   # the config's head is not changed

@@ -170,6 +170,8 @@ RELEASED_RECIPE = {"batch_size": 256, "min_steps_per_epoch": 0, "optimizer": "ra
 
 
 def _models_for(config: SMLDistConfig, shape, num_classes):
+    """Fresh teacher and student for windows of ``shape`` (C, L): the teacher initialised from the
+    run's seed, the student from seed + 1000 (never the teacher's stream)."""
     C, L = shape
     teacher = build_model(preset(config.teacher, C, L, num_classes, head=dict(config.head)), seed=config.seed)
     student = build_model(preset(config.student, C, L, num_classes, head=dict(config.head)), seed=config.seed + 1000)
