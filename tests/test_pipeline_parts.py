@@ -91,3 +91,22 @@ def test_the_teacher_alone_is_trained_on_the_split_and_scaling_the_config_names(
     data = prepare(load("basicmotions"), cfg.val_fraction, 1, "zscore")
     assert r["test"] == evaluate(teacher, *data.test) and r["val"] == evaluate(teacher, *data.val)
     assert r["params"] == teacher.num_parameters()
+
+
+def test_the_search_runs_the_configured_candidates_epochs_seed_and_executor(parts, tmp_path, monkeypatch):
+    """search_budget samples that many candidates of the space with the run's seed (else the whole
+    grid); the candidates train search_epochs epochs from the run's seed, where the caller said."""
+    data, teacher = parts
+    calls = []
+    real = S.search
+    monkeypatch.setattr(S, "search", lambda *a, **kw: calls.append((a, kw)) or real(*a, **kw))
+    space = {"linear": {"dropout": [0.0, 0.1, 0.2]}, "mlp": {"hidden": [8, 16]}}
+    cfg = dataclasses.replace(CFG, search_space=space, search_budget=2, search_epochs=1, seed=4)
+    pipeline.search_head(cfg, teacher, _student(data), data, str(tmp_path / "a"), pipeline._Progress(True), "inline")
+    pipeline.search_head(dataclasses.replace(cfg, search_budget=None), teacher, _student(data), data,
+                         str(tmp_path / "b"), pipeline._Progress(True), "inline")
+    (sampled, kw), (grid, _) = calls
+    assert sampled[0] == S.sample(space, 2, 4) and grid[0] == S.candidates(space) and len(grid[0]) == 5
+    assert sampled[6] == "inline" and (kw["epochs"], kw["seed"]) == (1, 4)
+    np.testing.assert_array_equal(sampled[2], data.train[1])
+    np.testing.assert_array_equal(sampled[4], data.val[1])
