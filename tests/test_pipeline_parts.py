@@ -110,3 +110,81 @@ def test_the_search_runs_the_configured_candidates_epochs_seed_and_executor(part
     assert sampled[6] == "inline" and (kw["epochs"], kw["seed"]) == (1, 4)
     np.testing.assert_array_equal(sampled[2], data.train[1])
     np.testing.assert_array_equal(sampled[4], data.val[1])
+
+
+def _recording_fit(calls):
+    def fit(model, train, val, config, **kw):
+        calls.append(dict(kw, model=model, config=config))
+        return types.SimpleNamespace(best_epoch=1, history=[])
+    return fit
+
+
+@pytest.mark.parametrize("scope", ["anchor", "all"])
+def test_each_stage_anchor_trains_its_parameters_with_its_recipe(parts, tmp_path, monkeypatch, scope):
+    """One fit per anchor: the stage budget and learning rate, no weight decay, no schedule, the
+    stage optimiser (else the run's), selection on minus the stage loss; the parameters of the
+    anchor's scope; a checkpoint per anchor. Then the distilled student is saved and reused."""
+    from tinysml.distill.stage import stage_loss
+    from tinysml.tensor import Tensor, no_grad
+    from tinysml.train import TrainConfig
+    data, teacher = parts
+    calls = []
+    monkeypatch.setattr(pipeline, "fit", _recording_fit(calls))
+    cfg = dataclasses.replace(CFG, stage_scope=scope, stage_epochs=3, stage_lr=5e-4, optimizer="radam",
+                              stage_optimizer=None if scope == "anchor" else "sgd", gamma=0.5, tau=2.0)
+    student = _student(data)
+    pipeline.stage_distillation(cfg, teacher, student, data, str(tmp_path), pipeline._Progress(True))
+    assert len(calls) == len(student.anchors) == 3
+    for s, call in enumerate(calls):
+        wrapped = call["model"]
+        assert call["config"] == TrainConfig(epochs=3, batch_size=16, lr=5e-4, weight_decay=0.0, schedule="none",
+                                             optimizer="radam" if scope == "anchor" else "sgd", seed=0,
+                                             select_metric="neg_stage_loss")
+        expected = wrapped.stage_parameters(s) if scope == "anchor" else student.parameters() + wrapped.adapters[s].parameters()
+        assert [id(p) for p in call["params"]] == [id(p) for p in expected]
+        assert call["checkpoint"] == str(tmp_path / f"stage{s}.train.npz") and call["fingerprint"] == {"anchor": s}
+        assert call["batch_index"] is True
+        # validation: minus the mean stage loss of the validation windows, in eval mode, mode restored
+        student.train()
+        score = call["evaluate_fn"](wrapped)
+        assert student.training
+        student.eval()
+        with no_grad():
+            x = Tensor(data.val[0])
+            want = stage_loss(wrapped.stage_feature(x, s), teacher.forward_stages(x, upto=s)[0][s].data, 0.5, 2.0,
+                              False).item()
+        assert score == {"neg_stage_loss": pytest.approx(-want, rel=1e-6)}
+        assert not student.training and call["evaluate_fn"](wrapped) == score     # eval mode stays eval
+    saved = io.load(str(tmp_path / "stage.npz"))["state"]
+    assert set(saved) == set(student.state_dict())
+
+
+def test_the_stage_loss_reads_the_same_teacher_from_the_cache(parts, tmp_path, monkeypatch):
+    from tinysml.distill.teacher_cache import teacher_outputs
+    from tinysml.tensor import Tensor
+    data, teacher = parts
+    calls = []
+    monkeypatch.setattr(pipeline, "fit", _recording_fit(calls))
+    cache = teacher_outputs(teacher, data.train[0], str(tmp_path / "cache"))
+    pipeline.stage_distillation(CFG, teacher, _student(data), data, str(tmp_path / "a"), pipeline._Progress(True))
+    pipeline.stage_distillation(CFG, teacher, _student(data), data, str(tmp_path / "b"), pipeline._Progress(True), cache)
+    idx = np.arange(5, 13)
+    for live, cached in zip(calls[:3], calls[3:]):
+        x = Tensor(data.train[0][idx])
+        assert live["loss_fn"](live["model"], x, data.train[1][idx], idx).item() == \
+            cached["loss_fn"](cached["model"], x, data.train[1][idx], idx).item()
+
+
+def test_a_finished_stage_phase_is_reused(parts, tmp_path, monkeypatch, capsys):
+    data, teacher = parts
+    monkeypatch.setattr(pipeline, "fit", _recording_fit([]))
+    first = _student(data)
+    for p in first.parameters():
+        p.data += 1.0                                                      # something to recognise
+    io.save(str(tmp_path / "stage.npz"), {"state": first.state_dict()})
+    monkeypatch.setattr(pipeline, "fit", lambda *a, **kw: pytest.fail("trained again"))
+    student = _student(data)
+    pipeline.stage_distillation(CFG, teacher, student, data, str(tmp_path), pipeline._Progress(False))
+    assert capsys.readouterr().out == f"[stage] reusing {tmp_path / 'stage.npz'}\n"
+    for k, v in student.state_dict().items():
+        np.testing.assert_array_equal(v, first.state_dict()[k])
