@@ -154,3 +154,30 @@ def test_the_progress_lines_say_what_each_phase_did(tmp_path, teacher_ckpt, caps
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"[teacher] har-teacher: {teacher.num_parameters():,} parameters"
     assert "[final] none: student har-student, " in out[-2] and out[-1].startswith("[done] student test accuracy ")
+
+
+def test_the_results_file_holds_what_was_measured(tmp_path, teacher_ckpt):
+    """results.json, field by field, against the saved models evaluated again on the run's split."""
+    from dataclasses import asdict
+    from tinysml import io, profile
+    from tinysml.data import load
+    from tinysml.data.fetch import sha256_file
+    from tinysml.data.prepare import prepare
+    from tinysml.train import evaluate
+    cfg = dataclasses.replace(TINY, method="kd")
+    r = run(cfg, str(tmp_path), teacher_checkpoint=teacher_ckpt, quiet=True)
+    assert r == json.load(open(tmp_path / "results.json"))
+    assert r["config"] == json.loads(json.dumps(asdict(cfg)))
+    assert r["teacher_identity"] == {"source": "checkpoint", "sha256": sha256_file(teacher_ckpt), "path": teacher_ckpt}
+    data = prepare(load("basicmotions"), TINY.val_fraction, TINY.seed, TINY.scaling)
+    teacher, _ = io.load_model(teacher_ckpt)
+    student, tree = io.load_model(str(tmp_path / "student.npz"))
+    assert tree["dataset"] == "basicmotions" and tree["class_names"] == data.dataset.class_names
+    t_cost, s_cost = profile.summary(teacher, (6, 100)), profile.summary(student, (6, 100))
+    assert r["teacher"] == json.loads(json.dumps({"test": evaluate(teacher, *data.test), "val": evaluate(teacher, *data.val),
+                                                  **t_cost}))
+    assert r["student"]["val"] == evaluate(student, *data.val) and r["student"]["head"] == student.config.head
+    assert {k: r["student"][k] for k in s_cost} == s_cost and r["search"] is None
+    assert r["cost_ratio_params"] == s_cost["params"] / t_cost["params"]
+    assert r["cost_ratio_macs"] == s_cost["macs"] / t_cost["macs"]
+    assert [h["epoch"] for h in r["history"]] == [1, 2]
