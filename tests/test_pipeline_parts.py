@@ -68,8 +68,10 @@ def test_the_cached_and_the_live_teacher_choose_the_same_head(parts, tmp_path):
 
 def test_a_finished_search_is_reused_and_its_winner_installed(parts, tmp_path, monkeypatch, capsys):
     data, teacher = parts
-    first = pipeline.search_head(CFG, teacher, _student(data), data, str(tmp_path), pipeline._Progress(True), "inline")
-    assert (tmp_path / "search.npz").exists() and (tmp_path / "leaderboard.md").exists()
+    first = pipeline.search_head(CFG, teacher, _student(data), data, str(tmp_path), pipeline._Progress(False), "inline")
+    assert (tmp_path / "search.npz").exists()
+    board = (tmp_path / "leaderboard.md").read_text()
+    assert capsys.readouterr().out.endswith("[search] leaderboard:\n" + board.rstrip("\n") + "\n")
     monkeypatch.setattr(S, "search", lambda *a, **kw: pytest.fail("searched again"))
     student = _student(data)
     again = pipeline.search_head(CFG, teacher, student, data, str(tmp_path), pipeline._Progress(False), "inline")
@@ -188,3 +190,41 @@ def test_a_finished_stage_phase_is_reused(parts, tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out == f"[stage] reusing {tmp_path / 'stage.npz'}\n"
     for k, v in student.state_dict().items():
         np.testing.assert_array_equal(v, first.state_dict()[k])
+
+
+def test_stage_validation_counts_every_window_once_in_chunks_of_256(parts, tmp_path, monkeypatch):
+    """The stage score of a validation split larger than one chunk: the chunks' mean stage losses
+    weighted by their sizes (the spectral attention is a chunk's own, so chunks are fixed at 256)."""
+    from tinysml.distill.stage import stage_loss
+    from tinysml.tensor import Tensor, no_grad
+    data, teacher = parts
+    Xv = np.concatenate([data.val[0]] * 38)[:300] + np.linspace(0, 1, 300, dtype=np.float32)[:, None, None]
+    big = dataclasses.replace(data, val=(Xv, np.zeros(300, np.int64)))
+    calls = []
+    monkeypatch.setattr(pipeline, "fit", _recording_fit(calls))
+    student = _student(data)
+    pipeline.stage_distillation(CFG, teacher, student, big, str(tmp_path), pipeline._Progress(True))
+    wrapped = calls[0]["model"]
+    student.eval()
+    with no_grad():
+        parts_ = [(Tensor(Xv[i:j]), j - i) for i, j in ((0, 256), (256, 300))]
+        want = sum(stage_loss(wrapped.stage_feature(x, 0), teacher.forward_stages(x, upto=0)[0][0].data).item() * n
+                   for x, n in parts_) / 300
+    assert calls[0]["evaluate_fn"](wrapped)["neg_stage_loss"] == pytest.approx(-want, rel=1e-6)
+
+
+def test_the_stage_adapters_are_drawn_from_the_runs_seed(parts, tmp_path, monkeypatch):
+    """A student whose stages differ from the teacher's in width gets 1x1 adapters; they are drawn
+    from the run's seed, so the run is reproduced from its config."""
+    data, teacher = parts
+    calls = []
+    monkeypatch.setattr(pipeline, "fit", _recording_fit(calls))
+    cfg = dataclasses.replace(CFG, student="realworld-student")
+    for run in ("a", "b"):
+        student = pipeline._models_for(cfg, data.dataset.window_shape, data.dataset.num_classes)[1]
+        pipeline.stage_distillation(cfg, teacher, student, data, str(tmp_path / run), pipeline._Progress(True))
+    a, b = calls[0]["model"].adapters, calls[3]["model"].adapters
+    weights = [(p.data, q.data) for x, y in zip(a, b) for p, q in zip(x.parameters(), y.parameters())]
+    assert len(weights) == 3
+    for p, q in weights:
+        np.testing.assert_array_equal(p, q)
