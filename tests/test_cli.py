@@ -78,3 +78,17 @@ def test_help_shows_defaults_and_only_the_options_that_apply(capsys):
     with _pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.startswith("tinysml 0.1.0")
+
+
+def test_the_cli_reference_is_what_the_commands_print():
+    """docs/cli.md is regenerated from the parsers (its first lines say how); an option, default or
+    help text changed without it fails here."""
+    import re
+    import sys
+    from pathlib import Path
+    from tinysml.cli import reference
+    text = (Path(__file__).parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
+    written = re.search(r"under Python (\d+)\.(\d+)", text)
+    if (int(written[1]), int(written[2])) != sys.version_info[:2]:
+        pytest.skip(f"docs/cli.md was written under Python {written[1]}.{written[2]}")
+    assert reference() == text
