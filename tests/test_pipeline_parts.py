@@ -145,7 +145,7 @@ def test_each_stage_anchor_trains_its_parameters_with_its_recipe(parts, tmp_path
         expected = wrapped.stage_parameters(s) if scope == "anchor" else student.parameters() + wrapped.adapters[s].parameters()
         assert [id(p) for p in call["params"]] == [id(p) for p in expected]
         assert call["checkpoint"] == str(tmp_path / f"stage{s}.train.npz") and call["fingerprint"] == {"anchor": s}
-        assert call["batch_index"] is True
+        assert call["batch_index"] is True and call["progress"] is False          # a quiet log: no progress bars
         # validation: minus the mean stage loss of the validation windows, in eval mode, mode restored
         student.train()
         score = call["evaluate_fn"](wrapped)
