@@ -166,6 +166,8 @@ def test_the_summary_counts_wins_and_best_means_and_generates_its_verdict(found)
     assert ("The variant of ours is **SMLDist, no memory loss**, chosen on uci-har's validation split (mean validation "
             "macro-F1 over the seeds every candidate had finished when the choice was made: SMLDist, no memory loss "
             "0.9000, SMLDist, no frequency term 0.8000).") in lines
+    assert lines[11:14] == ["", lines[12], ""] and lines[12].startswith("The variant of ours is **")
+    assert lines[14].startswith("**Verdict**") and lines[15:] == [""]
     assert ("**Verdict** (generated from the table above): SMLDist's interval against the student alone lies above "
             "zero on 1 of the 2 datasets where it has finished runs (of 2 planned); against KD it lies above zero on 0, "
             "below zero on 1, and includes zero on 1 of the 2 datasets where both ran. With 3-5 seeds an interval "
@@ -180,10 +182,12 @@ def test_the_summary_says_when_ours_is_provisional_or_not_chosen():
             "the uci-har runs finished by then.") in provisional
     touching = {"student alone": {"accuracy": 0.7},                      # an interval from exactly 0: no win
                 "SMLDist": {"accuracy": 0.72, "alone": (0.01, (0.0, 0.02), 3), "kd": (0.01, (0.0, 0.02), 3)}}
-    text = evidence.summary_section({"hapt": touching, "watch": {}}, None, {})     # watch: nothing finished
-    assert "| SMLDist | +1.0 [+0.0, +2.0] (+1.0 [+0.0, +2.0] vs KD) | — | 0 of 1 | 1 |" in text
-    assert ("lies above zero on 0 of the 1 datasets where it has finished runs (of 2 planned); against KD it lies above "
-            "zero on 0, below zero on 0, and includes zero on 1 of the 1 datasets where both ran.") in text
+    below_touching = {"SMLDist": {"accuracy": 0.7, "alone": (0.03, (0.02, 0.04), 3), "kd": (-0.01, (-0.02, 0.0), 3)}}
+    above = {"SMLDist": {"accuracy": 0.7, "alone": (0.03, (0.02, 0.04), 3), "kd": (0.02, (0.01, 0.03), 3)}}
+    text = evidence.summary_section({"hapt": touching, "watch": {}, "uci-har": below_touching, "wisdm": above}, None, {})
+    assert "| SMLDist | +1.0 [+0.0, +2.0] (+1.0 [+0.0, +2.0] vs KD) | — | " in text      # watch: nothing finished
+    assert ("lies above zero on 2 of the 3 datasets where it has finished runs (of 4 planned); against KD it lies above "
+            "zero on 1, below zero on 0, and includes zero on 2 of the 3 datasets where both ran.") in text
     none = evidence.summary_section({}, None, {})
     assert "The variant of ours is not chosen yet (uci-har's variant runs are not finished)." in none
     assert none.endswith("includes zero on 0 of the 0 datasets where both ran. \n")    # no datasets: no caveat
@@ -355,8 +359,9 @@ def test_the_command_takes_a_parsed_namespace_and_carries_its_runs_in_an_archive
     """``tinysml evidence`` (cli.py hands main its parsed arguments): --archive packs what the grid
     wrote, --resume-from unpacks it into another OUT first."""
     def run_all(args):
+        seen = sorted(os.listdir(args.out)) if os.path.isdir(args.out) else []
         os.makedirs(os.path.join(args.out, "seed0", "kd"), exist_ok=True)
-        io.write_json(os.path.join(args.out, "seed0", "kd", "results.json"), {"seen": sorted(os.listdir(args.out))})
+        io.write_json(os.path.join(args.out, "seed0", "kd", "results.json"), {"seen": seen})
     monkeypatch.setattr(evidence, "run_all", run_all)
     monkeypatch.setattr(evidence, "report", lambda *a, **kw: None)
     monkeypatch.chdir(tmp_path)
@@ -366,3 +371,26 @@ def test_the_command_takes_a_parsed_namespace_and_carries_its_runs_in_an_archive
     evidence.main(["--released", "--out", "b", "--resume-from", "grid.tar.gz", "--doc", "d.md"])
     with open(os.path.join("b", "uci-har", "seed0", "kd", "results.json")) as f:
         assert json.load(f) == {"seen": ["seed0"]}                          # unpacked before the grid ran
+
+
+def test_a_later_dataset_fixes_our_variant_from_the_runs_and_the_records(tmp_path, monkeypatch):
+    """Before the first other dataset's grid, ours is chosen from uci-har's finished runs (under
+    OUT) and its committed records (under RECORDS) together, and the choice is written to both."""
+    from tinysml import compare, records
+    ran = []
+    monkeypatch.setattr(evidence, "run_all", ran.append)
+    monkeypatch.setattr(evidence, "report", lambda *a, **kw: None)
+    monkeypatch.setattr(evidence, "_split_sizes", lambda dataset: {"train": 5000})
+    monkeypatch.chdir(tmp_path)
+    run_dir = compare._run_dir(os.path.join("o", "uci-har"), 0, "SMLDist, no frequency term")
+    os.makedirs(run_dir)
+    io.write_json(os.path.join(run_dir, "results.json"), {"student": {"val": {"macro_f1": 0.90}}})
+    records.save(os.path.join("r", "uci-har"), "SMLDist, no memory loss", 0, {"student": {"val": {"macro_f1": 0.95}}})
+    evidence.main(["--datasets", "hapt", "--out", "o", "--records", "r", "--workers", "2", "--doc", "d.md"])
+    choice = {"variant": "SMLDist, no memory loss", "selection": "uci-har",
+              "val_macro_f1": {"SMLDist, no frequency term": 0.90, "SMLDist, no memory loss": 0.95}}
+    for place in ("o", "r"):
+        with open(os.path.join(place, "ours.json")) as f:
+            assert json.load(f) == choice, place
+    (a,) = ran
+    assert a.variants == evidence.CORE + ["SMLDist, no memory loss"] and a.workers == 2

@@ -8,7 +8,7 @@ import os
 import pytest
 import tqdm
 
-from tinysml import compare, evidence, power, records
+from tinysml import compare, evidence, io, power, records
 
 TINY = ["--dataset", "basicmotions", "--seeds", "0", "1", "--teacher-epochs", "1", "--student-epochs", "1",
         "--batch-size", "16", "--variants", "KD (Hinton)"]
@@ -119,7 +119,8 @@ def test_the_evidence_report_can_be_written_from_records(tmp_path):
 
 def test_the_evidence_report_reads_each_datasets_records(tmp_path, monkeypatch):
     from tinysml import powered
-    monkeypatch.setattr(evidence, "PLAN", {"uci-har": {"seeds": [0], "extra": []}, "hapt": {"seeds": [0], "extra": []}})
+    monkeypatch.setattr(evidence, "PLAN", {"uci-har": {"seeds": [0], "extra": ["SMLDist, no stage phase"]},
+                                           "hapt": {"seeds": [0], "extra": ["SMLDist, no stage phase"]}})
     monkeypatch.setattr(evidence, "_split_sizes", lambda d: {"subjects": True, "classes": 6, "train": 5000, "val": 900,
                                                              "test": 2000})
     monkeypatch.setattr(powered, "RECORDS", str(tmp_path / "powered"))
@@ -129,4 +130,11 @@ def test_the_evidence_report_reads_each_datasets_records(tmp_path, monkeypatch):
                                                           "history": []})
     text = evidence.report(str(tmp_path / "no-runs"), str(tmp_path / "d.md"), records=str(recs))
     assert "## uci-har (INCOMPLETE: 0 of " in text and "| student alone | 1 | 0.8000 | 0.7000 | — |" in text
-    assert "## hapt (INCOMPLETE: 1 of " in text
+    assert "## hapt (INCOMPLETE: 1 of " in text and "The variant of ours is not chosen yet" in text
+    uci, hapt = text.split("## Summary across datasets")[1].split("## uci-har (")[1].split("## hapt (")
+    assert "| SMLDist, no stage phase | 0 |" in uci and "SMLDist, no stage phase" not in hapt   # extras: uci-har only
+    assert f"    tinysml evidence --out {tmp_path / 'no-runs'} --doc {tmp_path / 'd.md'} --datasets hapt\n" in hapt
+    io.write_json(str(recs / "ours.json"), {"variant": "SMLDist, no memory loss", "val_macro_f1": {}})
+    text = evidence.report(str(tmp_path / "no-runs"), str(tmp_path / "d.md"), records=str(recs))
+    uci, hapt = text.split("## Summary across datasets")[1].split("## uci-har (")[1].split("## hapt (")
+    assert "| SMLDist, no memory loss | 0 |" in hapt and "| SMLDist, no memory loss |" not in uci   # ours, from the records
