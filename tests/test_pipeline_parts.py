@@ -228,3 +228,30 @@ def test_the_stage_adapters_are_drawn_from_the_runs_seed(parts, tmp_path, monkey
     assert len(weights) == 3
     for p, q in weights:
         np.testing.assert_array_equal(p, q)
+
+
+def test_the_teacher_phase_trains_once_with_its_recipe_then_is_reused(parts, tmp_path, monkeypatch, capsys):
+    from tinysml.train import TrainConfig
+    data, _ = parts
+    calls = []
+    monkeypatch.setattr(pipeline, "fit", _recording_fit(calls))
+    cfg = dataclasses.replace(CFG, teacher_epochs=4, teacher_lr=3e-3, teacher_label_smoothing=0.1, teacher_jitter=0.05,
+                              teacher_scale=0.2, data_path="/data/bm")
+    teacher = pipeline.train_teacher(cfg, data, str(tmp_path), pipeline._Progress(True))
+    (call,) = calls
+    assert call["model"] is teacher and call["config"] == TrainConfig(
+        epochs=4, batch_size=16, lr=3e-3, label_smoothing=0.1, augment_jitter=0.05, augment_scale=0.2, seed=0)
+    assert call["checkpoint"] == str(tmp_path / "teacher.train.npz") and call["progress"] is False
+    assert call["fingerprint"] == {"model": teacher.config.to_dict()}
+    saved, tree = io.load_model(str(tmp_path / "teacher.npz"))
+    assert (tree["dataset"], tree["data_path"], tree["class_names"]) == ("basicmotions", "/data/bm",
+                                                                        data.dataset.class_names)
+    want = data.scaler.to_tree()
+    assert set(tree["scaler"]) == set(want)
+    for k, v in want.items():
+        np.testing.assert_array_equal(tree["scaler"][k], v)
+    monkeypatch.setattr(pipeline, "fit", lambda *a, **kw: pytest.fail("trained again"))
+    again = pipeline.train_teacher(cfg, data, str(tmp_path), pipeline._Progress(False))
+    assert capsys.readouterr().out == f"[teacher] reusing {tmp_path / 'teacher.npz'}\n"
+    for k, v in again.state_dict().items():
+        np.testing.assert_array_equal(v, teacher.state_dict()[k])
