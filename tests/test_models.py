@@ -158,6 +158,16 @@ def test_module_infer_falls_back_to_forward():
     np.testing.assert_array_equal(norm.infer(x), norm(Tensor(x)).data)
 
 
+def test_module_to_casts_or_moves_and_refuses_none():
+    """``to(dtype)`` casts floating state, ``to("cpu")`` keeps it; ``to(None)`` is refused (NumPy
+    reads a None dtype as float64, which would cast a model whose device was forgotten)."""
+    norm = nn.LayerNorm(6)
+    assert norm.to(np.float64).weight.data.dtype == np.float64
+    assert norm.to("cpu").weight.data.dtype == np.float64
+    with pytest.raises(TypeError, match=r"^Module.to needs a device \('cpu' or 'cuda'\) or a dtype, got None$"):
+        norm.to(None)
+
+
 def test_a_table_row_reads_as_written():
     """'k exp in out SE act stride [A]': '-' for no SE, SELU or hsw, A for an anchor (only as 8th word)."""
     from tinysml.models.mobilenet import _rows

@@ -253,5 +253,6 @@ def test_the_teacher_phase_trains_once_with_its_recipe_then_is_reused(parts, tmp
     monkeypatch.setattr(pipeline, "fit", lambda *a, **kw: pytest.fail("trained again"))
     again = pipeline.train_teacher(cfg, data, str(tmp_path), pipeline._Progress(False))
     assert capsys.readouterr().out == f"[teacher] reusing {tmp_path / 'teacher.npz'}\n"
+    assert {p.data.dtype for p in again.parameters()} == {np.dtype(np.float32)}
     for k, v in again.state_dict().items():
         np.testing.assert_array_equal(v, teacher.state_dict()[k])

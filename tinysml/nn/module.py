@@ -120,6 +120,8 @@ class Module:
 
     def to(self, target) -> "Module":
         """Move to a device ("cpu" or "cuda") or cast floating state to a dtype (e.g. np.float64)."""
+        if target is None:              # np.dtype(None) is float64: a forgotten device would cast silently
+            raise TypeError("Module.to needs a device ('cpu' or 'cuda') or a dtype, got None")
         if isinstance(target, str):
             convert = _device_converter(target)
         else:
