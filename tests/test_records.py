@@ -131,6 +131,13 @@ def test_the_evidence_report_reads_each_datasets_records(tmp_path, monkeypatch):
     text = evidence.report(str(tmp_path / "no-runs"), str(tmp_path / "d.md"), records=str(recs))
     assert "## uci-har (INCOMPLETE: 0 of " in text and "| student alone | 1 | 0.8000 | 0.7000 | — |" in text
     assert "## hapt (INCOMPLETE: 1 of " in text and "The variant of ours is not chosen yet" in text
+    out, doc = tmp_path / "no-runs", tmp_path / "d.md"
+    assert text.startswith(
+        "# Results: SMLDist against the baselines\n\n`tinysml evidence --report-only` rewrites this file from the runs "
+        "finished so far and the run records committed under `evidence/`. Its first section is the pre-registered "
+        "powered study (`docs/preregistration.md`). The sections after it are the earlier evidence at 3-5 seeds, "
+        f"produced by `tinysml evidence --out {out} --doc {doc}`. Each dataset is one ``tinysml compare`` grid")
+    assert "rules out a difference.\n\n## uci-har (" in text and "0.5 points.\n\n\n## hapt (" in text
     uci, hapt = text.split("## Summary across datasets")[1].split("## uci-har (")[1].split("## hapt (")
     assert "| SMLDist, no stage phase | 0 |" in uci and "SMLDist, no stage phase" not in hapt   # extras: uci-har only
     assert f"    tinysml evidence --out {tmp_path / 'no-runs'} --doc {tmp_path / 'd.md'} --datasets hapt\n" in hapt
