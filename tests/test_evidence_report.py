@@ -394,3 +394,22 @@ def test_a_later_dataset_fixes_our_variant_from_the_runs_and_the_records(tmp_pat
             assert json.load(f) == choice, place
     (a,) = ran
     assert a.variants == evidence.CORE + ["SMLDist, no memory loss"] and a.workers == 2
+
+
+def test_the_sizes_are_those_of_seed_0s_split(monkeypatch):
+    """With subjects, the validation split's size depends on which subjects the seed draws: the
+    report states seed 0's."""
+    import numpy as np
+    from tinysml import data as data_module
+    from tinysml.data.dataset import HARDataset, WindowSet
+    from tinysml.data.splits import validation_split
+    subjects = np.repeat(np.arange(5), [10, 20, 30, 40, 50])
+    rng = np.random.default_rng(0)
+    train = WindowSet(rng.standard_normal((150, 2, 16)).astype(np.float32), np.arange(150) % 3, subjects)
+    test = WindowSet(rng.standard_normal((12, 2, 16)).astype(np.float32), np.arange(12) % 3, np.full(12, 9))
+    monkeypatch.setattr(data_module, "load", lambda name: HARDataset("toy", train, test, ["a", "b", "c"], ["x", "y"],
+                                                                     50.0, "toy"))
+    sizes = {seed: len(validation_split(train, 0.2, seed)[1]) for seed in range(4)}
+    assert len(set(sizes.values())) > 1                                     # the seed matters here
+    assert evidence._split_sizes("toy") == {"train": 150 - sizes[0], "val": sizes[0], "test": 12, "subjects": True,
+                                            "classes": 3}

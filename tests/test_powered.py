@@ -74,7 +74,7 @@ def test_no_verdict_until_every_run_has_finished(tmp_path):
     assert "waits for every run" in text and "Failed runs (to be re-run, never dropped): KD (Hinton) seed 2" in text
 
 
-def test_the_report_puts_the_study_first_and_keeps_the_earlier_sections(tmp_path):
+def test_the_report_puts_the_study_first_and_keeps_the_earlier_sections(tmp_path, monkeypatch):
     doc = tmp_path / "results.md"
     doc.write_text("# old\n\nintro\n\n## Summary across datasets\n\nthe earlier table\n\n## uci-har (complete)\n\nrows\n"
                    "\n## Notes\n\nby hand\n")
@@ -92,6 +92,10 @@ def test_the_report_puts_the_study_first_and_keeps_the_earlier_sections(tmp_path
     assert os.path.exists(tmp_path / "powered-uci-har.png") and not os.path.exists(tmp_path / "powered-hapt.png")
     assert evidence.report(str(tmp_path / "no-runs"), str(doc), powered_records=str(recs),
                            released_records=str(tmp_path / "released")) == text      # rewriting changes nothing
+    os.remove(tmp_path / "powered-uci-har.png")
+    monkeypatch.chdir(tmp_path)                         # a document in the working folder: its figures beside it
+    evidence.report("no-runs", "results.md", powered_records="powered", released_records="released")
+    assert os.path.exists(tmp_path / "powered-uci-har.png")
 
 
 def test_the_study_grids_run_the_pre_registered_budgets():

@@ -78,7 +78,7 @@ def _split_sizes(dataset: str, seed: int = 0) -> dict:
     from .data import load
     from .data.prepare import prepare
     from .distill.pipeline import SMLDistConfig
-    cfg = SMLDistConfig(dataset=dataset, seed=seed)
+    cfg = SMLDistConfig()                       # the runs' validation fraction and scaling
     data = prepare(load(dataset), cfg.val_fraction, seed, cfg.scaling)
     return {"train": len(data.train[0]), "val": len(data.val[0]), "test": len(data.test[0]),
             "subjects": data.dataset.train.subject_wise, "classes": data.dataset.num_classes}
