@@ -151,12 +151,13 @@ def test_the_progress_lines_say_what_each_phase_did(tmp_path, teacher_ckpt, caps
     assert capsys.readouterr().out == ""
     trained_here = tmp_path / "t"
     run(dataclasses.replace(TINY, method="none", teacher_epochs=1, student_epochs=0), str(trained_here))
+    assert not (trained_here / "teacher-outputs").exists()            # no teacher in the loss: no cache
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"[teacher] har-teacher: {teacher.num_parameters():,} parameters"
     assert "[final] none: student har-student, " in out[-2] and out[-1].startswith("[done] student test accuracy ")
 
 
-def test_the_results_file_holds_what_was_measured(tmp_path, teacher_ckpt):
+def test_the_results_file_holds_what_was_measured(tmp_path, teacher_ckpt, monkeypatch):
     """results.json, field by field, against the saved models evaluated again on the run's split."""
     from dataclasses import asdict
     from tinysml import io, profile
@@ -164,15 +165,20 @@ def test_the_results_file_holds_what_was_measured(tmp_path, teacher_ckpt):
     from tinysml.data.fetch import sha256_file
     from tinysml.data.prepare import prepare
     from tinysml.train import evaluate
-    cfg = dataclasses.replace(TINY, method="kd")
+    cfg = dataclasses.replace(TINY, method="kd", scaling="zscore", data_path="/data/bm")
+    paths = []
+    import tinysml.distill.pipeline as pipeline
+    monkeypatch.setattr(pipeline, "load", lambda name, path=None: paths.append(path) or load(name))
     r = run(cfg, str(tmp_path), teacher_checkpoint=teacher_ckpt, quiet=True)
+    assert paths == ["/data/bm"]
     assert r == json.load(open(tmp_path / "results.json"))
     assert r["config"] == json.loads(json.dumps(asdict(cfg)))
     assert r["teacher_identity"] == {"source": "checkpoint", "sha256": sha256_file(teacher_ckpt), "path": teacher_ckpt}
-    data = prepare(load("basicmotions"), TINY.val_fraction, TINY.seed, TINY.scaling)
+    data = prepare(load("basicmotions"), TINY.val_fraction, TINY.seed, "zscore")
     teacher, _ = io.load_model(teacher_ckpt)
     student, tree = io.load_model(str(tmp_path / "student.npz"))
-    assert tree["dataset"] == "basicmotions" and tree["class_names"] == data.dataset.class_names
+    assert (tree["dataset"], tree["data_path"]) == ("basicmotions", "/data/bm") and tree["scaler"]["kind"] == "zscore"
+    assert tree["class_names"] == data.dataset.class_names
     t_cost, s_cost = profile.summary(teacher, (6, 100)), profile.summary(student, (6, 100))
     assert r["teacher"] == json.loads(json.dumps({"test": evaluate(teacher, *data.test), "val": evaluate(teacher, *data.val),
                                                   **t_cost}))
