@@ -138,6 +138,10 @@ def test_the_evidence_report_reads_each_datasets_records(tmp_path, monkeypatch):
         "powered study (`docs/preregistration.md`). The sections after it are the earlier evidence at 3-5 seeds, "
         f"produced by `tinysml evidence --out {out} --doc {doc}`. Each dataset is one ``tinysml compare`` grid")
     assert "rules out a difference.\n\n## uci-har (" in text and "0.5 points.\n\n\n## hapt (" in text
+    assert ("SMLDist and one SMLDist variant of ours) under ``OUT/<dataset>``; uci-har also runs every ablation and the "
+            "head search, with 5 seeds (the others 3). ") in text.split("\n")[2]          # the docstring's lines joined
+    assert "to the other three datasets.\n\n## The powered answer (pre-registered)\n" in text
+    assert "No run has finished yet.\n\n## Summary across datasets\n" in text           # the study's end, then ours
     uci, hapt = text.split("## Summary across datasets")[1].split("## uci-har (")[1].split("## hapt (")
     assert "| SMLDist, no stage phase | 0 |" in uci and "SMLDist, no stage phase" not in hapt   # extras: uci-har only
     assert f"    tinysml evidence --out {tmp_path / 'no-runs'} --doc {tmp_path / 'd.md'} --datasets hapt\n" in hapt
