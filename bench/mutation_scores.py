@@ -84,7 +84,8 @@ def main(argv=None) -> None:
     p.add_argument("--undecided", action="store_true", help="list every undecided mutant")
     p.add_argument("--all", action="store_true", help="also the modules with no checked mutant")
     args = p.parse_args(argv)
-    rows = scores(outcomes(args.mutants), *equivalents())
+    found, listed = outcomes(args.mutants), equivalents()
+    rows = scores(found, *listed)
     print("| module | mutants | checked | killed | equivalent | undecided | score |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -92,7 +93,7 @@ def main(argv=None) -> None:
             killed = f"{r.get('killed', 0)}" + (f" ({r['outside']} outside mutmut)" if r.get("outside") else "")
             print(f"| {r['module']} | {r['mutants']} | {r['checked']} | {killed} | {r.get('equivalent', 0)} | "
                   f"{r.get('undecided', 0)} | {100 * r['score']:.1f}% |")
-    stale = stale_entries(outcomes(args.mutants), *equivalents())
+    stale = stale_entries(found, *listed)
     if stale:
         print("\nlisted in tests/mutation_equivalents.md but killed or gone (renumbered: read them again):")
         print("\n".join(f"  {n}" for n in stale))
