@@ -86,7 +86,7 @@ def test_the_cli_reference_is_what_the_commands_print():
     import re
     import sys
     from pathlib import Path
-    from tinysml.cli import reference
+    from tinysml.cli_reference import reference
     text = (Path(__file__).parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
     written = re.search(r"under Python (\d+)\.(\d+)", text)
     if (int(written[1]), int(written[2])) != sys.version_info[:2]:

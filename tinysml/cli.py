@@ -352,23 +352,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def reference(width: int = 100) -> str:
-    """docs/cli.md: every command's ``--help`` as printed at ``width`` columns, in markdown."""
-    import os
-    from unittest import mock
-    p = build_parser()
-    with mock.patch.dict(os.environ, {"COLUMNS": str(width)}):
-        parts = ["# The command line\n", "Every command's `--help`, as it prints. Written by\n",
-                 "    python -c \"from tinysml.cli import reference; print(reference(), end='')\" > docs/cli.md\n",
-                 f"(tests/test_cli.py checks that this file is what the commands print, under Python "
-                 f"{sys.version_info.major}.{sys.version_info.minor}: argparse's layout changes between versions.)\n",
-                 "## tinysml\n", "```\n" + p.format_help() + "```\n"]
-        sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
-        for name, parser in sub.choices.items():
-            parts += [f"## tinysml {name}\n", "```\n" + parser.format_help() + "```\n"]
-    return "\n".join(parts)
-
-
 def main(argv=None) -> int:
     """Run one command. Every failure a user can cause (a bad argument, file, dataset or checkpoint,
     a full disk, too little memory) is one line on stderr and exit status 2; an unexpected error
