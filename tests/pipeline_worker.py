@@ -26,4 +26,4 @@ def fit_that_dies(*args, checkpoint=None, **kwargs):
 
 import tinysml.distill.pipeline as pipeline  # noqa: E402
 pipeline.fit = fit_that_dies
-run(config, run_dir, quiet=True)
+run(config, run_dir)                # the phase lines on stdout: tests/test_pipeline.py reads them

@@ -47,7 +47,8 @@ def test_config_mismatch_on_resume_is_refused(tmp_path, teacher_ckpt):
 
 @pytest.mark.parametrize("kill_at", ["teacher", "stage", "final"])
 def test_resumes_after_a_kill_in_any_phase(tmp_path, kill_at):
-    """SIGKILL inside a phase, rerun: the run completes and equals an uninterrupted one."""
+    """SIGKILL inside a phase, rerun: the phase resumes from its last checkpoint (it does not start
+    again), the run completes and equals an uninterrupted one."""
     env = dict(os.environ, TINYSML_BACKEND="numpy")
     straight = subprocess.run([sys.executable, WORKER, str(tmp_path / "a"), "none"], env=env, capture_output=True, text=True)
     assert straight.returncode == 0, straight.stderr
@@ -55,6 +56,8 @@ def test_resumes_after_a_kill_in_any_phase(tmp_path, kill_at):
     assert killed.returncode == -9, killed.stderr
     again = subprocess.run([sys.executable, WORKER, str(tmp_path / "b"), "none"], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
+    checkpoint = {"teacher": "teacher", "stage": "stage0", "final": "final"}[kill_at] + ".train.npz"
+    assert f"resumed from {tmp_path / 'b' / checkpoint} after epoch 2\n" in again.stdout, again.stdout
     a = json.load(open(tmp_path / "a" / "results.json"))
     b = json.load(open(tmp_path / "b" / "results.json"))
     assert a["student"]["test"] == b["student"]["test"] and a["teacher"]["test"] == b["teacher"]["test"]

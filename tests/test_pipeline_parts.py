@@ -95,6 +95,29 @@ def test_the_teacher_alone_is_trained_on_the_split_and_scaling_the_config_names(
     assert r["params"] == teacher.num_parameters()
 
 
+def test_the_teacher_alone_run_prints_nothing_when_quiet(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(pipeline, "fit", _recording_fit([]))
+    pipeline.run_teacher(dataclasses.replace(CFG, search=False), str(tmp_path), quiet=True)
+    assert capsys.readouterr().out == ""
+
+
+def test_each_progress_line_is_flushed_as_it_is_printed(monkeypatch):
+    """A user following a long run in a log file (stdout to a file is block-buffered) sees each
+    phase line when the phase starts, not when the buffer fills."""
+    import io as _io
+    import sys
+
+    class Stdout(_io.StringIO):
+        def flush(self):
+            flushed.append(self.getvalue())
+    flushed = []
+    monkeypatch.setattr(sys, "stdout", Stdout())
+    pipeline._Progress(False)("[stage] anchor 0")
+    assert flushed == ["[stage] anchor 0\n"]
+    pipeline._Progress(True)("[stage] anchor 1")
+    assert flushed == ["[stage] anchor 0\n"] and sys.stdout.getvalue() == "[stage] anchor 0\n"
+
+
 def test_the_search_runs_the_configured_candidates_epochs_seed_and_executor(parts, tmp_path, monkeypatch):
     """search_budget samples that many candidates of the space with the run's seed (else the whole
     grid); the candidates train search_epochs epochs from the run's seed, where the caller said."""
@@ -132,8 +155,10 @@ def test_each_stage_anchor_trains_its_parameters_with_its_recipe(parts, tmp_path
     data, teacher = parts
     calls = []
     monkeypatch.setattr(pipeline, "fit", _recording_fit(calls))
+    uniform = scope == "all"
     cfg = dataclasses.replace(CFG, stage_scope=scope, stage_epochs=3, stage_lr=5e-4, optimizer="radam",
-                              stage_optimizer=None if scope == "anchor" else "sgd", gamma=0.5, tau=2.0)
+                              stage_optimizer=None if scope == "anchor" else "sgd", gamma=0.5, tau=2.0,
+                              uniform_freq=uniform)
     student = _student(data)
     pipeline.stage_distillation(cfg, teacher, student, data, str(tmp_path), pipeline._Progress(True))
     assert len(calls) == len(student.anchors) == 3
@@ -146,6 +171,13 @@ def test_each_stage_anchor_trains_its_parameters_with_its_recipe(parts, tmp_path
         assert [id(p) for p in call["params"]] == [id(p) for p in expected]
         assert call["checkpoint"] == str(tmp_path / f"stage{s}.train.npz") and call["fingerprint"] == {"anchor": s}
         assert call["batch_index"] is True and call["progress"] is False          # a quiet log: no progress bars
+        # training: the stage loss of a batch against the teacher's stage-s feature, with the config's gamma, tau, uniform
+        idx = np.arange(3, 11)
+        x = Tensor(data.train[0][idx])
+        with no_grad():
+            want = stage_loss(wrapped.stage_feature(x, s), teacher.forward_stages(x, upto=s)[0][s].data, 0.5, 2.0,
+                              uniform).item()
+        assert call["loss_fn"](wrapped, x, data.train[1][idx], idx).item() == pytest.approx(want, rel=1e-6)
         # validation: minus the mean stage loss of the validation windows, in eval mode, mode restored
         student.train()
         score = call["evaluate_fn"](wrapped)
@@ -154,7 +186,7 @@ def test_each_stage_anchor_trains_its_parameters_with_its_recipe(parts, tmp_path
         with no_grad():
             x = Tensor(data.val[0])
             want = stage_loss(wrapped.stage_feature(x, s), teacher.forward_stages(x, upto=s)[0][s].data, 0.5, 2.0,
-                              False).item()
+                              uniform).item()
         assert score == {"neg_stage_loss": pytest.approx(-want, rel=1e-6)}
         assert not student.training and call["evaluate_fn"](wrapped) == score     # eval mode stays eval
     saved = io.load(str(tmp_path / "stage.npz"))["state"]
@@ -219,13 +251,16 @@ def test_the_stage_adapters_are_drawn_from_the_runs_seed(parts, tmp_path, monkey
     data, teacher = parts
     calls = []
     monkeypatch.setattr(pipeline, "fit", _recording_fit(calls))
-    cfg = dataclasses.replace(CFG, student="realworld-student")
+    from tinysml.distill.stage import StudentStages
+    cfg = dataclasses.replace(CFG, student="realworld-student", seed=3)
     for run in ("a", "b"):
         student = pipeline._models_for(cfg, data.dataset.window_shape, data.dataset.num_classes)[1]
         pipeline.stage_distillation(cfg, teacher, student, data, str(tmp_path / run), pipeline._Progress(True))
     a, b = calls[0]["model"].adapters, calls[3]["model"].adapters
+    fresh = StudentStages(student, teacher, seed=3).adapters
     weights = [(p.data, q.data) for x, y in zip(a, b) for p, q in zip(x.parameters(), y.parameters())]
-    assert len(weights) == 3
+    weights += [(p.data, q.data) for x, y in zip(a, fresh) for p, q in zip(x.parameters(), y.parameters())]
+    assert len(weights) == 6
     for p, q in weights:
         np.testing.assert_array_equal(p, q)
 
