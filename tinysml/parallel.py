@@ -7,6 +7,10 @@ Workers are spawned (safe with Numba's and BLAS's thread pools) and each runs it
 ``threads`` threads: on a 2-core machine two single-threaded processes keep both cores busy
 without two thread pools fighting over them, and results do not depend on how many jobs ran at
 once (a kernel's per-thread partial sums are the same in every run).
+
+A worker outlives nothing: if the process that made the pool dies (killed by SIGTERM or SIGKILL,
+which run no clean-up), each worker notices within a second and exits, instead of running its job
+to the end for nobody. Runs checkpoint atomically, so the next grid resumes where they stopped.
 """
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import sys
+import threading
+import time
 
 
 def _limit_threads(threads: int) -> None:
@@ -25,8 +31,24 @@ def _limit_threads(threads: int) -> None:
         runtime.set_max_threads(threads)
 
 
+def _exit_with_parent(parent: int, interval: float = 1.0) -> None:
+    """Worker initializer: a daemon thread that ends this process once its parent is gone (the
+    worker is then re-parented, so its parent id changes), checked every ``interval`` seconds."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+    threading.Thread(target=watch, name="tinysml-exit-with-parent", daemon=True).start()
+
+
+def _init_worker(threads: int, parent: int) -> None:
+    _limit_threads(threads)
+    _exit_with_parent(parent)
+
+
 def process_pool(workers: int | None = None, threads: int = 1) -> cf.Executor:
-    """A spawned process pool of ``workers`` (default: one per core) running ``threads`` threads each."""
+    """A spawned process pool of ``workers`` (default: one per core) running ``threads`` threads
+    each; its workers exit when this process dies."""
     workers = workers or os.cpu_count() or 1
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_limit_threads, initargs=(threads,))
+                                  initializer=_init_worker, initargs=(threads, os.getpid()))
