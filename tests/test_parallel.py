@@ -1,4 +1,5 @@
-"""Local process pools: a worker does not outlive the process that made its pool."""
+"""Local process pools (the grid's, the head search's): a worker does not outlive the process that
+made its pool."""
 import os
 import signal
 import subprocess
@@ -10,7 +11,8 @@ import pytest
 PARENT = """
 import os, sys, time
 from tinysml.parallel import process_pool
-pool = process_pool(1)
+from tinysml.search import default_executor
+pool = process_pool(1) if sys.argv[1] == "grid" else default_executor(1)
 print(pool.submit(os.getpid).result(), flush=True)     # the worker's pid
 pool.submit(time.sleep, 120)                            # a long job: the worker is busy with it
 time.sleep(120)
@@ -28,8 +30,9 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
-def test_a_busy_worker_exits_when_its_parent_is_killed(how):
-    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("pool", ["grid", "search"])           # the grid's pool, the head search's
+def test_a_busy_worker_exits_when_its_parent_is_killed(how, pool):
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, pool], stdout=subprocess.PIPE, text=True)
     try:
         worker = int(parent.stdout.readline())
         time.sleep(0.5)

@@ -31,7 +31,7 @@ def _limit_threads(threads: int) -> None:
         runtime.set_max_threads(threads)
 
 
-def _exit_with_parent(parent: int, interval: float = 1.0) -> None:
+def exit_with_parent(parent: int, interval: float = 1.0) -> None:
     """Worker initializer: a daemon thread that ends this process once its parent is gone (the
     worker is then re-parented, so its parent id changes), checked every ``interval`` seconds."""
     def watch():
@@ -43,7 +43,7 @@ def _exit_with_parent(parent: int, interval: float = 1.0) -> None:
 
 def _init_worker(threads: int, parent: int) -> None:
     _limit_threads(threads)
-    _exit_with_parent(parent)
+    exit_with_parent(parent)
 
 
 def process_pool(workers: int | None = None, threads: int = 1) -> cf.Executor:

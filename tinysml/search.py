@@ -174,9 +174,12 @@ def _rank_key(r):
 
 
 def default_executor(workers: int | None = None) -> cf.Executor:
-    """A local process pool (spawned workers: safe with Numba's and BLAS's threads)."""
+    """A local process pool (spawned workers: safe with Numba's and BLAS's threads) whose workers
+    exit when this process dies (tinysml/parallel.py)."""
+    from .parallel import exit_with_parent
     return cf.ProcessPoolExecutor(max_workers=workers or min(2, os.cpu_count() or 1),
-                                  mp_context=multiprocessing.get_context("spawn"))
+                                  mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=exit_with_parent, initargs=(os.getpid(),))
 
 
 def dask_executor(address: str) -> cf.Executor:
