@@ -22,3 +22,19 @@ def cupy_or_skip():
         return cupy
     except Exception as err:  # noqa: BLE001 - ImportError, CUDARuntimeError, ...
         pytest.skip(f"no usable CUDA device: {type(err).__name__}: {str(err)[:100]}")
+
+
+def recording_fit(calls: list, first_step: bool = False):
+    """A stand-in for ``train.fit`` that trains nothing: it appends each call's keyword arguments,
+    model and config to ``calls``. With ``first_step`` it also evaluates the call's loss on the
+    first batch of training windows, as the first step would, so whatever the loss reads is read."""
+    import types
+    from tinysml.tensor import Tensor
+
+    def fit(model, train, val, config, **kw):
+        if first_step:
+            idx = np.arange(min(config.batch_size, len(train[0])))
+            kw["loss_fn"](model, Tensor(train[0][idx]), train[1][idx], idx).item()
+        calls.append(dict(kw, model=model, config=config))
+        return types.SimpleNamespace(best_epoch=1, history=[])
+    return fit

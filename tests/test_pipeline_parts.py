@@ -6,6 +6,7 @@ import types
 
 import numpy as np
 import pytest
+from helpers import recording_fit
 
 from tinysml import io
 from tinysml import search as S
@@ -96,7 +97,7 @@ def test_the_teacher_alone_is_trained_on_the_split_and_scaling_the_config_names(
 
 
 def test_the_teacher_alone_run_prints_nothing_when_quiet(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(pipeline, "fit", _recording_fit([]))
+    monkeypatch.setattr(pipeline, "fit", recording_fit([]))
     pipeline.run_teacher(dataclasses.replace(CFG, search=False), str(tmp_path), quiet=True)
     assert capsys.readouterr().out == ""
 
@@ -137,13 +138,6 @@ def test_the_search_runs_the_configured_candidates_epochs_seed_and_executor(part
     np.testing.assert_array_equal(sampled[4], data.val[1])
 
 
-def _recording_fit(calls):
-    def fit(model, train, val, config, **kw):
-        calls.append(dict(kw, model=model, config=config))
-        return types.SimpleNamespace(best_epoch=1, history=[])
-    return fit
-
-
 @pytest.mark.parametrize("scope", ["anchor", "all"])
 def test_each_stage_anchor_trains_its_parameters_with_its_recipe(parts, tmp_path, monkeypatch, scope):
     """One fit per anchor: the stage budget and learning rate, no weight decay, no schedule, the
@@ -154,7 +148,7 @@ def test_each_stage_anchor_trains_its_parameters_with_its_recipe(parts, tmp_path
     from tinysml.train import TrainConfig
     data, teacher = parts
     calls = []
-    monkeypatch.setattr(pipeline, "fit", _recording_fit(calls))
+    monkeypatch.setattr(pipeline, "fit", recording_fit(calls))
     uniform = scope == "all"
     cfg = dataclasses.replace(CFG, stage_scope=scope, stage_epochs=3, stage_lr=5e-4, optimizer="radam",
                               stage_optimizer=None if scope == "anchor" else "sgd", gamma=0.5, tau=2.0,
@@ -198,7 +192,7 @@ def test_the_stage_loss_reads_the_same_teacher_from_the_cache(parts, tmp_path, m
     from tinysml.tensor import Tensor
     data, teacher = parts
     calls = []
-    monkeypatch.setattr(pipeline, "fit", _recording_fit(calls))
+    monkeypatch.setattr(pipeline, "fit", recording_fit(calls))
     cache = teacher_outputs(teacher, data.train[0], str(tmp_path / "cache"))
     pipeline.stage_distillation(CFG, teacher, _student(data), data, str(tmp_path / "a"), pipeline._Progress(True))
     pipeline.stage_distillation(CFG, teacher, _student(data), data, str(tmp_path / "b"), pipeline._Progress(True), cache)
@@ -211,7 +205,7 @@ def test_the_stage_loss_reads_the_same_teacher_from_the_cache(parts, tmp_path, m
 
 def test_a_finished_stage_phase_is_reused(parts, tmp_path, monkeypatch, capsys):
     data, teacher = parts
-    monkeypatch.setattr(pipeline, "fit", _recording_fit([]))
+    monkeypatch.setattr(pipeline, "fit", recording_fit([]))
     first = _student(data)
     for p in first.parameters():
         p.data += 1.0                                                      # something to recognise
@@ -233,7 +227,7 @@ def test_stage_validation_counts_every_window_once_in_chunks_of_256(parts, tmp_p
     Xv = np.concatenate([data.val[0]] * 38)[:300] + np.linspace(0, 1, 300, dtype=np.float32)[:, None, None]
     big = dataclasses.replace(data, val=(Xv, np.zeros(300, np.int64)))
     calls = []
-    monkeypatch.setattr(pipeline, "fit", _recording_fit(calls))
+    monkeypatch.setattr(pipeline, "fit", recording_fit(calls))
     student = _student(data)
     pipeline.stage_distillation(CFG, teacher, student, big, str(tmp_path), pipeline._Progress(True))
     wrapped = calls[0]["model"]
@@ -250,7 +244,7 @@ def test_the_stage_adapters_are_drawn_from_the_runs_seed(parts, tmp_path, monkey
     from the run's seed, so the run is reproduced from its config."""
     data, teacher = parts
     calls = []
-    monkeypatch.setattr(pipeline, "fit", _recording_fit(calls))
+    monkeypatch.setattr(pipeline, "fit", recording_fit(calls))
     from tinysml.distill.stage import StudentStages
     cfg = dataclasses.replace(CFG, student="realworld-student", seed=3)
     for run in ("a", "b"):
@@ -269,7 +263,7 @@ def test_the_teacher_phase_trains_once_with_its_recipe_then_is_reused(parts, tmp
     from tinysml.train import TrainConfig
     data, _ = parts
     calls = []
-    monkeypatch.setattr(pipeline, "fit", _recording_fit(calls))
+    monkeypatch.setattr(pipeline, "fit", recording_fit(calls))
     cfg = dataclasses.replace(CFG, teacher_epochs=4, teacher_lr=3e-3, teacher_label_smoothing=0.1, teacher_jitter=0.05,
                               teacher_scale=0.2, data_path="/data/bm")
     teacher = pipeline.train_teacher(cfg, data, str(tmp_path), pipeline._Progress(True))

@@ -4,10 +4,10 @@ replaced by a recorder that evaluates the phase's loss on one batch, so each tes
 the head transplant, the FitNets adapter, the teacher cache standing in for the teacher, the
 progress bars."""
 import dataclasses
-import types
 
 import numpy as np
 import pytest
+from helpers import recording_fit
 
 from tinysml import io
 from tinysml import search as S
@@ -33,13 +33,7 @@ def fits(monkeypatch):
     """Replace training by a recorder: each call is kept, and its loss is evaluated on the first
     batch of training windows (as the first step would), so whatever the loss reads is read."""
     calls = []
-
-    def fit(model, train, val, config, **kw):
-        idx = np.arange(min(config.batch_size, len(train[0])))
-        kw["loss_fn"](model, Tensor(train[0][idx]), train[1][idx], idx).item()
-        calls.append(dict(kw, model=model, config=config))
-        return types.SimpleNamespace(best_epoch=1, history=[])
-    monkeypatch.setattr(pipeline, "fit", fit)
+    monkeypatch.setattr(pipeline, "fit", recording_fit(calls, first_step=True))
     return calls
 
 
@@ -113,8 +107,8 @@ def test_the_fitnets_adapter_is_drawn_from_the_runs_seed_and_trained_with_the_st
     """The hint adapter maps the student's middle anchor to the teacher's (a 1x1 convolution for a
     student narrower than the teacher); it starts from the run's seed (the run is reproduced from
     its config) and trains beside the student."""
-    r = run(dataclasses.replace(TINY, method="fitnet", student="realworld-student", seed=3), str(tmp_path), teacher_checkpoint=teacher_ckpt,
-            quiet=True)
+    cfg = dataclasses.replace(TINY, method="fitnet", student="realworld-student", seed=3)
+    r = run(cfg, str(tmp_path), teacher_checkpoint=teacher_ckpt, quiet=True)
     (call,) = fits
     trainable = call["model"]
     student, teacher = trainable.student, io.load_model(teacher_ckpt)[0]
