@@ -45,3 +45,22 @@ def test_a_busy_worker_exits_when_its_parent_is_killed(how, pool):
         assert not _alive(worker), "the worker outlived its parent"
     finally:
         parent.kill()
+
+
+def _threads_seen():
+    """What a worker's kernels were told: TINYSML_THREADS, and the runtime's own limit."""
+    from tinysml.kernels import cpu_runtime
+    return os.environ.get("TINYSML_THREADS"), cpu_runtime.max_threads()
+
+
+def test_grid_workers_run_one_thread_and_search_workers_keep_the_default(monkeypatch):
+    monkeypatch.delenv("TINYSML_THREADS", raising=False)          # spawned workers inherit os.environ
+    import numba
+    from tinysml.parallel import process_pool
+    from tinysml.search import default_executor
+    with process_pool(1) as pool:
+        assert pool.submit(_threads_seen).result() == ("1", 1)
+    with process_pool(1, threads=2) as pool:
+        assert pool.submit(_threads_seen).result()[0] == "2"
+    with default_executor(1) as pool:
+        assert pool.submit(_threads_seen).result() == (None, numba.config.NUMBA_NUM_THREADS)   # all of Numba's

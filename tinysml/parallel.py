@@ -41,14 +41,15 @@ def exit_with_parent(parent: int, interval: float = 1.0) -> None:
     threading.Thread(target=watch, name="tinysml-exit-with-parent", daemon=True).start()
 
 
-def _init_worker(threads: int, parent: int) -> None:
-    _limit_threads(threads)
+def _init_worker(threads: int | None, parent: int) -> None:
+    if threads is not None:
+        _limit_threads(threads)
     exit_with_parent(parent)
 
 
-def process_pool(workers: int | None = None, threads: int = 1) -> cf.Executor:
+def process_pool(workers: int | None = None, threads: int | None = 1) -> cf.Executor:
     """A spawned process pool of ``workers`` (default: one per core) running ``threads`` threads
-    each; its workers exit when this process dies."""
+    each (None: the kernels' default, every core); its workers exit when this process dies."""
     workers = workers or os.cpu_count() or 1
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                   initializer=_init_worker, initargs=(threads, os.getpid()))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import csv
 import itertools
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass, field
@@ -174,12 +173,10 @@ def _rank_key(r):
 
 
 def default_executor(workers: int | None = None) -> cf.Executor:
-    """A local process pool (spawned workers: safe with Numba's and BLAS's threads) whose workers
-    exit when this process dies (tinysml/parallel.py)."""
-    from .parallel import exit_with_parent
-    return cf.ProcessPoolExecutor(max_workers=workers or min(2, os.cpu_count() or 1),
-                                  mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=exit_with_parent, initargs=(os.getpid(),))
+    """A local process pool of at most two workers (spawned, exiting when this process dies:
+    tinysml/parallel.py) whose kernels keep their default thread count."""
+    from .parallel import process_pool
+    return process_pool(workers or min(2, os.cpu_count() or 1), threads=None)
 
 
 def dask_executor(address: str) -> cf.Executor:
