@@ -38,3 +38,12 @@ def recording_fit(calls: list, first_step: bool = False):
         calls.append(dict(kw, model=model, config=config))
         return types.SimpleNamespace(best_epoch=1, history=[])
     return fit
+
+
+def trained_teacher(config, directory) -> str:
+    """Train ``config``'s teacher alone (no student) into ``directory``; its checkpoint's path."""
+    import dataclasses
+    import os
+    from tinysml.distill.pipeline import run
+    run(dataclasses.replace(config, method="none", student_epochs=0), str(directory), quiet=True)
+    return os.path.join(str(directory), "teacher.npz")

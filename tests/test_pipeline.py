@@ -7,6 +7,7 @@ import sys
 import types
 
 import pytest
+from helpers import trained_teacher
 
 from tinysml.distill.pipeline import SMLDistConfig, run
 
@@ -17,9 +18,7 @@ WORKER = os.path.join(os.path.dirname(__file__), "pipeline_worker.py")
 
 @pytest.fixture(scope="module")
 def teacher_ckpt(tmp_path_factory):
-    d = tmp_path_factory.mktemp("teacher")
-    run(dataclasses.replace(TINY, method="none", student_epochs=0), str(d), quiet=True)
-    return str(d / "teacher.npz")
+    return trained_teacher(TINY, tmp_path_factory.mktemp("teacher"))
 
 
 @pytest.mark.parametrize("method", ["smldist", "kd", "fitnet", "at", "none"])

@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from helpers import recording_fit
+from helpers import recording_fit, trained_teacher
 
 from tinysml import io
 from tinysml import search as S
@@ -23,9 +23,7 @@ TINY = SMLDistConfig(dataset="basicmotions", val_fraction=0.25, batch_size=16, t
 
 @pytest.fixture(scope="module")
 def teacher_ckpt(tmp_path_factory):
-    d = tmp_path_factory.mktemp("teacher")
-    run(dataclasses.replace(TINY, method="none", student_epochs=0), str(d), quiet=True)
-    return str(d / "teacher.npz")
+    return trained_teacher(TINY, tmp_path_factory.mktemp("teacher"))
 
 
 @pytest.fixture
