@@ -124,3 +124,23 @@ def test_the_released_table_pairs_finished_seeds_and_names_failed_runs(tmp_path)
     assert "| KD (Hinton) | 2 | 0.9200 ± 0.0000 | 0.9200 ± 0.0000 | +1.50 [" in text
     assert "Failed runs (to be re-run, never dropped): SMLDist seed 1." in text
     assert "No run has finished yet." in powered.released_table(str(tmp_path / "none"))
+    assert "What a claim" not in text                           # no question has two paired seeds
+
+
+def test_the_released_table_says_how_many_seeds_a_one_point_interval_would_need(tmp_path):
+    folder = str(tmp_path / powered.RELEASED["dataset"])
+    accs = {"student alone": [0.90, 0.91, 0.92], "SMLDist": [0.92, 0.92, 0.95]}   # d = 2, 1, 3 points: sd 1
+    for m, values in accs.items():
+        for s, acc in enumerate(values):
+            records.save(folder, m, s, _record(acc))
+    text = powered.released_table(str(tmp_path))
+    half = stats.t.ppf(0.975, 2) * 0.01 / math.sqrt(3)            # by hand: 2.48 points
+    need = next(n for n in range(2, 100) if stats.t.ppf(0.975, n - 1) * 0.01 / math.sqrt(n) <= 0.01)
+    assert need == 7
+    assert (f"SMLDist - student alone: ±{100 * half:.2f} points at 3 seeds, ±1 would need {need}." in text
+            and f"`tinysml power --grid {folder} --half-width 0.01`" in text)
+    assert "KD" not in text.split("What a claim")[1]               # H2 and H3 have no pairs yet
+
+    for s, acc in enumerate([1.0, 0.0, 1.0]):                     # d = +10, -91, +8 points: no study here narrows that
+        records.save(folder, "SMLDist", s, _record(acc))
+    assert "±1 would need over 1000." in powered.released_table(str(tmp_path))

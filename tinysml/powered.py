@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-from .power import HYPOTHESES, mean_spread, paired_ci
+from .power import HYPOTHESES, MAX_SEEDS, mean_spread, paired_ci, plan_rows
 
 DATASETS = ["uci-har", "hapt"]
 SEEDS = list(range(30))
@@ -42,6 +42,7 @@ RECORDS = "evidence/powered"
 RELEASED = {"dataset": "uci-har", "seeds": list(range(5)),
             "methods": ["student alone", "KD (Hinton)", "SMLDist", "SMLDist, direct logits loss [ours]"]}
 RELEASED_RECORDS = "evidence/released"
+RELEASED_QUESTIONS = {h: HYPOTHESES[h] for h in ("H1", "H2", "H3")}   # FitNets (H4) does not run at that budget
 
 
 # --------------------------------------------------------------------------- the decision rule
@@ -200,11 +201,28 @@ def released_table(records: str = RELEASED_RECORDS) -> str:
              "Produced by `tinysml evidence --released`.", ""]
     if finished:
         lines += released_rows(found, plan["methods"])
+        lines += released_power(found, os.path.join(records, plan["dataset"]))
     else:
         lines.append("No run has finished yet.")
     if bad:
         lines += ["", "Failed runs (to be re-run, never dropped): " + ", ".join(bad) + "."]
     return "\n".join(lines)
+
+
+def released_power(found: dict, folder: str) -> list:
+    """What a claim at the released budget would cost: per question with two or more paired seeds,
+    the 95% half-width its seeds give now and the seeds a ±1-point interval would need, taking the
+    paired standard deviation as measured (``tinysml power``; a planning figure, no verdict)."""
+    rows = [r for r in plan_rows(found, MARGIN, comparisons=RELEASED_QUESTIONS) if r["seeds"] >= 2]
+    if not rows:
+        return []
+
+    def needed(r):
+        return f"over {MAX_SEEDS}" if r["needed"] is None else str(r["needed"])
+    parts = [f"{r['method']} - {r['against']}: ±{100 * r['half_width']:.2f} points at {r['seeds']} seeds, "
+             f"±{100 * MARGIN:.0f} would need {needed(r)}" for r in rows]
+    return ["", "What a claim at this budget would need (95% paired intervals; paired standard deviation as "
+            f"measured here, `tinysml power --grid {folder} --half-width {MARGIN}`): " + "; ".join(parts) + "."]
 
 
 def released_rows(found: dict, methods) -> list:
