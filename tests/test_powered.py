@@ -19,7 +19,9 @@ from tinysml.distill.pipeline import RELEASED_RECIPE
     ((-0.01, 0.01), "no difference that matters"),      # the band's edges belong to it
     ((-0.004, 0.006), "no difference that matters"),
     ((-0.004, 0.0101), "not resolved"),                 # includes 0 and reaches past one point
-    ((-0.02, 0.0), "not resolved")])                   # touches 0: not below it
+    ((-0.02, 0.0), "not resolved"),                    # touches 0: not below it
+    ((0.0, 0.02), "not resolved"),                      # touches 0: not above it
+    ((0.0, 0.005), "no difference that matters")])
 def test_the_decision_rule(interval, expected):
     assert powered.verdict(interval) == expected
 
@@ -60,6 +62,8 @@ def test_failed_runs_are_named_not_analysed(tmp_path):
     found, bad = powered.load(str(tmp_path), "hapt", seeds=[0, 1])
     assert bad == ["SMLDist seed 0"] and list(found["SMLDist"]) == [1]
     assert powered.failed({"student": {"test": {"accuracy": 0.9}}})   # a score missing is a failure too
+    assert powered.failed({"student": {}}) and powered.failed({"config": {}})   # so are the test scores, or all
+    assert not powered.failed(_record(0.9))
 
 
 def test_no_verdict_until_every_run_has_finished(tmp_path):
@@ -144,3 +148,177 @@ def test_the_released_table_says_how_many_seeds_a_one_point_interval_would_need(
     for s, acc in enumerate([1.0, 0.0, 1.0]):                     # d = +10, -91, +8 points: no study here narrows that
         records.save(folder, "SMLDist", s, _record(acc))
     assert "±1 would need over 1000." in powered.released_table(str(tmp_path))
+
+
+def _study(values: dict, seeds=range(3)) -> dict:
+    """{method: {seed: record}}: test accuracy per seed; SMLDist's macro-F1 is its accuracy - seed / 100."""
+    return {m: {s: _record(v[s], v[s] - 0.01 * s if m == "SMLDist" else None) for s in seeds} for m, v in values.items()}
+
+
+# alone +2 points = SMLDist, +2 = KD; ours = SMLDist within 0.1; FitNets spread wide
+STUDY = {"student alone": [0.90, 0.92, 0.91], "SMLDist": [0.92, 0.941, 0.929], "KD (Hinton)": [0.94, 0.962, 0.948],
+         "SMLDist, direct logits loss [ours]": [0.921, 0.940, 0.929], "FitNets": [0.95, 0.88, 0.91]}
+
+
+def test_a_complete_dataset_reads_exactly_so():
+    """Each verdict once, every interval, the means and the failed runs, as docs/results.md shows them
+    (checked by hand for H1: d = 2.0, 2.1, 1.9 points, sd 0.1; t_{0.975,2} = 4.303 gives +-0.25 and
+    t_{0.99375,2} = 8.860 gives +-0.51). A run of a seed outside the study is not counted or paired."""
+    found = _study(STUDY)
+    for m in found:
+        found[m][7] = _record(0.5)
+    text, rows = powered.dataset_table("hapt", found, ["FitNets seed 3"], seeds=range(3))
+    assert stats.t.ppf(0.975, 2) * 0.001 / math.sqrt(3) == pytest.approx(0.0025, abs=5e-5)
+    assert [r["seeds"] for r in rows] == [[0, 1, 2]] * 4
+    assert text == """### hapt (complete)
+
+Test accuracy, paired by seed, in points; decisions on the 98.75% (Bonferroni) interval.
+
+| hypothesis | seeds | mean difference | 98.75% interval | verdict | 95% interval (decides nothing) | macro-F1: mean, 98.75% interval |
+|---|---|---|---|---|---|---|
+| H1: SMLDist - student alone | 3 | +2.00 | [+1.49, +2.51] | **supported** | [+1.75, +2.25] | +1.00 [-4.39, +6.39] |
+| H2: SMLDist - KD (Hinton) | 3 | -2.00 | [-2.51, -1.49] | **contradicted** | [-2.25, -1.75] | -3.00 [-7.88, +1.88] |
+| H3: SMLDist, direct logits loss [ours] - SMLDist | 3 | +0.00 | [-0.51, +0.51] | **no difference that matters** | [-0.25, +0.25] | +1.00 [-3.88, +5.88] |
+| H4: FitNets - student alone | 3 | +0.33 | [-22.73, +23.40] | **not resolved** | [-10.87, +11.53] | +0.33 [-22.73, +23.40] |
+
+Mean test accuracy ± sample std over seeds (seeds finished): student alone 0.9100 ± 0.0100 (3); KD (Hinton) 0.9500 ± 0.0111 (3); FitNets 0.9133 ± 0.0351 (3); SMLDist 0.9300 ± 0.0105 (3); SMLDist, direct logits loss [ours] 0.9300 ± 0.0095 (3).
+
+Failed runs (to be re-run, never dropped): FitNets seed 3."""
+
+
+def test_an_incomplete_dataset_lists_every_hypothesis_and_decides_none():
+    found = _study({m: v for m, v in STUDY.items() if m != "SMLDist"})     # SMLDist not started: H1-H3 unpaired
+    text, _ = powered.dataset_table("uci-har", found, [], seeds=range(3))
+    table = text.split("\n\n")[2].splitlines()[2:]
+    assert table == ["| H1: SMLDist - student alone | 0 | — | — | no runs yet | — | — |",
+                     "| H2: SMLDist - KD (Hinton) | 0 | — | — | no runs yet | — | — |",
+                     "| H3: SMLDist, direct logits loss [ours] - SMLDist | 0 | — | — | no runs yet | — | — |",
+                     "| H4: FitNets - student alone | 3 | +0.33 | [-22.73, +23.40] | **waits for every run** | "
+                     "[-10.87, +11.53] | +0.33 [-22.73, +23.40] |"]
+    assert text.startswith("### uci-har (INCOMPLETE: 12 of 15 runs finished; interim, no verdict)")
+
+
+def test_a_difference_that_rounds_to_zero_reads_plus_zero():
+    assert powered._pts(-1e-17) == "+0.00" and powered._pts(-0.00004) == "+0.00" and powered._pts(-0.0001) == "-0.01"
+    assert powered._interval((-0.0123, 0.0456)) == "[-1.23, +4.56]" and powered._interval(None) == "—"
+
+
+def test_the_section_reads_exactly_so_around_its_tables(tmp_path, monkeypatch):
+    """The head paragraph, a figure under docs/ of the working folder by default, each dataset's
+    failed runs, the deviations (or "None so far."), then the released budget."""
+    monkeypatch.chdir(tmp_path)
+    recs = tmp_path / "powered"
+    for m, values in STUDY.items():
+        for s, acc in enumerate(values):
+            records.save(str(recs / "uci-har"), m, s, _record(acc))
+    records.save(str(recs / "uci-har"), "FitNets", 3, _record(float("nan")))
+    text = powered.section(str(recs), str(tmp_path / "released"))
+    assert text.startswith("""## The powered answer (pre-registered)
+
+The study of `docs/preregistration.md`, committed before its first run: uci-har and hapt, seeds 0-29, the student \
+alone, KD, FitNets, SMLDist and our direct-logits variant at the project's budget, one teacher per seed. Produced by \
+`tinysml evidence --powered` (the runs) and `tinysml evidence --report-only` (this section, from the records \
+committed under `evidence/powered/`). H1: SMLDist vs the student alone; H2: SMLDist vs KD; H3: ours vs SMLDist; H4: \
+FitNets vs the student alone. Verdicts by the pre-registered rule on the Bonferroni-adjusted 98.75% interval: \
+supported (above 0), contradicted (below 0), no difference that matters (includes 0, within ±1 point), not resolved.
+
+### uci-har (INCOMPLETE: 15 of 150 runs finished; interim, no verdict)
+
+""")
+    assert os.path.exists(tmp_path / "docs" / "powered-uci-har.png")
+    assert ("Failed runs (to be re-run, never dropped): FitNets seed 3.\n\n"
+            "![uci-har: paired differences per seed](powered-uci-har.png)\n\n### hapt (INCOMPLETE: 0 of 150") in text
+    assert text.endswith("""### Deviations from the plan
+
+None so far.
+
+### The authors' released budget, uci-har (exploratory; INCOMPLETE: 0 of 20 runs finished)
+
+Batch 256; teacher and final phase 200 epochs of Ranger (lr 1e-3) with ReduceLROnPlateau; each stage anchor 200 \
+epochs of Adam (lr 1e-4) over every student parameter; selection on the validation split. Produced by `tinysml \
+evidence --released`.
+
+No run has finished yet.
+""")
+    (recs / "deviations.md").write_text("  Seed 4 ran on another machine: ±0 change.\n", encoding="utf-8")
+    assert "### Deviations from the plan\n\nSeed 4 ran on another machine: ±0 change.\n\n### The authors'" in \
+        powered.section(str(recs), str(tmp_path / "released"))
+
+
+def test_the_released_table_reads_exactly_so(tmp_path):
+    """A method with no run keeps its row; accuracy and macro-F1 in their own columns; a method is
+    not compared with itself; two paired seeds are enough for the power line (checked by hand:
+    d = 3, 2 points, sd 0.707, t_{0.975,1} = 12.706 gives +-6.35; 5 seeds give 2.776 * 0.707 /
+    sqrt(5) = 0.88 <= 1 point where 4 give 1.125)."""
+    folder = str(tmp_path / "uci-har")
+    for s, (acc, f1) in enumerate([(0.90, 0.89), (0.92, 0.90)]):
+        records.save(folder, "student alone", s, _record(acc, f1))
+    for s, (acc, f1) in enumerate([(0.93, 0.91), (0.94, 0.93)]):
+        records.save(folder, "SMLDist", s, _record(acc, f1))
+    records.save(folder, "SMLDist, direct logits loss [ours]", 0, _record(0.95, 0.94))
+    text = powered.released_table(str(tmp_path))
+    assert text.split("\n\n", 2)[2] == f"""| method | seeds | test accuracy | test macro-F1 | vs student alone, points (95%) | vs KD, points (95%) |
+|---|---|---|---|---|---|
+| student alone | 2 | 0.9100 ± 0.0141 | 0.8950 ± 0.0071 | — | — |
+| KD (Hinton) | 0 | — | — | — | — |
+| SMLDist | 2 | 0.9350 ± 0.0071 | 0.9200 ± 0.0141 | +2.50 [-3.85, +8.85] | — |
+| SMLDist, direct logits loss [ours] | 1 | 0.9500 | 0.9400 | +5.00 — | — |
+
+What a claim at this budget would need (95% paired intervals; paired standard deviation as measured here, \
+`tinysml power --grid {folder} --half-width 0.01`): SMLDist - student alone: ±6.35 points at 2 seeds, ±1 would need 5."""
+    records.save(folder, "KD (Hinton)", 0, _record(0.91))
+    records.save(folder, "KD (Hinton)", 1, _record(0.92))
+    text = powered.released_table(str(tmp_path))
+    assert "SMLDist - student alone: ±6.35 points at 2 seeds, ±1 would need 5; SMLDist - KD (Hinton): ±" in text
+
+
+def test_the_device_sensitivity_pairs_the_seeds_each_device_ran():
+    """Seeds 0-1 on the CPU (seed 0's record names no device: the CPU), 2-3 on a GPU, by the
+    method's record: each device's adjusted interval over its own seeds, and the report's line."""
+    fit, alone = [0.95, 0.93, 0.90, 0.94], [0.92, 0.92, 0.91, 0.90]
+    found = {"FitNets": {0: {"student": {"test": {"accuracy": fit[0], "macro_f1": fit[0]}}}, 1: _record(fit[1]),
+                         2: _record(fit[2], device="cuda"), 3: _record(fit[3], device="cuda")},
+             "student alone": {s: _record(v) for s, v in enumerate(alone)}}
+    h4 = powered.analyse(found, seeds=range(4))[3]
+    for device, seeds in (("cpu", [0, 1]), ("cuda", [2, 3])):
+        d = np.array([fit[s] - alone[s] for s in seeds])
+        half = stats.t.ppf(1 - 0.05 / 8, 1) * d.std(ddof=1) / math.sqrt(2)
+        mean, ci = h4["by_device"][device]
+        assert mean == pytest.approx(d.mean()) and ci == pytest.approx((d.mean() - half, d.mean() + half))
+    assert set(h4["by_device"]) == {"cpu", "cuda"}
+    text, _ = powered.dataset_table("uci-har", found, [], seeds=range(4))
+    cpu, cuda = (powered._interval(h4["by_device"][dev][1]) for dev in ("cpu", "cuda"))
+    assert (f"Sensitivity (pre-registered), the adjusted interval over the seeds each device ran: "
+            f"H4 cpu {cpu}, cuda {cuda}.") in text                          # H1-H3 have no pairs: left out
+    assert "Sensitivity" not in powered.dataset_table("uci-har", _study(STUDY), [], seeds=range(3))[0]   # one device
+
+
+def test_an_empty_pairing_gives_nan_without_a_warning():
+    import warnings
+    from tinysml.power import paired_ci
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mean, ci = paired_ci([], [])
+    assert math.isnan(mean) and ci is None
+
+
+def test_the_released_heading_counts_its_own_seeds_and_lists_failed_runs(tmp_path):
+    folder = str(tmp_path / powered.RELEASED["dataset"])
+    for m in powered.RELEASED["methods"]:
+        for s in range(5):
+            records.save(folder, m, s, _record(0.9 + 0.01 * s))
+        records.save(folder, m, 7, _record(0.5))                     # a seed outside the released five
+    text = powered.released_table(str(tmp_path))
+    assert text.startswith("""### The authors' released budget, uci-har (exploratory; complete)
+
+Batch 256; teacher and final phase 200 epochs of Ranger (lr 1e-3) with ReduceLROnPlateau; each stage anchor 200 \
+epochs of Adam (lr 1e-4) over every student parameter; selection on the validation split. Produced by `tinysml \
+evidence --released`.
+
+| method | seeds |""")
+    assert "| student alone | 5 | 0.9200 ± 0.0158 |" in text
+    for m, s in (("KD (Hinton)", 1), ("SMLDist", 4)):
+        records.save(folder, m, s, _record(float("nan")))
+    text = powered.released_table(str(tmp_path))
+    assert "(exploratory; INCOMPLETE: 18 of 20 runs finished)" in text
+    assert text.endswith(".\n\nFailed runs (to be re-run, never dropped): KD (Hinton) seed 1, SMLDist seed 4.")

@@ -101,10 +101,19 @@ def test_a_record_in_the_wrong_place_is_refused(tmp_path):
     records.save(str(tmp_path), "KD (Hinton)", 0, {"student": {}})
     os.makedirs(tmp_path / "seed1")
     os.replace(tmp_path / "seed0" / "kd--hinton.json", tmp_path / "seed1" / "kd--hinton.json")
-    with pytest.raises(ValueError, match="inconsistent"):
+    with pytest.raises(ValueError, match=r"seed1/kd--hinton.json holds the record of 'KD \(Hinton\)' seed 0, not of "
+                                         r"'KD \(Hinton\)' seed 1: the records folder is inconsistent"):
         records.load(str(tmp_path), [1], ["KD (Hinton)"])
     assert records.save(str(tmp_path), "KD (Hinton)", 0, {"student": {}}) is True
     assert records.save(str(tmp_path), "KD (Hinton)", 0, {"student": {}}) is False   # unchanged: not rewritten
+
+
+def test_a_record_is_the_results_without_the_machines_run_folder(tmp_path):
+    results = {"run_dir": "/home/someone/runs/x/seed3/smldist", "student": {"test": {"accuracy": 0.9}}, "seed": 9}
+    records.save(str(tmp_path), "SMLDist", 3, results)
+    with open(records.path(str(tmp_path), 3, "SMLDist")) as f:
+        assert json.load(f) == {"student": {"test": {"accuracy": 0.9}}, "name": "SMLDist", "seed": 3}
+    assert results["run_dir"]                                              # the caller's dict is left as it was
 
 
 def test_the_evidence_report_can_be_written_from_records(tmp_path):

@@ -62,11 +62,10 @@ def seeds_needed(sd: float, target: float, level: float = 0.95, max_seeds: int =
         return 2
     from scipy import stats
     z = stats.norm.ppf(0.5 + level / 2)
-    n = max(2, math.floor((z * sd / target) ** 2))             # the normal answer, a lower bound: t > z
-    while n <= max_seeds:
+    start = max(2, math.floor((z * sd / target) ** 2))         # the normal answer, a lower bound: t > z
+    for n in range(start, max_seeds + 1):
         if half_width(sd, n, level) <= target:
             return n
-        n += 1
     return None
 
 

@@ -27,8 +27,7 @@ from __future__ import annotations
 import math
 import os
 
-import numpy as np
-
+from .forest_plot import forest_plot
 from .power import HYPOTHESES, MAX_SEEDS, mean_spread, paired_ci, plan_rows
 
 DATASETS = ["uci-har", "hapt"]
@@ -107,7 +106,8 @@ def load(records: str, dataset: str, methods=METHODS, seeds=SEEDS) -> tuple[dict
 
 # --------------------------------------------------------------------------- the report
 def _pts(x: float) -> str:
-    return f"{100 * x:+.2f}"
+    """A difference in points, signed, to two places ("+0.00", never "-0.00")."""
+    return f"{round(100 * x, 2) + 0.0:+.2f}"
 
 
 def _interval(ci) -> str:
@@ -115,7 +115,8 @@ def _interval(ci) -> str:
 
 
 def dataset_table(dataset: str, found: dict, bad: list, seeds=SEEDS) -> tuple[str, list]:
-    """The markdown of one dataset's hypotheses, and its analysis rows."""
+    """The markdown of one dataset's hypotheses, and its analysis rows (runs of other seeds ignored)."""
+    found = {m: {s: r for s, r in by_seed.items() if s in seeds} for m, by_seed in found.items()}
     finished = sum(len(found.get(m, {})) for m in METHODS)
     complete = finished == len(METHODS) * len(seeds)
     rows = analyse(found, seeds)
@@ -141,50 +142,14 @@ def dataset_table(dataset: str, found: dict, bad: list, seeds=SEEDS) -> tuple[st
         lines += ["", "Mean test accuracy ± sample std over seeds (seeds finished): " + "; ".join(means) + "."]
     devices = sorted({d for r in rows for d in r.get("by_device", {})})
     if len(devices) > 1:
-        lines += ["", "Sensitivity (pre-registered), the adjusted interval over the seeds each device ran: " + "; ".join(
-            f"{r['hypothesis']} " + ", ".join(f"{dev} {_interval(r['by_device'][dev][1])}"
-                                               for dev in devices if dev in r["by_device"]) for r in rows) + "."]
+        per_device = [f"{r['hypothesis']} " + ", ".join(f"{dev} {_interval(r['by_device'][dev][1])}"
+                                                         for dev in devices if dev in r["by_device"])
+                      for r in rows if r["by_device"]]
+        lines += ["", "Sensitivity (pre-registered), the adjusted interval over the seeds each device ran: "
+                  + "; ".join(per_device) + "."]
     if bad:
         lines += ["", "Failed runs (to be re-run, never dropped): " + ", ".join(bad) + "."]
     return "\n".join(lines), rows
-
-
-def forest_plot(dataset: str, rows: list, path: str) -> str | None:
-    """Per hypothesis, every seed's paired difference (dots), their mean and the adjusted (thick)
-    and 95% (thin) intervals, with the +-1 point band of "no difference that matters"."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, ax = plt.subplots(figsize=(7.5, 1.5 + 0.8 * len(rows)))
-    ax.axvspan(-100 * MARGIN, 100 * MARGIN, color="0.92", label="within ±1 point")
-    ax.axvline(0, color="0.4", linewidth=0.8)
-    rng = np.random.default_rng(0)                           # jitter only: the dots' heights mean nothing
-    for k, r in enumerate(reversed(rows)):
-        acc = r["accuracy"]
-        d = 100 * np.asarray(acc["per_seed"])
-        ax.scatter(d, k + 0.25 + rng.uniform(-0.08, 0.08, len(d)), s=9, color="tab:blue", alpha=0.6,
-                   label="one seed" if k == 0 else None)
-        if acc["adjusted"]:
-            ax.plot([100 * v for v in acc["unadjusted"]], [k, k], color="black", linewidth=1,
-                    label="95% interval" if k == 0 else None)
-            ax.plot([100 * v for v in acc["adjusted"]], [k - 0.08, k - 0.08], color="tab:red", linewidth=3,
-                    label=f"{100 * LEVEL:.2f}% interval (decides)" if k == 0 else None)
-        if d.size:
-            ax.plot([100 * acc["mean"]], [k], "D", color="black", markersize=5, label="mean" if k == 0 else None)
-    ax.set_yticks(range(len(rows)), [f"{r['hypothesis']}: {r['method']}\n- {r['against']} (n={len(r['seeds'])})"
-                                     for r in reversed(rows)], fontsize=7)
-    ax.set_xlabel("paired difference in test accuracy (points)")
-    ax.set_title(f"{dataset}: the pre-registered hypotheses, paired by seed", fontsize=9)
-    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=5, frameon=False)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def released_table(records: str = RELEASED_RECORDS) -> str:
@@ -264,7 +229,8 @@ def section(records: str = RECORDS, released: str = RELEASED_RECORDS, figures: s
         found, bad = load(records, dataset)
         text, rows = dataset_table(dataset, found, bad)
         lines += [text, ""]
-        pic = forest_plot(dataset, rows, os.path.join(figures, f"powered-{dataset}.png")) if found else None
+        pic = (forest_plot(dataset, rows, os.path.join(figures, f"powered-{dataset}.png"), level=LEVEL, margin=MARGIN)
+               if found else None)
         if pic:
             lines += [f"![{dataset}: paired differences per seed]({os.path.basename(pic)})", ""]
     deviations = os.path.join(records, "deviations.md")          # written by hand, committed with the records
