@@ -133,3 +133,11 @@ def test_seeds_needed_at_its_edges():
     assert power.seeds_needed(0.017, 0.0075, max_seeds=22) is None
     # at 99%: t_{0.995,37} / sqrt(38) * 0.017 = 2.715 * 0.002758 = 0.00749 <= 0.0075, 37 seeds give 0.00760
     assert power.seeds_needed(0.017, 0.0075, level=0.99) == 38
+
+
+def test_the_standalone_parser_names_itself_and_says_what_it_does():
+    p = power.build_parser()
+    assert p.prog == "tinysml power"
+    assert p.description == ("How many seeds a question needs: from a grid's finished runs, per comparison of two "
+                             "methods, the\nstandard deviation of their paired differences over seeds and the number "
+                             "of seeds whose paired\n95% interval would have a requested half-width.")

@@ -167,7 +167,7 @@ def test_a_complete_dataset_reads_exactly_so():
     found = _study(STUDY)
     for m in found:
         found[m][7] = _record(0.5)
-    text, rows = powered.dataset_table("hapt", found, ["FitNets seed 3"], seeds=range(3))
+    text, rows = powered.dataset_table("hapt", found, ["FitNets seed 3", "SMLDist seed 4"], seeds=range(3))
     assert stats.t.ppf(0.975, 2) * 0.001 / math.sqrt(3) == pytest.approx(0.0025, abs=5e-5)
     assert [r["seeds"] for r in rows] == [[0, 1, 2]] * 4
     assert text == """### hapt (complete)
@@ -183,7 +183,13 @@ Test accuracy, paired by seed, in points; decisions on the 98.75% (Bonferroni) i
 
 Mean test accuracy ± sample std over seeds (seeds finished): student alone 0.9100 ± 0.0100 (3); KD (Hinton) 0.9500 ± 0.0111 (3); FitNets 0.9133 ± 0.0351 (3); SMLDist 0.9300 ± 0.0105 (3); SMLDist, direct logits loss [ours] 0.9300 ± 0.0095 (3).
 
-Failed runs (to be re-run, never dropped): FitNets seed 3."""
+Failed runs (to be re-run, never dropped): FitNets seed 3, SMLDist seed 4."""
+
+
+def test_a_study_of_any_seeds_pairs_those_seeds():
+    found = {m: {40 + s: r for s, r in by_seed.items()} for m, by_seed in _study(STUDY).items()}
+    text, rows = powered.dataset_table("hapt", found, [], seeds=[40, 41, 42])
+    assert [r["seeds"] for r in rows] == [[40, 41, 42]] * 4 and "| H1: SMLDist - student alone | 3 | +2.00 |" in text
 
 
 def test_an_incomplete_dataset_lists_every_hypothesis_and_decides_none():
@@ -212,7 +218,14 @@ def test_the_section_reads_exactly_so_around_its_tables(tmp_path, monkeypatch):
         for s, acc in enumerate(values):
             records.save(str(recs / "uci-har"), m, s, _record(acc))
     records.save(str(recs / "uci-har"), "FitNets", 3, _record(float("nan")))
+    drawn = []
+    real = powered.forest_plot
+    monkeypatch.setattr(powered, "forest_plot", lambda *a, **kw: drawn.append((a, kw)) or real(*a, **kw))
     text = powered.section(str(recs), str(tmp_path / "released"))
+    ((args, kw),) = drawn                                              # hapt has no run: no figure
+    assert args[0] == "uci-har" and args[2] == os.path.join("docs", "powered-uci-har.png")
+    assert [r["hypothesis"] for r in args[1]] == ["H1", "H2", "H3", "H4"] and args[1][0]["seeds"] == [0, 1, 2]
+    assert kw == {"level": powered.LEVEL, "margin": 0.01}
     assert text.startswith("""## The powered answer (pre-registered)
 
 The study of `docs/preregistration.md`, committed before its first run: uci-har and hapt, seeds 0-29, the student \
@@ -286,10 +299,13 @@ def test_the_device_sensitivity_pairs_the_seeds_each_device_ran():
         mean, ci = h4["by_device"][device]
         assert mean == pytest.approx(d.mean()) and ci == pytest.approx((d.mean() - half, d.mean() + half))
     assert set(h4["by_device"]) == {"cpu", "cuda"}
-    text, _ = powered.dataset_table("uci-har", found, [], seeds=range(4))
+    found["SMLDist"] = {s: _record(0.93) for s in range(3)}              # H1 too, on the CPU only
+    text, rows = powered.dataset_table("uci-har", found, [], seeds=range(4))
+    h1 = powered._interval(rows[0]["by_device"]["cpu"][1])
     cpu, cuda = (powered._interval(h4["by_device"][dev][1]) for dev in ("cpu", "cuda"))
-    assert (f"Sensitivity (pre-registered), the adjusted interval over the seeds each device ran: "
-            f"H4 cpu {cpu}, cuda {cuda}.") in text                          # H1-H3 have no pairs: left out
+    assert text.startswith("### uci-har (INCOMPLETE") and text.endswith(
+        f"SMLDist 0.9300 ± 0.0000 (3).\n\nSensitivity (pre-registered), the adjusted interval over the seeds each "
+        f"device ran: H1 cpu {h1}; H4 cpu {cpu}, cuda {cuda}.")                                       # H2, H3 have no pairs: left out
     assert "Sensitivity" not in powered.dataset_table("uci-har", _study(STUDY), [], seeds=range(3))[0]   # one device
 
 

@@ -88,8 +88,8 @@ def plan_rows(found: dict, target: float, metric: str = "accuracy", comparisons:
         sd = float(d.std(ddof=1)) if n >= 2 else math.nan
         rows.append({"comparison": name, "method": method, "against": against, "seeds": n,
                      "mean": float(d.mean()) if n else math.nan, "sd": sd,
-                     "half_width": half_width(sd, n, level) if n >= 2 else math.inf,
-                     "needed": seeds_needed(sd, target, level) if n >= 2 else None})
+                     "half_width": half_width(sd, n, level),           # inf below two pairs
+                     "needed": seeds_needed(sd, target, level)})       # None while sd is nan
     return rows
 
 

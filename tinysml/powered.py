@@ -140,7 +140,7 @@ def dataset_table(dataset: str, found: dict, bad: list, seeds=SEEDS) -> tuple[st
              for m in METHODS if m in found]
     if means:
         lines += ["", "Mean test accuracy ± sample std over seeds (seeds finished): " + "; ".join(means) + "."]
-    devices = sorted({d for r in rows for d in r.get("by_device", {})})
+    devices = sorted({d for r in rows for d in r["by_device"]})
     if len(devices) > 1:
         per_device = [f"{r['hypothesis']} " + ", ".join(f"{dev} {_interval(r['by_device'][dev][1])}"
                                                          for dev in devices if dev in r["by_device"])
