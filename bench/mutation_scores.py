@@ -27,14 +27,21 @@ OUTSIDE = "## Killed by the normal suite"    # the equivalents file's section of
 
 
 def equivalents(path: str = "tests/mutation_equivalents.md") -> tuple[set, set]:
-    """The mutant names written in backticks in the equivalents file (the `x_...__mutmut_N` part):
-    (equivalent, killed outside mutmut), the second from the OUTSIDE section on."""
+    """The mutant names written in backticks in the equivalents file: (equivalent, killed outside
+    mutmut), the second from the OUTSIDE section on. A name is short (`x_run__mutmut_5`: every
+    module's mutant of that name) or, where two modules have a function of the same name, qualified
+    by its module (`tinysml.evidence.x_build_parser__mutmut_18`)."""
     if not os.path.exists(path):
         return set(), set()
     text = open(path, encoding="utf-8").read()
     head, _, outside = text.partition(OUTSIDE)
-    names = lambda part: set(re.findall(r"`(x\S*?__mutmut_\d+)`", part))  # noqa: E731
+    names = lambda part: set(re.findall(r"`((?:[\w.]+\.)?x\S*?__mutmut_\d+)`", part))  # noqa: E731
     return names(head), names(outside)
+
+
+def _listed(name: str, entries: set) -> bool:
+    """Whether mutmut's full ``name`` (module.function__mutmut_N) is in ``entries``, qualified or short."""
+    return name in entries or name.rsplit(".", 1)[-1] in entries
 
 
 def outcomes(root: str = "mutants") -> dict:
@@ -52,15 +59,14 @@ def scores(found: dict, equivalent: set, outside: set = frozenset()) -> list:
     for module, codes in found.items():
         count, undecided = Counter(), []
         for name, code in codes.items():
-            short = name.rsplit(".", 1)[-1]
             if code is None:
                 count["not checked"] += 1
             elif code in KILLED:
                 count["killed"] += 1
-            elif short in outside:
+            elif _listed(name, outside):
                 count["killed"] += 1
                 count["outside"] += 1
-            elif short in equivalent:
+            elif _listed(name, equivalent):
                 count["equivalent"] += 1
             else:
                 count["undecided"] += 1
@@ -72,10 +78,18 @@ def scores(found: dict, equivalent: set, outside: set = frozenset()) -> list:
 
 
 def stale_entries(found: dict, equivalent: set, outside: set = frozenset()) -> list:
-    """Names the equivalents file lists that mutmut killed or no longer has: a module's mutants are
-    renumbered when its code changes, so such a line may now describe another mutant."""
-    codes = {name.rsplit(".", 1)[-1]: code for module in found.values() for name, code in module.items()}
-    return sorted(n for n in equivalent | outside if n not in codes or codes[n] in KILLED)
+    """Names the equivalents file lists that mutmut killed or no longer has (a module's mutants are
+    renumbered when its code changes, so such a line may now describe another mutant), and short
+    names that more than one module has (each then needs its module written in front)."""
+    codes = {name: code for module in found.values() for name, code in module.items()}
+    stale = []
+    for entry in sorted(equivalent | outside):
+        matches = [code for name, code in codes.items() if _listed(name, {entry})]
+        if len(matches) > 1:
+            stale.append(f"{entry} (in {len(matches)} modules: write its module in front)")
+        elif not matches or matches[0] in KILLED:
+            stale.append(entry)
+    return stale
 
 
 def main(argv=None) -> None:
