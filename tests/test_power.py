@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from tinysml import cli, power
 
@@ -31,15 +32,20 @@ def test_seeds_needed_is_the_first_n_that_reaches_the_target(sd, target):
     assert n == 2 or power.half_width(sd, n - 1) > target
 
 
-def _grid(root, accuracies):
-    """A grid folder with results.json files: accuracies {variant: [per seed]}."""
+def _scores(root, scores):
+    """A grid folder whose runs scored {variant: [(accuracy, macro-F1) per seed]} (results.json files)."""
     from tinysml.compare import _run_dir
-    for name, values in accuracies.items():
-        for seed, acc in enumerate(values):
+    for name, values in scores.items():
+        for seed, (acc, f1) in enumerate(values):
             d = _run_dir(str(root), seed, name)
             os.makedirs(d, exist_ok=True)
             with open(os.path.join(d, "results.json"), "w") as f:
-                json.dump({"student": {"test": {"accuracy": acc, "macro_f1": acc - 0.01}}}, f)
+                json.dump({"student": {"test": {"accuracy": acc, "macro_f1": f1}}}, f)
+
+
+def _grid(root, accuracies):
+    """A grid folder whose runs scored {variant: [accuracy per seed]}, macro-F1 one point lower."""
+    _scores(root, {name: [(acc, acc - 0.01) for acc in values] for name, values in accuracies.items()})
 
 
 def test_the_plan_reads_the_paired_differences_of_a_grid(tmp_path, capsys):
@@ -57,17 +63,6 @@ def test_the_plan_reads_the_paired_differences_of_a_grid(tmp_path, capsys):
     cli.main(["power", "--grid", str(tmp_path), "--half-width", "0.01"])
     out = capsys.readouterr().out
     assert "| H1: SMLDist - student alone | 4 | +0.0150 |" in out and "not enough runs" in out
-
-
-def _scores(root, scores):
-    """A grid folder whose runs scored {variant: [(accuracy, macro-F1) per seed]}."""
-    from tinysml.compare import _run_dir
-    for name, values in scores.items():
-        for seed, (acc, f1) in enumerate(values):
-            d = _run_dir(str(root), seed, name)
-            os.makedirs(d, exist_ok=True)
-            with open(os.path.join(d, "results.json"), "w") as f:
-                json.dump({"student": {"test": {"accuracy": acc, "macro_f1": f1}}}, f)
 
 
 def test_the_plan_table_reads_exactly_so(tmp_path, capsys):
@@ -115,14 +110,9 @@ def test_two_pairs_are_enough_for_a_plan_and_the_level_is_passed_on():
     h1 = power.plan_rows(found, 0.01, level=0.99)[0]
     sd = math.sqrt(0.5) * 0.01
     assert h1["seeds"] == 2 and h1["sd"] == pytest.approx(sd)
-    assert h1["half_width"] == pytest.approx(stats_t(0.995, 1) * sd / math.sqrt(2))
+    assert h1["half_width"] == pytest.approx(stats.t.ppf(0.995, 1) * sd / math.sqrt(2))
     assert h1["needed"] == power.seeds_needed(sd, 0.01, level=0.99) == 7           # 0.95 would give 5
     assert power.seeds_needed(sd, 0.01) == 5
-
-
-def stats_t(q, df):
-    from scipy import stats
-    return stats.t.ppf(q, df)
 
 
 def test_seeds_needed_at_its_edges():
