@@ -24,6 +24,8 @@ hang cannot eat the slot; a failed step is recorded and the rest still run:
                against torch CUDA
   6. profile   bench/step_profile.py --device cuda: where the training step's time goes, per
                Function, the optimiser and the rest (evidence only, no target)
+     dropout-probe  bench/gpu_dropout_probe.py: where a graphed step with dropout leaves the eager
+               one, step by step, in variants that separate the suspects (evidence only)
 
 Agreement (step 4), stated: the same checkpoint gives logits within 1e-3 on the CPU and the GPU
 (float32, different summation order), and the two pipeline runs, whose training trajectories
@@ -52,6 +54,7 @@ BENCH = os.path.join(ROOT, "bench", "vs_torch.py")
 PROFILE = os.path.join(ROOT, "bench", "step_profile.py")
 GRAPHS = os.path.join(ROOT, "bench", "gpu_graphs.py")
 SEED_RUN = os.path.join(ROOT, "bench", "seed_run.py")
+DROPOUT_PROBE = os.path.join(ROOT, "bench", "gpu_dropout_probe.py")
 SEED_CPU = os.path.join(ROOT, "bench", "seed_run_cpu.json")     # the same seed's runs at one CPU thread
 NO_GPU = 3
 PIPELINE = ["--dataset", "basicmotions", "--teacher-epochs", "4", "--student-epochs", "4", "--stage-epochs", "1",
@@ -257,6 +260,11 @@ def main(argv=None) -> int:
                          required=False, **gpu_only)
         if text:
             with open(os.path.join(out, "step_profile-batch-64.txt"), "w") as f:
+                f.write(text)
+        text = check.run("dropout-probe", [sys.executable, DROPOUT_PROBE, "--device", "cuda"], 90,
+                         required=False, **gpu_only)
+        if text:
+            with open(os.path.join(out, "dropout_probe.txt"), "w") as f:
                 f.write(text)
         if not have_gpu:                        # the benchmark script and its parsing, on the CPU
             text = check.run("bench-cpu-dry-run", [sys.executable, BENCH, "--batch", "16",

@@ -1,7 +1,7 @@
 """CUDA graphs on a GPU (skipped, with the reason, where there is none): training with the step replayed
 as a graph ends where eager training ends, for the teacher's recipe, every distillation method and
 the stage phase; dropout draws the same masks; an optimiser state that moves is re-captured; the
-eval forward replayed equals the eager one. ``bash bench/gpu_check.sh`` runs this file."""
+eval forward and precise BN's pass replayed equal the eager ones. ``bash bench/gpu_check.sh`` runs this file."""
 import os
 
 import numpy as np
@@ -128,6 +128,37 @@ def test_the_replayed_eval_forward_equals_the_eager_one():
     assert G.stats["replays"] > before
     np.testing.assert_array_equal(eager, graphed[0])
     np.testing.assert_array_equal(eager, graphed[1])
+
+
+def test_precise_bn_replayed_on_the_gpu_gives_the_eager_statistics():
+    """train.recalibrate_batchnorm's graph: the momentum read from a device scalar (a number would be
+    frozen into the graph at its first value), captured once for two passes, the statistics bit for
+    bit those of the eager pass; and CuPy rounds an array momentum as it rounds the number."""
+    _gpu()
+    import cupy as cp
+    from tinysml import functions as F
+    from tinysml.models import build_model, preset
+    from tinysml.tensor import Tensor
+    from tinysml.train import recalibrate_batchnorm
+    X, _ = _data(7 * 16 + 5)
+    eager, graphed = (build_model(preset("har-student", 6, 128, 4), seed=0).to("cuda") for _ in range(2))
+    before = dict(G.stats)
+    for _ in range(2):
+        recalibrate_batchnorm(eager, X, batch_size=16, cuda_graph=False)
+        recalibrate_batchnorm(graphed, X, batch_size=16, cuda_graph=True)
+    made = {k: G.stats[k] - before.get(k, 0) for k in ("captures", "replays", "fallbacks")}
+    assert made == {"captures": 1, "replays": 12, "fallbacks": 0}, made
+    a, b = eager.state_dict(), graphed.state_dict()
+    for k in a:
+        np.testing.assert_array_equal(a[k].get(), b[k].get(), err_msg=k)
+    x = cp.asarray(X[:16])
+    gamma, beta = Tensor(cp.ones(6, cp.float32)), Tensor(cp.zeros(6, cp.float32))
+    for k in range(1, 30):
+        stats = [[cp.full(6, 0.3, cp.float32), cp.full(6, 1.7, cp.float32)] for _ in range(2)]
+        F.batch_norm(Tensor(x), gamma, beta, *stats[0], momentum=1.0 / (k + 1))
+        F.batch_norm(Tensor(x), gamma, beta, *stats[1], momentum=cp.asarray(1.0 / (k + 1)))
+        for u, v in zip(*stats):
+            np.testing.assert_array_equal(u.get(), v.get())
 
 
 def test_graphs_can_be_switched_off_by_the_environment(monkeypatch):

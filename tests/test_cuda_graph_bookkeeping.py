@@ -114,3 +114,58 @@ def test_device_constant_on_the_cpu_is_the_numpy_scalar_of_before():
     like = np.zeros(3, np.float32)
     c = G.device_constant(0.1, like)
     assert c.dtype == np.float32 and c.shape == () and c == np.float32(0.1)
+
+
+def deferred_capture(fn, static):
+    """A stand-in for a function whose work is its side effects (it returns None): recording runs
+    nothing, as a CUDA capture runs no kernel, and every launch runs ``fn`` on the static inputs."""
+    return (lambda: fn(*static)), None, ()
+
+
+def _precise_bn_model():
+    from tinysml.models import build_model, preset
+    return build_model(preset("har-student", 6, 32, 4, head={"kind": "linear", "dropout": 0.3}), seed=0)
+
+
+def test_precise_bn_replayed_gives_the_eager_statistics_and_is_captured_once(monkeypatch):
+    """train.recalibrate_batchnorm with its graph (the stand-ins make NumPy arrays "graphable"): the
+    full batches are replayed with the momentum read from one device scalar refilled per batch, the
+    last, smaller batch runs eagerly, and the statistics are those of the eager pass bit for bit.
+    The graph is kept across epochs, and captured anew when a running statistic is replaced."""
+    from tinysml.nn import BatchNorm1d, Dropout
+    from tinysml.train import recalibrate_batchnorm
+    monkeypatch.setattr(G, "graphs_possible", lambda array: True)
+    monkeypatch.setattr(G, "cupy_capture", deferred_capture)
+    X = np.random.default_rng(0).standard_normal((7 * 16 + 5, 6, 32)).astype(np.float32) * 2 + 1
+    eager, graphed = _precise_bn_model(), _precise_bn_model()
+    eager.eval()
+    graphed.eval()
+    before = dict(G.stats)
+    for _ in range(2):                                             # two epochs' passes
+        recalibrate_batchnorm(eager, X, batch_size=16, cuda_graph=False)
+        recalibrate_batchnorm(graphed, X, batch_size=16, cuda_graph=True)
+    made = {k: G.stats[k] - before.get(k, 0) for k in ("captures", "replays")}
+    assert made == {"captures": 1, "replays": 5 + 7}, made          # 2 warm-up, capture + replay, 4 + 7 replays
+    a, b = eager.state_dict(), graphed.state_dict()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert any(not np.allclose(a[k], 0) for k in a if k.endswith("running_mean"))
+    bns = [m for _, m in graphed.named_modules() if isinstance(m, BatchNorm1d)]
+    assert all(m.momentum == 0.1 for m in bns)                      # restored, modes too
+    assert not graphed.training and all(not m.training for _, m in graphed.named_modules() if isinstance(m, Dropout))
+    bns[0].running_mean = bns[0].running_mean.copy()                # replaced: never replay the old address
+    recalibrate_batchnorm(graphed, X, batch_size=16, cuda_graph=True)
+    assert G.stats["captures"] - before.get("captures", 0) == 2
+
+
+def test_precise_bn_without_a_graph_never_touches_the_graph_machinery(monkeypatch):
+    from tinysml.train import recalibrate_batchnorm
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("no graph on the CPU")
+    monkeypatch.setattr(G, "cupy_capture", refuse)
+    model = _precise_bn_model()
+    X = np.random.default_rng(1).standard_normal((40, 6, 32)).astype(np.float32)
+    before = dict(G.stats)
+    recalibrate_batchnorm(model, X, batch_size=16)
+    assert dict(G.stats) == before and model.training

@@ -268,6 +268,24 @@ def test_batch_norm_defaults_by_hand(fn):
     np.testing.assert_allclose(running[1], 0.9 + 0.1 * var * 18 / 17, rtol=1e-12)
 
 
+@pytest.mark.parametrize("fn", [F.batch_norm, F.batch_norm_act])
+def test_a_momentum_held_in_an_array_updates_the_statistics_as_the_number_does(fn):
+    """Precise BN replayed as a CUDA graph reads its momentum 1/(k+1) from a float64 0-d array;
+    in float32 the statistics must come out bit for bit as with the Python number."""
+    rng = np.random.default_rng(5)
+    for k in range(40):
+        x = (rng.standard_normal((3, 8, 7)) * 3 + 1).astype(np.float32)
+        gamma, beta = Tensor(np.ones(8, np.float32)), Tensor(np.zeros(8, np.float32))
+        start = [rng.standard_normal(8).astype(np.float32), rng.random(8).astype(np.float32) + 0.5]
+        by_number, by_array = [a.copy() for a in start], [a.copy() for a in start]
+        fn(Tensor(x), gamma, beta, *by_number, momentum=1.0 / (k + 1))
+        fn(Tensor(x), gamma, beta, *by_array, momentum=np.asarray(1.0 / (k + 1)))
+        for a, b in zip(by_number, by_array):
+            assert a.dtype == np.float32 and b.dtype == np.float32
+            np.testing.assert_array_equal(a, b)
+        assert k == 0 or not np.array_equal(by_number[0], start[0])
+
+
 def test_the_layers_name_a_wrong_input():
     x = Tensor(rand(2, 3, 9))
     cases = [

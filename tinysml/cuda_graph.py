@@ -17,7 +17,8 @@ runs inside a step follows the rest; each place says ``capturing()``):
   range) is skipped while capturing, the labels having been checked when the data was loaded.
 * **Host numbers are frozen into it.** A Python scalar passed to a kernel is recorded with the
   kernel. What changes from step to step lives on the device: AdamW's step count and learning rate
-  (``optim.AdamW`` keeps both as device scalars on a GPU, eager or graphed alike).
+  (``optim.AdamW`` keeps both as device scalars on a GPU, eager or graphed alike), and precise BN's
+  momentum 1/(k+1) (``train.recalibrate_batchnorm``: one device scalar refilled before each batch).
 * **Random draws happen outside it.** A dropout mask is drawn on the host before every replay, by
   the same generator and in the same order as an eager step would draw it, into a static buffer
   the graph reads (``dropout_mask``): graphed and eager training see the same numbers.
@@ -26,8 +27,9 @@ runs inside a step follows the rest; each place says ``capturing()``):
   array someone else holds.
 * **Never stale.** Arrays allocated outside the graph and read or written by it (parameters,
   optimiser state) are baked in by address. Before every replay the addresses of ``watch()`` are
-  compared with those at capture; when one changed (a model moved with ``.to``, an optimiser whose
-  state was loaded) the graph is dropped and captured anew. Values may change freely in place:
+  compared with those at capture (a model's parameters and buffers, ``state_watch``; an optimiser's
+  state); when one changed (a model moved with ``.to``, an optimiser whose state was loaded, a
+  running statistic replaced) the graph is dropped and captured anew. Values may change freely in place:
   ``load_state_dict`` copies into the existing arrays.
 
 ``GraphedFunction`` is the mechanism, backend-neutral: ``capture`` is a function (``cupy_capture``
@@ -141,12 +143,13 @@ class GraphedFunction:
               drops the graph and captures again.
     eligible: (arrays) -> bool; calls that are not run eagerly every time (e.g. an epoch's last,
               smaller batch), so that no graph is kept for a shape seen once per epoch.
-    capture:  how a graph is recorded (``cupy_capture``); a test may pass another.
+    capture:  how a graph is recorded (None: this module's ``cupy_capture`` at the time of recording);
+              a test may pass another.
     on_fallback: called with the reason when capture fails; the function then runs eagerly for good.
     """
 
     def __init__(self, fn, watch=lambda: (), eligible=lambda arrays: True, warmup: int = WARMUP,
-                 capture=cupy_capture, on_fallback=None):
+                 capture=None, on_fallback=None):
         self.fn, self.watch, self.eligible, self.warmup, self.capture = fn, watch, eligible, warmup, capture
         self.on_fallback = on_fallback or (lambda reason: None)
         self.graphs: dict = {}
@@ -181,7 +184,7 @@ class GraphedFunction:
             s[...] = a
         _state["capturing"], _state["draws"] = True, []
         try:
-            launch, outputs, keep_alive = self.capture(self.fn, static)
+            launch, outputs, keep_alive = (self.capture or cupy_capture)(self.fn, static)
             draws = _state["draws"]
         except Exception as err:                        # a host sync, an unsupported call: run eagerly
             where = traceback.extract_tb(err.__traceback__)[-3:]
@@ -204,20 +207,38 @@ class GraphedFunction:
 _eval_graphs: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def eval_runner(model, key, fn, rows=None, graph=None):
-    """``fn(array) -> array(s)``, the eval forward of ``model`` for batches on its device: on a GPU
-    (and unless ``graph`` is False or ``TINYSML_CUDA_GRAPHS=0``) a ``GraphedFunction`` kept per
-    model and ``key`` (so validation captures once per run, not once per epoch), replaying batches
-    of ``rows`` windows (None: any size); elsewhere ``fn`` itself. The caller runs it under
-    ``no_grad`` with the model in eval mode, and copies each output before the next call."""
-    params = model.parameters()
-    if isinstance(params[0].data, np.ndarray) or not (enabled_by_default() if graph is None else graph):
+def graphs_possible(array) -> bool:
+    """Whether work on ``array`` can be recorded as a CUDA graph: a device array, not a NumPy one.
+    (A test on the CPU replaces this and ``cupy_capture`` by stand-ins to run the bookkeeping.)"""
+    return not isinstance(array, np.ndarray)
+
+
+def state_watch(model):
+    """() -> every array of ``model`` that a recorded forward reads or writes by address: its
+    parameters' data and its buffers (batch norm's running statistics). The holders are found once
+    and the arrays read from them at each call (a replay checks them), so a replaced array is seen."""
+    holders = [(p, "data") for p in model.parameters()] + [
+        (m, name) for _, m in model.named_modules() for name in getattr(m, "buffer_names", ())]
+    return lambda: [getattr(holder, name) for holder, name in holders]
+
+
+def eval_runner(model, key, fn, rows=None, graph=None, watch_also=()):
+    """``fn(array) -> array(s)``, a no-grad forward of ``model`` for batches on its device (the eval
+    forward; also precise BN's train-mode pass, train.recalibrate_batchnorm): on a GPU (and unless
+    ``graph`` is False or ``TINYSML_CUDA_GRAPHS=0``) a ``GraphedFunction`` kept per model and ``key``
+    (so validation captures once per run, not once per epoch), replaying batches of ``rows`` windows
+    (None: any size); elsewhere ``fn`` itself. The graph is recorded against the model's parameters
+    and buffers and the arrays ``watch_also``, and captured anew if any of them moves. The caller
+    sets the model's mode and runs it under ``no_grad``, and copies each output before the next call."""
+    if not graphs_possible(model.parameters()[0].data) or not (enabled_by_default() if graph is None else graph):
         return fn
     graphs = _eval_graphs.setdefault(model, {})
     runner = graphs.get((key, rows))
     if runner is None:
         runner = graphs[(key, rows)] = GraphedFunction(
             fn, eligible=lambda arrays: rows is None or len(arrays[0]) == rows)
+        runner.state = state_watch(model)
     runner.fn = fn                                    # the same computation; the caller's closure of now
-    runner.watch = lambda: [p.data for p in params]
+    watch_also = list(watch_also)
+    runner.watch = lambda: runner.state() + watch_also
     return runner

@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import os
 import time
+import weakref
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -20,7 +21,8 @@ from tqdm.auto import tqdm
 from . import functions as F
 from . import io
 from .backend import get_array_module
-from .cuda_graph import GraphedFunction, enabled_by_default, eval_runner
+from . import cuda_graph as graphs
+from .cuda_graph import GraphedFunction, enabled_by_default, eval_runner, state_watch
 from .data.batches import augment, count_batches, iterate_batches
 from .metrics import evaluate_predictions
 from .optim import build_optimizer, build_schedule
@@ -102,12 +104,18 @@ def evaluate(model, X, y, batch_size: int = 256) -> dict:
     return evaluate_predictions(y, predict_logits(model, X, batch_size).argmax(axis=1))
 
 
-def recalibrate_batchnorm(model, X: np.ndarray, batch_size: int = 256) -> None:
+def recalibrate_batchnorm(model, X: np.ndarray, batch_size: int = 256, cuda_graph: bool | None = None) -> None:
     """"Precise BN": replace every BatchNorm1d's running statistics by their exact average over the
-    windows X (training mode, dropout off, no graph). Running averages with momentum lag behind a
-    model that is still changing; on small data sets the gap between batch and running statistics
-    costs more accuracy than anything else (measured on BasicMotions: 0.68 -> 1.00 test accuracy
-    for a Hopfield-head teacher)."""
+    windows X (training mode, dropout off). Running averages with momentum lag behind a model that
+    is still changing; on small data sets the gap between batch and running statistics costs more
+    accuracy than anything else (measured on BasicMotions: 0.68 -> 1.00 test accuracy for a
+    Hopfield-head teacher).
+
+    The average is the running update with momentum 1/(k+1) at the k-th batch (counting from 0):
+    every batch weighs the same. On a GPU the full batches replay a CUDA graph of the forward
+    (``cuda_graph``: None means unless ``TINYSML_CUDA_GRAPHS=0``); the momentum is then one device
+    scalar that every batch norm reads, refilled before each batch, since a number would be frozen
+    into the graph. Both give the same numbers (functions/norm.py rounds either way alike)."""
     from .nn import BatchNorm1d, Dropout
     bns = [m for _, m in model.named_modules() if isinstance(m, BatchNorm1d)]
     if not bns or len(X) < 2:
@@ -118,16 +126,46 @@ def recalibrate_batchnorm(model, X: np.ndarray, batch_size: int = 256) -> None:
         if isinstance(m, Dropout):
             m.training = False
     saved = [b.momentum for b in bns]
-    xp = get_array_module(model.parameters()[0].data)
+    first = model.parameters()[0].data
+    xp = get_array_module(first)
+    graphed = graphs.graphs_possible(first) and (enabled_by_default() if cuda_graph is None else cuda_graph)
+    momentum = _momentum_scalar(model, xp) if graphed else None
+
+    def forward(x):
+        model(Tensor(x))
+
+    run = forward
+    if graphed:
+        for b in bns:
+            b.momentum = momentum
+        modes = tuple(m.training for _, m in model.named_modules())      # the graph is of this mode
+        run = eval_runner(model, ("precise_bn", modes), forward, batch_size, True, watch_also=[momentum])
     starts = [s for s in range(0, len(X), batch_size) if len(X) - s >= 2]
-    with no_grad():
-        for k, start in enumerate(starts):
-            for b in bns:
-                b.momentum = 1.0 / (k + 1)            # cumulative average of the batch statistics
-            model(Tensor(xp.asarray(X[start:start + batch_size])))
-    for b, m in zip(bns, saved):
-        b.momentum = m
-    model.train(was_training)
+    try:
+        with no_grad():
+            for k, start in enumerate(starts):
+                if momentum is None:
+                    for b in bns:
+                        b.momentum = 1.0 / (k + 1)            # cumulative average of the batch statistics
+                else:
+                    momentum.fill(1.0 / (k + 1))               # on the device: no host copy, legal before a replay
+                run(xp.asarray(X[start:start + batch_size]))
+    finally:
+        for b, m in zip(bns, saved):
+            b.momentum = m
+        model.train(was_training)
+
+
+_momentum_scalars: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _momentum_scalar(model, xp):
+    """The float64 0-d device array that precise BN's graph reads its momentum from: one per model,
+    kept at one address so that the graph is captured once per run, not once per epoch."""
+    scalar = _momentum_scalars.get(model)
+    if scalar is None or get_array_module(scalar) is not xp:
+        scalar = _momentum_scalars[model] = xp.zeros((), np.float64)
+    return scalar
 
 
 def cross_entropy_loss(label_smoothing: float = 0.0):
@@ -164,6 +202,7 @@ class TrainStep:
             self.log("a dropout layer is active: training steps run eagerly, not as CUDA graphs")
             graph = False
         if graph and self.xp is not np and getattr(optimizer, "graph_capable", False):
+            self._model_state = state_watch(model)
             self.graphed = GraphedFunction(
                 self._body, watch=self._watched,
                 eligible=lambda arrays: batch_size is None or len(arrays[0]) == batch_size,
@@ -178,8 +217,10 @@ class TrainStep:
         self.log(f"CUDA graph capture failed, training eagerly: {why}")
 
     def _watched(self) -> list:
-        """Arrays outside the graph whose addresses it bakes in: parameters and optimiser state."""
-        return [p.data for p in self.optimizer.params] + self.optimizer.state_arrays()
+        """Arrays outside the graph whose addresses it bakes in: the model's parameters and buffers
+        (a training-mode forward updates the running statistics in place), the optimised parameters
+        (the model's, or others given to the optimiser) and the optimiser's state."""
+        return self._model_state() + [p.data for p in self.optimizer.params] + self.optimizer.state_arrays()
 
     def _update(self, x, y, idx=None):
         """Zero the gradients, loss, backward, optimiser step; returns the loss."""
@@ -289,7 +330,7 @@ def fit(model, train, val, config: TrainConfig, loss_fn=None, params=None, evalu
             step(xb, yb, idx)
         epoch_loss = step.epoch_loss()
         if config.precise_bn:
-            recalibrate_batchnorm(model, X_train)
+            recalibrate_batchnorm(model, X_train, cuda_graph=cuda_graph)
         metrics = evaluate_fn(model)
         score = float(metrics[config.select_metric])
         schedule.step(score)
