@@ -261,10 +261,10 @@ def test_batch_norm_defaults_by_hand(fn):
     batch_norm_act, the identity activation."""
     x = rand(2, 3, 9) * 3 + 2
     mean, var = x.mean(axis=(0, 2)), x.var(axis=(0, 2))
-    running = [np.zeros(3), np.ones(3)]
+    running = [np.full(3, 0.5), np.ones(3)]
     y = fn(Tensor(x), Tensor(np.ones(3)), Tensor(np.zeros(3)), *running).data
     np.testing.assert_allclose(y, (x - mean[:, None]) / np.sqrt(var[:, None] + 1e-5), rtol=1e-10)
-    np.testing.assert_allclose(running[0], 0.1 * mean, rtol=1e-12)
+    np.testing.assert_allclose(running[0], 0.45 + 0.1 * mean, rtol=1e-12)
     np.testing.assert_allclose(running[1], 0.9 + 0.1 * var * 18 / 17, rtol=1e-12)
 
 

@@ -167,7 +167,7 @@ GPU_WORKERS = 8
 def default_workers(device: str) -> int:
     """Processes of a grid: one per core on the CPU. On a GPU, runs share the device as separate
     processes, each driving it from one host core: a replayed step is a few milliseconds of GPU work
-    and the rest of a run (batches copied in, the eager precise-BN pass, validation, checkpoints) is
+    and the rest of a run (batches copied in, an epoch's last batch, validation, checkpoints) is
     host work, so several processes keep the GPU busy while each does its host part. GPU memory is
     not the limit (a HAR run holds a few hundred MB: CUDA context, weights, graphs, the teacher's
     cached outputs); host cores are: at most GPU_WORKERS and one per core, leaving none idle."""
