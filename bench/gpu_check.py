@@ -33,6 +33,13 @@ may drift apart by rounding, reach test accuracies within 0.1 (4 of basicmotions
 Targets (step 5): depthwise kernels >= 50% of the device's memory bandwidth at the large batch; a
 student training step <= 1.5x torch CUDA at the training batch.
 
+``--five-seeds`` runs, instead of steps 3-6, issue 27's one target that does not fit beside them:
+five uci-har seeds at once on the GPU (teacher, student alone, KD, SMLDist, ours: 25 runs,
+``tinysml compare --device cuda`` with its default workers) in under 5 minutes, as the second call
+of a GPU slot; it packs every run into ``$OUT/five-seeds.tar.gz`` (``tinysml compare --resume-from``
+on another machine) and, given the first call's ``seed_run-cuda.txt`` (``--one-at-a-time``), checks
+that seed 0's runs in the grid reach the test accuracies they reached one at a time.
+
 Writes ``$OUT/summary.md`` (a table of steps and the figures), one log per step, the pipeline
 results and the benchmark tables; caches and checkpoints stay in a temporary folder. Exit status:
 0 all passed, 1 a step failed, 3 no GPU here (one line, nothing run; ``--dry-run`` runs anyway).
@@ -60,6 +67,8 @@ NO_GPU = 3
 PIPELINE = ["--dataset", "basicmotions", "--teacher-epochs", "4", "--student-epochs", "4", "--stage-epochs", "1",
             "--batch-size", "16", "--seed", "0", "--quiet"]
 LOGIT_TOL, ACCURACY_TOL = 1e-3, 0.1
+FIVE_SEEDS_TARGET = 300.0                                     # seconds (issue 27: five seeds at once < 5 min)
+GRID_VARIANTS = ["KD (Hinton)", "SMLDist", "SMLDist, direct logits loss [ours]"]   # + the student alone
 
 
 def gpu_present() -> tuple[bool, str]:
@@ -191,6 +200,10 @@ def main(argv=None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="without a GPU: run every step that does not need one")
     parser.add_argument("--large-batch", type=int, default=8192)
     parser.add_argument("--shadow", action="store_true", help="skip pip: put a shadow package tree on PYTHONPATH")
+    parser.add_argument("--five-seeds", action="store_true",
+                        help="instead of the checks: five uci-har seeds at once on the GPU (a slot's second call)")
+    parser.add_argument("--one-at-a-time", metavar="SEED_RUN_TXT",
+                        help="with --five-seeds: an earlier check's seed_run-cuda.txt, whose accuracies seed 0 must equal")
     parser.add_argument("--no-seed-run", dest="seed_run", action="store_false",
                         help="skip the timed uci-har seed (bench/seed_run.py; needs hapt-raw.npz under $TINYSML_DATA)")
     args = parser.parse_args(argv)
@@ -208,7 +221,10 @@ def main(argv=None) -> int:
     header = [f"GPU: {what}" if have_gpu else f"dry run without a GPU ({what}): GPU steps are marked skipped",
               f"started {time.strftime('%Y-%m-%d %H:%M:%S')}, working tree {ROOT}"]
 
-    if install(check, args.shadow):
+    installed = install(check, args.shadow)
+    if installed and args.five_seeds:
+        five_seeds(check, out, args.one_at_a_time, gpu_only)
+    elif installed:
         versions = check.run("versions", [sys.executable, "-c", VERSIONS], 60)
         if versions:
             header.append("versions: " + ", ".join(f"{k} {v}" for k, v in json.loads(versions.splitlines()[-1]).items()))
@@ -279,6 +295,53 @@ def main(argv=None) -> int:
         f.write(summary)
     print(summary)
     return 1 if check.failed else 0
+
+
+SEED0_ACCURACIES = r"""
+import json, sys
+from tinysml.compare import collect
+found = collect(sys.argv[1], [0], sys.argv[2:])
+print(json.dumps({name: by_seed[0]["teacher" if name == "teacher" else "student"]["test"]["accuracy"]
+                  for name, by_seed in found.items()}))
+"""
+
+
+def five_seeds(check: Check, out: str, one_at_a_time: str | None, gpu_only: dict) -> None:
+    """Five uci-har seeds of the grid at once on one GPU, timed as a whole process against
+    FIVE_SEEDS_TARGET; the runs packed into $OUT; seed 0 against the runs made one at a time."""
+    if not os.path.exists(os.path.join(check.env["TINYSML_DATA"], "hapt-raw.npz")):
+        check.rows.append(("five-seeds", "skipped (no uci-har recordings under $TINYSML_DATA)", 0.0, ""))
+        check.failed = True
+        return
+    grid = os.path.join(check.work, "grid")
+    variants = ["student alone", *GRID_VARIANTS]
+    text = check.run("five-seeds", [sys.executable, "-m", "tinysml.cli", "compare", "--dataset", "uci-har",
+                                    "--seeds", "0", "1", "2", "3", "4", "--device", "cuda", "--variants", *GRID_VARIANTS,
+                                    "--out", grid, "--doc", os.path.join(out, "five_seeds.md"),
+                                    "--archive", os.path.join(out, "five-seeds.tar.gz")], 570, **gpu_only)
+    if text is None:
+        return
+    seconds = check.rows[-1][2]
+    check.verdict("five uci-har seeds at once (25 runs) on the GPU < 5 min", seconds < FIVE_SEEDS_TARGET,
+                  f"{seconds:.1f} s (target < {FIVE_SEEDS_TARGET:.0f} s)")
+    if one_at_a_time:
+        grid_text = check.run("seed-0-accuracies", [sys.executable, "-c", SEED0_ACCURACIES, grid, *variants], 60)
+        if grid_text:
+            _same_as_one_at_a_time(check, json.loads(grid_text.splitlines()[-1]), open(one_at_a_time).read())
+
+
+def _same_as_one_at_a_time(check: Check, grid: dict, seed_run_text: str) -> None:
+    """Seed 0's test accuracies in the grid against bench/seed_run.py's lines for the same runs
+    (``<name>  <seconds> s   test accuracy <a>``): equal to the printed four decimals."""
+    alone = {m.group(1).strip(): float(m.group(2)) for m in
+             re.finditer(r"^(\S.*?)\s+[\d.]+ s\s+test accuracy ([\d.]+)$", seed_run_text, re.M)}
+    for name in ["teacher", "student alone", *GRID_VARIANTS]:
+        if name not in alone or name not in grid:
+            check.verdict(f"seed 0, {name}: the grid as one at a time", False,
+                          "missing from " + ("the grid" if name in alone else "the one-at-a-time output"))
+            continue
+        check.verdict(f"seed 0, {name}: the grid as one at a time", f"{grid[name]:.4f}" == f"{alone[name]:.4f}",
+                      f"test accuracy {grid[name]:.4f} in the grid, {alone[name]:.4f} alone")
 
 
 def _bench_verdicts(check: Check, text: str, batch: int, large: int) -> None:

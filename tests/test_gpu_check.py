@@ -98,3 +98,39 @@ def test_dry_run_runs_every_step_that_needs_no_gpu(tmp_path):
     assert "| seed-run | skipped (no uci-har recordings under $TINYSML_DATA) |" in summary
     assert "met: dry run: bench/vs_torch.py ran on the CPU and its table parsed" in summary
     assert (tmp_path / "out" / "results-cpu.json").exists()
+
+
+SEED_RUN_LINES = """teacher                                      57.8 s   test accuracy 0.9636
+student alone                                 7.4 s   test accuracy 0.9433
+KD (Hinton)                                   8.8 s   test accuracy 0.9449
+SMLDist                                      11.6 s   test accuracy 0.9666
+SMLDist, direct logits loss [ours]           11.1 s   test accuracy 0.9589
+one seed, all runs                           96.8 s
+"""
+
+
+def test_seed_0_of_the_five_seed_grid_is_checked_against_the_runs_made_one_at_a_time():
+    grid = {"teacher": 0.96357, "student alone": 0.94333, "KD (Hinton)": 0.9449, "SMLDist": 0.9666,
+            "SMLDist, direct logits loss [ours]": 0.9589}
+    check = gpu_check.Check("out", "work", 10, {})
+    gpu_check._same_as_one_at_a_time(check, grid, SEED_RUN_LINES)
+    assert not check.failed and len(check.notes) == 5
+    assert check.notes[0] == ("- met: seed 0, teacher: the grid as one at a time: test accuracy 0.9636 in the grid, "
+                              "0.9636 alone")
+    check = gpu_check.Check("out", "work", 10, {})
+    gpu_check._same_as_one_at_a_time(check, {**grid, "SMLDist": 0.9630}, SEED_RUN_LINES.replace("KD (Hinton)", "KD"))
+    assert check.failed
+    assert [n.split(":")[0] for n in check.notes] == ["- met", "- met", "- MISSED", "- MISSED", "- met"]
+    assert check.notes[2].endswith("missing from the one-at-a-time output")
+    assert check.notes[3].endswith("test accuracy 0.9630 in the grid, 0.9666 alone")
+
+
+@needs_no_gpu
+def test_the_five_seed_mode_without_a_gpu_or_recordings_says_what_it_skipped(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gpu_check.py"), "--dry-run", "--five-seeds",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TINYSML_DATA=str(tmp_path / "data")))
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert proc.returncode == 1
+    assert "| five-seeds | skipped (no uci-har recordings under $TINYSML_DATA) |" in summary
+    assert "| tests |" not in summary and "| import | passed |" in summary
