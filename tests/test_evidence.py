@@ -8,17 +8,18 @@ import pytest
 from scipy import stats
 
 from tinysml import evidence, powered
+from tinysml.power import paired_ci
 
 
 
 def test_paired_ci_is_students_t_over_the_paired_differences():
     a, b = [0.91, 0.95, 0.93, 0.96, 0.90], [0.90, 0.93, 0.94, 0.93, 0.89]
-    mean, (lo, hi) = evidence.paired_ci(a, b)
+    mean, (lo, hi) = paired_ci(a, b)
     d = np.subtract(a, b)
     assert mean == pytest.approx(d.mean())
     expected = stats.ttest_rel(a, b).confidence_interval(0.95)
     assert (lo, hi) == pytest.approx((expected.low, expected.high))
-    assert evidence.paired_ci([0.9], [0.8])[1] is None                      # one pair: no interval
+    assert paired_ci([0.9], [0.8])[1] is None                      # one pair: no interval
 
 
 @pytest.mark.parametrize("scores, improving", [

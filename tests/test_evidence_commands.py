@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tinysml import evidence, io
+from tinysml import evidence, evidence_report, io
 
 
 def test_our_variant_is_the_best_mean_over_the_common_seeds():
@@ -91,7 +91,7 @@ def test_each_command_runs_its_planned_grids_then_writes_the_report(tmp_path, mo
     the powered study and the earlier evidence (the grids themselves: tests/test_evidence.py)."""
     ran, reported = [], []
     monkeypatch.setattr(evidence, "run_all", ran.append)
-    monkeypatch.setattr(evidence, "report", lambda out, doc, records=None, **kw: reported.append((out, doc, records, kw)))
+    monkeypatch.setattr(evidence_report, "report", lambda out, doc, records=None, **kw: reported.append((out, doc, records, kw)))
     monkeypatch.setattr(evidence, "_split_sizes", lambda dataset: {"train": 5000})       # no data loaded
     monkeypatch.chdir(tmp_path)
     from tinysml import powered
@@ -147,7 +147,7 @@ def test_the_command_takes_a_parsed_namespace_and_carries_its_runs_in_an_archive
         os.makedirs(os.path.join(args.out, "seed0", "kd"), exist_ok=True)
         io.write_json(os.path.join(args.out, "seed0", "kd", "results.json"), {"seen": seen})
     monkeypatch.setattr(evidence, "run_all", run_all)
-    monkeypatch.setattr(evidence, "report", lambda *a, **kw: None)
+    monkeypatch.setattr(evidence_report, "report", lambda *a, **kw: None)
     monkeypatch.chdir(tmp_path)
     args = evidence.build_parser().parse_args(["--released", "--out", "a", "--archive", "grid.tar.gz", "--doc", "d.md"])
     evidence.main(args)
@@ -163,7 +163,7 @@ def test_a_later_dataset_fixes_our_variant_from_the_runs_and_the_records(tmp_pat
     from tinysml import compare, records
     ran = []
     monkeypatch.setattr(evidence, "run_all", ran.append)
-    monkeypatch.setattr(evidence, "report", lambda *a, **kw: None)
+    monkeypatch.setattr(evidence_report, "report", lambda *a, **kw: None)
     monkeypatch.setattr(evidence, "_split_sizes", lambda dataset: {"train": 5000})
     monkeypatch.chdir(tmp_path)
     run_dir = compare._run_dir(os.path.join("o", "uci-har"), 0, "SMLDist, no frequency term")

@@ -1,7 +1,8 @@
-"""The evidence document piece by piece, against tables worked out by hand: a dataset's section
-(protocol, budget, every row's mean ± spread, paired intervals against the student alone and KD,
-the still-improving flags, the ablations against SMLDist, the INCOMPLETE count), the cross-dataset
-summary and its generated verdict, and what the report keeps of an existing document.
+"""The evidence document (tinysml/evidence_report.py) piece by piece, against tables worked out by
+hand: a dataset's section (protocol, budget, every row's mean ± spread, paired intervals against
+the student alone and KD, the still-improving flags, the ablations against SMLDist, the INCOMPLETE
+count), the cross-dataset summary and its generated verdict, and what the report keeps of an
+existing document.
 (The plan and the commands: tests/test_evidence_commands.py; a tiny plan end to end:
 tests/test_evidence.py.)
 
@@ -13,7 +14,7 @@ import os
 
 import pytest
 
-from tinysml import evidence, io
+from tinysml import evidence_report, io
 
 FLAT = [0.5, 0.9, 0.9, 0.9, 0.9]                                             # peaked early: not improving
 RISING = [0.5, 0.7, 0.8, 0.85, 0.86, 0.87, 0.88, 0.89, 0.90, 0.95]          # best at the end, by 5 points
@@ -78,8 +79,8 @@ Test accuracy and macro-F1: mean ± sample std (n - 1) over the finished seeds. 
 
 
 def test_a_dataset_section_is_the_table_worked_out_by_hand(found):
-    text, stats = evidence.dataset_section("uci-har", found, [0, 1, 2], VARIANTS, SIZES,
-                                           evidence._command("uci-har", "runs/e", "d.md"))
+    text, stats = evidence_report.dataset_section("uci-har", found, [0, 1, 2], VARIANTS, SIZES,
+                                           evidence_report._command("uci-har", "runs/e", "d.md"))
     assert text == SECTION
     assert set(stats) == {"teacher", "student alone", "KD (Hinton)", "SMLDist", "SMLDist, no memory loss"}
     assert stats["SMLDist"]["accuracy"] == pytest.approx(0.85)
@@ -92,7 +93,7 @@ def test_a_dataset_section_is_the_table_worked_out_by_hand(found):
 def test_a_complete_section_and_the_dataset_own_split(found):
     found = {k: v for k, v in found.items() if k != "SMLDist, no memory loss"}
     sizes = {"subjects": False, "classes": 4, "train": 10000, "val": 2000, "test": 3000}
-    text, _ = evidence.dataset_section("watch", found, [0, 1, 2], ["student alone", "KD (Hinton)", "SMLDist"], sizes,
+    text, _ = evidence_report.dataset_section("watch", found, [0, 1, 2], ["student alone", "KD (Hinton)", "SMLDist"], sizes,
                                        "cmd")
     assert text.startswith("## watch (complete)\n\nProtocol: the dataset's own train/test split; validation carved "
                            "from the training windows. 4 classes; 10000 training, 2000 validation and 3000 test windows")
@@ -101,31 +102,31 @@ def test_a_complete_section_and_the_dataset_own_split(found):
 
 
 def test_a_variant_with_no_seed_in_common_with_smldist_is_not_paired():
-    rows = evidence._against_smldist({"SMLDist": {0: _student(0.8, 0.8)},
+    rows = evidence_report._against_smldist({"SMLDist": {0: _student(0.8, 0.8)},
                                       "SMLDist, no stage phase": {1: _student(0.9, 0.9)},
                                       "SMLDist + head search": {}}, ["SMLDist", "SMLDist, no stage phase",
                                                                      "SMLDist + head search"])
     assert rows == []
-    rows = evidence._against_smldist({"SMLDist": {0: _student(0.8, 0.8)},
+    rows = evidence_report._against_smldist({"SMLDist": {0: _student(0.8, 0.8)},
                                       "SMLDist, no stage phase": {1: _student(0.9, 0.9)},       # skipped, then
                                       "SMLDist, no memory loss": {0: _student(0.7, 0.7)}},      # the next is paired
                                      ["SMLDist, no stage phase", "SMLDist, no memory loss"])
     assert rows[-1] == "| SMLDist, no memory loss | -10.0 (1 seed) | -10.0 |" and len(rows) == 6
-    assert evidence._against_smldist({"SMLDist, no memory loss": {0: _student(0.7, 0.7)}},     # SMLDist never ran
+    assert evidence_report._against_smldist({"SMLDist, no memory loss": {0: _student(0.7, 0.7)}},     # SMLDist never ran
                                      ["SMLDist", "SMLDist, no memory loss"]) == []
-    one = evidence._against_smldist({"SMLDist": {0: _student(0.8, 0.8)}, "SMLDist, no stage phase": {0: _student(0.9, 0.9)}},
+    one = evidence_report._against_smldist({"SMLDist": {0: _student(0.8, 0.8)}, "SMLDist, no stage phase": {0: _student(0.9, 0.9)}},
                                     ["SMLDist", "SMLDist, no stage phase"])
     assert one[-1] == "| SMLDist, no stage phase | +10.0 (1 seed) | +10.0 |"
 
 
 def test_intervals_are_written_in_points_with_signs():
-    assert evidence._fmt(0.0123, (-0.004, 0.0286)) == "+1.2 [-0.4, +2.9]"
-    assert evidence._fmt(-0.05, None) == "-5.0 (1 seed)"
+    assert evidence_report._fmt(0.0123, (-0.004, 0.0286)) == "+1.2 [-0.4, +2.9]"
+    assert evidence_report._fmt(-0.05, None) == "-5.0 (1 seed)"
 
 
 def test_a_section_without_the_references_has_no_differences():
     found = {"SMLDist": {0: _student(0.8, 0.8), 1: _student(0.9, 0.9)}}                 # no student alone, no KD
-    text, stats = evidence.dataset_section("hapt", found, [0, 1], ["student alone", "KD (Hinton)", "SMLDist"],
+    text, stats = evidence_report.dataset_section("hapt", found, [0, 1], ["student alone", "KD (Hinton)", "SMLDist"],
                                            SIZES, "cmd")
     assert "| student alone | 0 | — | — | — | — | — |\n| KD (Hinton) | 0 | — | — | — | — | — |\n" in text
     assert "| SMLDist | 2 | 0.8500 ± 0.0707 | 0.8500 ± 0.0707 | — | — | no |" in text
@@ -134,8 +135,8 @@ def test_a_section_without_the_references_has_no_differences():
 
 
 def test_a_teacher_without_its_training_history_is_not_flagged(tmp_path):
-    assert evidence._history(_teacher(0.9, 0.9, tmp_path), "teacher") == []
-    assert evidence._history(_student(0.9, 0.9, RISING), "KD (Hinton)") == [{"macro_f1": v} for v in RISING]
+    assert evidence_report._history(_teacher(0.9, 0.9, tmp_path), "teacher") == []
+    assert evidence_report._history(_student(0.9, 0.9, RISING), "KD (Hinton)") == [{"macro_f1": v} for v in RISING]
 
 
 STATS_2 = {"teacher": {"accuracy": 0.9}, "student alone": {"accuracy": 0.70},
@@ -145,9 +146,9 @@ STATS_2 = {"teacher": {"accuracy": 0.9}, "student alone": {"accuracy": 0.70},
 
 
 def test_the_summary_counts_wins_and_best_means_and_generates_its_verdict(found):
-    _, stats_1 = evidence.dataset_section("uci-har", found, [0, 1, 2], VARIANTS, SIZES, "cmd")
+    _, stats_1 = evidence_report.dataset_section("uci-har", found, [0, 1, 2], VARIANTS, SIZES, "cmd")
     means = {"SMLDist, no frequency term": 0.8, "SMLDist, no memory loss": 0.9}
-    text = evidence.summary_section({"uci-har": stats_1, "hapt": STATS_2}, "SMLDist, no memory loss", means)
+    text = evidence_report.summary_section({"uci-har": stats_1, "hapt": STATS_2}, "SMLDist, no memory loss", means)
     lines = text.split("\n")
     assert lines[:4] == [
         "## Summary across datasets", "",
@@ -176,7 +177,7 @@ def test_the_summary_counts_wins_and_best_means_and_generates_its_verdict(found)
 
 
 def test_the_summary_says_when_ours_is_provisional_or_not_chosen():
-    provisional = evidence.summary_section({"hapt": STATS_2}, "SMLDist, direct logits loss [ours]", {"x": 0.5}, fixed=False)
+    provisional = evidence_report.summary_section({"hapt": STATS_2}, "SMLDist, direct logits loss [ours]", {"x": 0.5}, fixed=False)
     assert ("| SMLDist, direct logits loss [ours] (chosen on uci-har validation) | — | 0 of 0 | 0 |" in provisional)
     assert ("x 0.5000), provisionally: it is fixed (OUT/ours.json) when the first other dataset's grid starts, from "
             "the uci-har runs finished by then.") in provisional
@@ -184,11 +185,11 @@ def test_the_summary_says_when_ours_is_provisional_or_not_chosen():
                 "SMLDist": {"accuracy": 0.72, "alone": (0.01, (0.0, 0.02), 3), "kd": (0.01, (0.0, 0.02), 3)}}
     below_touching = {"SMLDist": {"accuracy": 0.7, "alone": (0.03, (0.02, 0.04), 3), "kd": (-0.01, (-0.02, 0.0), 3)}}
     above = {"SMLDist": {"accuracy": 0.7, "alone": (0.03, (0.02, 0.04), 3), "kd": (0.02, (0.01, 0.03), 3)}}
-    text = evidence.summary_section({"hapt": touching, "watch": {}, "uci-har": below_touching, "wisdm": above}, None, {})
+    text = evidence_report.summary_section({"hapt": touching, "watch": {}, "uci-har": below_touching, "wisdm": above}, None, {})
     assert "| SMLDist | +1.0 [+0.0, +2.0] (+1.0 [+0.0, +2.0] vs KD) | — | " in text      # watch: nothing finished
     assert ("lies above zero on 2 of the 3 datasets where it has finished runs (of 4 planned); against KD it lies above "
             "zero on 1, below zero on 0, and includes zero on 2 of the 3 datasets where both ran.") in text
-    none = evidence.summary_section({}, None, {})
+    none = evidence_report.summary_section({}, None, {})
     assert "The variant of ours is not chosen yet (uci-har's variant runs are not finished)." in none
     assert none.endswith("includes zero on 0 of the 0 datasets where both ran. \n")    # no datasets: no caveat
     assert "| SMLDist |  | 0 of 0 | 0 |" in none and len([line for line in none.split("\n") if line.startswith("| ")]) == 5
@@ -196,20 +197,20 @@ def test_the_summary_says_when_ours_is_provisional_or_not_chosen():
 
 def test_the_report_keeps_an_existing_documents_earlier_sections_and_notes(tmp_path):
     doc = tmp_path / "results.md"
-    assert evidence.kept_earlier(str(doc)) is None and evidence.kept_notes(str(doc)) == ""
+    assert evidence_report.kept_earlier(str(doc)) is None and evidence_report.kept_notes(str(doc)) == ""
     doc.write_text("# Results\n\nno sections yet\n")
-    assert evidence.kept_earlier(str(doc)) is None and evidence.kept_notes(str(doc)) == ""
+    assert evidence_report.kept_earlier(str(doc)) is None and evidence_report.kept_notes(str(doc)) == ""
     doc.write_text("# Results\n\n## Summary across datasets\n\nold table\n\n## uci-har\n\nrows\n")
-    assert evidence.kept_earlier(str(doc)) == "## Summary across datasets\n\nold table\n\n## uci-har\n\nrows\n"
+    assert evidence_report.kept_earlier(str(doc)) == "## Summary across datasets\n\nold table\n\n## uci-har\n\nrows\n"
     doc.write_text("# Results\n\n## Summary across datasets\n\nold table\n\n## Notes\n\nby hand\n")
-    assert evidence.kept_earlier(str(doc)) == "## Summary across datasets\n\nold table\n"
-    assert evidence.kept_notes(str(doc)) == "\n## Notes\n\nby hand\n"
+    assert evidence_report.kept_earlier(str(doc)) == "## Summary across datasets\n\nold table\n"
+    assert evidence_report.kept_notes(str(doc)) == "\n## Notes\n\nby hand\n"
 
 
 def test_the_commands_the_document_names():
-    assert evidence._command(None, "runs/evidence", "docs/results.md") == \
+    assert evidence_report._command(None, "runs/evidence", "docs/results.md") == \
         "tinysml evidence --out runs/evidence --doc docs/results.md"
-    assert evidence._command("hapt", "o", "d.md") == "tinysml evidence --out o --doc d.md --datasets hapt"
+    assert evidence_report._command("hapt", "o", "d.md") == "tinysml evidence --out o --doc d.md --datasets hapt"
 
 
 def test_the_document_is_read_as_utf8_whatever_the_locale(tmp_path):
@@ -220,8 +221,8 @@ def test_the_document_is_read_as_utf8_whatever_the_locale(tmp_path):
     doc = tmp_path / "results.md"
     doc.write_text("# Results\n\n## Summary across datasets\n\n| a | 0.91 ± 0.01 | — |\n\n## Notes\n\n± by hand\n",
                    encoding="utf-8")
-    code = ("import sys; from tinysml import evidence; "
-            "sys.stdout.buffer.write((evidence.kept_earlier(sys.argv[1]) + evidence.kept_notes(sys.argv[1])).encode())")
+    code = ("import sys; from tinysml import evidence_report; "
+            "sys.stdout.buffer.write((evidence_report.kept_earlier(sys.argv[1]) + evidence_report.kept_notes(sys.argv[1])).encode())")
     env = dict(os.environ, LC_ALL="C", LANG="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0",
                PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     out = subprocess.run([sys.executable, "-c", code, str(doc)], env=env, capture_output=True, check=True).stdout

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tinysml import compare, evidence, powered, records
+from tinysml import compare, evidence, evidence_report, powered, records
 from tinysml.distill.pipeline import RELEASED_RECIPE
 
 
@@ -87,18 +87,18 @@ def test_the_report_puts_the_study_first_and_keeps_the_earlier_sections(tmp_path
         for s in range(2):
             records.save(str(recs / "uci-har"), m, s, _record(0.9 + 0.01 * s + 0.001 * len(m)))
     (recs / "deviations.md").write_text("seed 7 of hapt ran twice: a kill.")
-    text = evidence.report(str(tmp_path / "no-runs"), str(doc), powered_records=str(recs),
+    text = evidence_report.report(str(tmp_path / "no-runs"), str(doc), powered_records=str(recs),
                            released_records=str(tmp_path / "released"))
     assert text.index("## The powered answer") < text.index("## Summary across datasets") < text.index("## Notes")
     assert "the earlier table" in text and "rows" in text and text.endswith("## Notes\n\nby hand\n")
     assert "### uci-har (INCOMPLETE: 10 of 150 runs finished" in text and "seed 7 of hapt ran twice" in text
     assert "### hapt (INCOMPLETE: 0 of 150 runs finished" in text and "No run has finished yet." in text
     assert os.path.exists(tmp_path / "powered-uci-har.png") and not os.path.exists(tmp_path / "powered-hapt.png")
-    assert evidence.report(str(tmp_path / "no-runs"), str(doc), powered_records=str(recs),
+    assert evidence_report.report(str(tmp_path / "no-runs"), str(doc), powered_records=str(recs),
                            released_records=str(tmp_path / "released")) == text      # rewriting changes nothing
     os.remove(tmp_path / "powered-uci-har.png")
     monkeypatch.chdir(tmp_path)                         # a document in the working folder: its figures beside it
-    evidence.report("no-runs", "results.md", powered_records="powered", released_records="released")
+    evidence_report.report("no-runs", "results.md", powered_records="powered", released_records="released")
     assert os.path.exists(tmp_path / "powered-uci-har.png")
 
 

@@ -8,7 +8,7 @@ import os
 import pytest
 import tqdm
 
-from tinysml import compare, evidence, io, power, records
+from tinysml import compare, evidence, evidence_report, io, power, records
 
 TINY = ["--dataset", "basicmotions", "--seeds", "0", "1", "--teacher-epochs", "1", "--student-epochs", "1",
         "--batch-size", "16", "--variants", "KD (Hinton)"]
@@ -137,7 +137,7 @@ def test_the_evidence_report_reads_each_datasets_records(tmp_path, monkeypatch):
     recs = tmp_path / "records"
     records.save(str(recs / "hapt"), "student alone", 0, {"student": {"test": {"accuracy": 0.8, "macro_f1": 0.7}},
                                                           "history": []})
-    text = evidence.report(str(tmp_path / "no-runs"), str(tmp_path / "d.md"), records=str(recs))
+    text = evidence_report.report(str(tmp_path / "no-runs"), str(tmp_path / "d.md"), records=str(recs))
     assert "## uci-har (INCOMPLETE: 0 of " in text and "| student alone | 1 | 0.8000 | 0.7000 | — |" in text
     assert "## hapt (INCOMPLETE: 1 of " in text and "The variant of ours is not chosen yet" in text
     out, doc = tmp_path / "no-runs", tmp_path / "d.md"
@@ -155,6 +155,6 @@ def test_the_evidence_report_reads_each_datasets_records(tmp_path, monkeypatch):
     assert "| SMLDist, no stage phase | 0 |" in uci and "SMLDist, no stage phase" not in hapt   # extras: uci-har only
     assert f"    tinysml evidence --out {tmp_path / 'no-runs'} --doc {tmp_path / 'd.md'} --datasets hapt\n" in hapt
     io.write_json(str(recs / "ours.json"), {"variant": "SMLDist, no memory loss", "val_macro_f1": {}})
-    text = evidence.report(str(tmp_path / "no-runs"), str(tmp_path / "d.md"), records=str(recs))
+    text = evidence_report.report(str(tmp_path / "no-runs"), str(tmp_path / "d.md"), records=str(recs))
     uci, hapt = text.split("## Summary across datasets")[1].split("## uci-har (")[1].split("## hapt (")
     assert "| SMLDist, no memory loss | 0 |" in hapt and "| SMLDist, no memory loss |" not in uci   # ours, from the records
