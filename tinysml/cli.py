@@ -349,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pipeline: the classifier head the SMLDist pipeline gives teacher and student (a "
                         "Hopfield memory + linear mixture); linear: one linear layer")
     f.set_defaults(run=_cmd_profile)
+    p.commands = sub.choices          # name -> its parser (docs/cli.md: tinysml/cli_reference.py)
     return p
 
 

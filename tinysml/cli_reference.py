@@ -7,7 +7,6 @@ version that wrote it: argparse's layout changes between versions).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from unittest import mock
@@ -23,8 +22,7 @@ def reference(width: int = 100) -> str:
                  f"(tests/test_cli.py checks that this file is what the commands print, under Python "
                  f"{sys.version_info.major}.{sys.version_info.minor}: argparse's layout changes between versions.)\n",
                  "## tinysml\n", "```\n" + p.format_help() + "```\n"]
-        sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
-        for name, parser in sub.choices.items():
+        for name, parser in p.commands.items():
             parts += [f"## tinysml {name}\n", "```\n" + parser.format_help() + "```\n"]
     return "\n".join(parts)
 
