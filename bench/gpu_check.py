@@ -14,6 +14,9 @@ hang cannot eat the slot; a failed step is recorded and the rest still run:
                tests/test_kernels_cuda.py and tests/test_backends.py (the CuPy case among them)
      graphs    bench/gpu_graphs.py: the training step and batch-1 inference, eager and as CUDA
                graphs, against torch CUDA eager and torch's captured step (issue 27's targets)
+     units     bench/gpu_units.py: each unit of the network (stem, bottlenecks, head, loss, AdamW)
+               as its own CUDA graph against torch's, device time per replay: where the replayed
+               step's time goes (evidence only)
      seed-run  bench/seed_run.py --device cuda: one uci-har seed (teacher + four students), timed
                against bench/seed_run_cpu.json (one CPU thread); needs hapt-raw.npz under
                $TINYSML_DATA (the device has no network: carry it), else skipped
@@ -62,6 +65,7 @@ PROFILE = os.path.join(ROOT, "bench", "step_profile.py")
 GRAPHS = os.path.join(ROOT, "bench", "gpu_graphs.py")
 SEED_RUN = os.path.join(ROOT, "bench", "seed_run.py")
 DROPOUT_PROBE = os.path.join(ROOT, "bench", "gpu_dropout_probe.py")
+UNITS = os.path.join(ROOT, "bench", "gpu_units.py")
 SEED_CPU = os.path.join(ROOT, "bench", "seed_run_cpu.json")     # the same seed's runs at one CPU thread
 NO_GPU = 3
 PIPELINE = ["--dataset", "basicmotions", "--teacher-epochs", "4", "--student-epochs", "4", "--stage-epochs", "1",
@@ -237,6 +241,10 @@ def main(argv=None) -> int:
             with open(os.path.join(out, "gpu_graphs-batch-64.txt"), "w") as f:
                 f.write(text)
             _target_verdicts(check, text, "graphs")
+        text = check.run("units", [sys.executable, UNITS, "--batch", "64"], 120, required=False, **gpu_only)
+        if text:
+            with open(os.path.join(out, "gpu_units-batch-64.txt"), "w") as f:
+                f.write(text)
         if args.seed_run and os.path.exists(os.path.join(env["TINYSML_DATA"], "hapt-raw.npz")):
             cpu_times = ["--cpu-times", SEED_CPU] if os.path.exists(SEED_CPU) else []
             text = check.run("seed-run", [sys.executable, SEED_RUN, "--device", "cuda", "--out",

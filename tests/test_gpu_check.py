@@ -92,8 +92,8 @@ def test_dry_run_runs_every_step_that_needs_no_gpu(tmp_path):
     summary = (tmp_path / "out" / "summary.md").read_text()
     for step in ("install-pip", "import", "versions", "tests", "pipeline-cpu", "bench-cpu-dry-run"):
         assert f"| {step} | passed |" in summary, summary
-    for step in ("graphs", "same-weights-cpu-vs-gpu", "pipeline-cuda", "bench-batch-64", "bench-batch-8192",
-                 "profile-cuda"):
+    for step in ("graphs", "units", "same-weights-cpu-vs-gpu", "pipeline-cuda", "bench-batch-64", "bench-batch-8192",
+                 "profile-cuda", "dropout-probe"):
         assert f"| {step} | skipped (needs a GPU) |" in summary
     assert "| seed-run | skipped (no uci-har recordings under $TINYSML_DATA) |" in summary
     assert "met: dry run: bench/vs_torch.py ran on the CPU and its table parsed" in summary
@@ -134,3 +134,21 @@ def test_the_five_seed_mode_without_a_gpu_or_recordings_says_what_it_skipped(tmp
     assert proc.returncode == 1
     assert "| five-seeds | skipped (no uci-har recordings under $TINYSML_DATA) |" in summary
     assert "| tests |" not in summary and "| import | passed |" in summary
+
+
+@pytest.mark.parametrize("script,args,expect", [
+    ("gpu_units.py", ["--presets", "har-student", "--replays", "10"],
+     ["stem", "block 3", "head conv + pool", "classifier + loss", "AdamW, all parameters", "units summed",
+      "whole step replayed"]),
+    ("gpu_dropout_probe.py", ["--steps", "3"], ["eager again: masks drawn 3 (eager 3), all equal: True",
+                                                "first step that differs: none (bitwise equal)"]),
+])
+def test_the_prepared_gpu_scripts_run_their_plumbing_on_the_cpu(script, args, expect):
+    """What bench/gpu_check.py runs on a GPU, run here with --device cpu (eager, host timers), so that
+    a slot is never lost to a script that cannot start."""
+    pytest.importorskip("torch")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", script), "--device", "cpu", *args],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for line in expect:
+        assert line in proc.stdout, proc.stdout
