@@ -1,12 +1,16 @@
 """CUDA kernels through CuPy: the same names and signatures as ``reference.py``.
 
-The depthwise convolution (forward, gathered input gradient, weight gradient over batch slices without
-atomics), batch norm fused with its activation (eval mode: one pass; training mode: statistics, then
-one pass, and two kernels for the backward), and squeeze-excite's channel scaling are hand-written
-CUDA C in ``cuda/*.cu``, compiled by ``cupy.RawModule`` on first use (once per device; CuPy caches
-the binaries). The AdamW step is one ``cupy.ElementwiseKernel`` per parameter (the array code takes
-nine). Everything else is the reference array code running on CuPy arrays: pointwise convolutions
-are ``cupy.matmul`` (cuBLAS), reductions are CuPy's.
+Hand-written CUDA C in ``cuda/*.cu`` (shared device functions in ``cuda/common.cuh``), compiled by
+``cupy.RawModule`` on first use (once per device; CuPy caches the binaries, keyed by the source
+text, which is why ``cuda_source.py`` writes the header into each file): the depthwise convolution
+(forward, gathered input gradient, weight gradient over batch slices without atomics); every
+matrix product, pointwise and dense convolutions included, as one GEMM kernel (CuPy cannot record
+cuBLAS in a CUDA graph; layouts in ``gemm_layout.py``); batch norm fused with its activation (eval
+mode: one pass; training mode: statistics, then one pass, and two kernels for the backward) and
+its running-statistics update; activations on their own and squeeze-excite's scaling with the
+activation after it, forward and backward. The AdamW step is one ``cupy.ElementwiseKernel`` per
+parameter (the array code takes nine). What is left is the reference array code running on CuPy
+arrays (the pooling over time and its reductions).
 
 Why fuse on a GPU: a small model's training step is a few hundred kernel launches of microseconds
 each, so its time is launch overhead, not arithmetic; every launch saved is time saved.
@@ -17,7 +21,6 @@ build matching JetPack's CUDA) and a CUDA device.
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 
@@ -26,11 +29,11 @@ try:
 except ImportError as err:  # pragma: no cover - depends on the machine
     raise ImportError("the CUDA backend needs CuPy: pip install 'tinysml[cuda12]' or 'tinysml[cuda13]'") from err
 
+from . import cuda_source
 from . import gemm_layout as GL
 from . import reference
 from .reference import ACTIVATIONS, conv_out_len  # noqa: F401
 
-SOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda")
 THREADS = 256
 ITEMS = 4             # elements per thread in the depthwise kernels (ITEMS in cuda/depthwise.cu)
 _modules: dict = {}
@@ -41,8 +44,7 @@ def _kernel(source: str, name: str, dtype):
     """The compiled kernel ``name``_f32/_f64 from ``cuda/<source>.cu`` for the current device."""
     key = (source, cp.cuda.runtime.getDevice())
     if key not in _modules:
-        with open(os.path.join(SOURCES, f"{source}.cu")) as f:
-            _modules[key] = cp.RawModule(code=f.read(), options=("-std=c++14",))
+        _modules[key] = cp.RawModule(code=cuda_source.source(source), options=("-std=c++14",))
     suffix = {cp.dtype(cp.float32): "f32", cp.dtype(cp.float64): "f64"}.get(cp.dtype(dtype))
     if suffix is None:
         raise TypeError(f"CUDA kernels take float32 or float64 arrays, got {dtype}")
@@ -340,11 +342,80 @@ def conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1, groups=1, input_grad=T
     return gx, gw, gy.sum(axis=(0, 2))
 
 
+# --------------------------------------------------------------------------- activations, SE, running statistics: cuda/act.cu
+def _act_code(name: str) -> int:
+    if name not in _ACT_CODE:
+        raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
+    return _ACT_CODE[name]
+
+
+def act_fwd(name, x):
+    """y = act(x), elementwise over the flattened array in one launch (the array code takes up to
+    four: hardswish is x * (clip(x + 3, 0, 6) / 6)); the equations are reference.act_fwd's."""
+    code = _act_code(name)
+    x = cp.ascontiguousarray(x)
+    y = cp.empty_like(x)
+    if x.size:
+        _kernel("act", "act", x.dtype)(_blocks(x.size), (THREADS,), (x, y, cp.int64(x.size), cp.int32(code)))
+    return y
+
+
+def act_bwd(name, x, gy):
+    """gx = act'(x) gy in one launch (reference.act_bwd)."""
+    code = _act_code(name)
+    x = cp.ascontiguousarray(x)
+    gy = cp.ascontiguousarray(gy, dtype=x.dtype)
+    gx = cp.empty_like(x)
+    if x.size:
+        _kernel("act", "act_grad", x.dtype)(_blocks(x.size), (THREADS,), (x, gy, gx, cp.int64(x.size), cp.int32(code)))
+    return gx
+
+
+def channel_scale_act_fwd(x, s, act):
+    """Squeeze-excite's scaling and the activation after it, y = act(x[b, c, l] s[b, c]), in one launch."""
+    code = _act_code(act)
+    x = cp.ascontiguousarray(x)
+    y = cp.empty_like(x)
+    if x.size:
+        _kernel("act", "channel_scale_act", x.dtype)(_blocks(x.size), (THREADS,),
+                                                     (x, cp.ascontiguousarray(s, dtype=x.dtype), y, cp.int64(x.size),
+                                                      cp.int32(x.shape[2]), cp.int32(code)))
+    return y
+
+
+def channel_scale_act_bwd(gy, x, s, act):
+    """Its gradients in one launch, one block per row (b, c): g = act'(x s) gy, gx = g s, and
+    gs[b, c] = sum_l g x by a tree sum in a fixed order (no atomics)."""
+    code = _act_code(act)
+    x = cp.ascontiguousarray(x)
+    gy, s = cp.ascontiguousarray(gy, dtype=x.dtype), cp.ascontiguousarray(s, dtype=x.dtype)
+    B, C, L = x.shape
+    gx, gs = cp.empty_like(x), cp.empty((B, C), dtype=x.dtype)
+    if B * C:
+        threads = min(THREADS, max(32, 1 << max(L - 1, 0).bit_length()))      # a power of two (block_sum)
+        _kernel("act", "channel_scale_act_grad", x.dtype)((B * C,), (threads,), (gy, x, s, gx, gs, cp.int32(L),
+                                                                                 cp.int32(code)),
+                                                          shared_mem=threads * x.dtype.itemsize)
+    return gx, gs
+
+
+def bn_update_running(running_mean, running_var, mean, var, momentum, n):
+    """Batch norm's running statistics in place in one launch (the array code takes seven; ten with
+    the momentum in a device array). reference.bn_update_running has the equation."""
+    C, dtype = running_mean.size, running_mean.dtype
+    mean, var = (cp.ascontiguousarray(a, dtype=dtype) for a in (mean, var))
+    ratio = dtype.type(n / (n - 1))
+    if isinstance(momentum, (int, float)):
+        _kernel("act", "bn_running", dtype)(_blocks(C), (THREADS,), (running_mean, running_var, mean, var,
+                                                                      dtype.type(1 - momentum), dtype.type(momentum),
+                                                                      ratio, cp.int32(C)))
+    else:
+        momentum = cp.ascontiguousarray(momentum, dtype=cp.float64).reshape(1)
+        _kernel("act", "bn_running_device", dtype)(_blocks(C), (THREADS,), (running_mean, running_var, mean, var,
+                                                                             momentum, ratio, cp.int32(C)))
+
+
 # --------------------------------------------------------------------------- the rest: reference on CuPy
-act_fwd = reference.act_fwd
-act_bwd = reference.act_bwd
 channel_scale_bwd = reference.channel_scale_bwd
 time_mean_fwd = reference.time_mean_fwd                     # CuPy's reductions: array code is enough
 time_mean_bwd = reference.time_mean_bwd
-channel_scale_act_fwd = reference.channel_scale_act_fwd     # composed from the kernels above
-channel_scale_act_bwd = reference.channel_scale_act_bwd

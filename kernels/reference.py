@@ -221,6 +221,25 @@ def bn_act_bwd(gy, x, gamma, beta, mean, invstd, act):
     return bn_bwd(act_bwd(act, pre, gy), x, gamma, mean, invstd)
 
 
+def bn_update_running(running_mean, running_var, mean, var, momentum, n):
+    """Batch norm's running statistics, in place, as PyTorch updates them (C,):
+
+        r_mean = (1 - m) r_mean + m mean;   r_var = (1 - m) r_var + m var N / (N - 1)
+
+    with the batch's mean and biased variance over N = n values per channel (the running variance
+    is the unbiased one). momentum m: a number, or a float64 array of one element on the
+    statistics' device (precise BN replayed as a CUDA graph: its value is read when the update
+    runs). Either way 1 - m and m are rounded once to the statistics' dtype, so both give the same
+    numbers."""
+    keep, m = 1 - momentum, momentum
+    if not isinstance(momentum, (int, float)):
+        keep, m = keep.astype(running_mean.dtype), m.astype(running_mean.dtype)
+    running_mean *= keep
+    running_mean += m * mean
+    running_var *= keep
+    running_var += m * var * (n / (n - 1))
+
+
 def bn_act_eval(x, gamma, beta, running_mean, running_var, eps, act):
     """act(eval-mode batch norm): y = act(x scale + shift), scale = gamma / sqrt(var + eps),
     shift = beta - mean scale (the stored statistics)."""

@@ -66,7 +66,7 @@ def test_every_readme_snippet_runs_as_shown(index, tmp_path):
 
 def _project_files():
     out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
-    return [f for f in out if f.endswith((".py", ".md", ".toml", ".sh", ".cu")) and not f.startswith(".ci/")]
+    return [f for f in out if f.endswith((".py", ".md", ".toml", ".sh", ".cu", ".cuh")) and not f.startswith(".ci/")]
 
 
 def test_nothing_cites_a_file_outside_the_project():

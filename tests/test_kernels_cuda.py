@@ -18,18 +18,45 @@ CU_FILES = sorted(glob.glob(os.path.join(os.path.dirname(ref.__file__), "cuda", 
 
 
 def test_there_are_cuda_sources():
-    assert {os.path.basename(f) for f in CU_FILES} >= {"depthwise.cu", "bn_act.cu"}
+    assert {os.path.basename(f) for f in CU_FILES} >= {"depthwise.cu", "bn_act.cu", "act.cu", "gemm.cu"}
+
+
+def _nvcc():
+    nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
+    if nvcc is None:
+        pytest.skip("nvcc is not installed on this machine")
+    return nvcc
+
+
+def test_the_source_given_to_nvrtc_has_its_headers_written_in():
+    """CuPy caches compiled kernels by their source text: a header left to #include would let an
+    edited header hide behind a cached binary, so kernels/cuda_source.py writes each one in."""
+    from tinysml.kernels import cuda_source
+    for path in CU_FILES:
+        name = os.path.basename(path)[:-3]
+        text = cuda_source.source(name)
+        assert '#include "' not in text and "#pragma once" not in text, name
+        with open(path) as f:
+            raw = f.read()
+        if '#include "common.cuh"' in raw:
+            assert "__device__ T activate(T v, int act)" in text and text.count("__device__ T block_sum") == 1
+        else:
+            assert text == raw
 
 
 @pytest.mark.parametrize("path", CU_FILES, ids=os.path.basename)
 @pytest.mark.parametrize("arch", ["sm_87", "sm_90"])          # Jetson Orin, H100/H200
 def test_cu_file_compiles_with_nvcc(path, arch, tmp_path):
-    nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
-    if nvcc is None:
-        pytest.skip("nvcc is not installed on this machine")
-    proc = subprocess.run([nvcc, "--ptx", f"-arch={arch}", "-std=c++14", path, "-o", str(tmp_path / "out.ptx")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    """Each file as it is (its includes resolved by nvcc) and as NVRTC is given it (headers written in)."""
+    from tinysml.kernels import cuda_source
+    nvcc = _nvcc()
+    inlined = tmp_path / "inlined.cu"
+    inlined.write_text(cuda_source.source(os.path.basename(path)[:-3]))
+    for src in (path, str(inlined)):
+        proc = subprocess.run([nvcc, "--ptx", f"-arch={arch}", "-std=c++14", src, "-o", str(tmp_path / "out.ptx")],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert "warning" not in proc.stderr.lower(), proc.stderr
 
 
 _gpu = cupy_or_skip
@@ -110,6 +137,69 @@ def test_training_batch_norm_act_random_shapes_on_gpu(gpu, B, C, L, act, dtype, 
         assert_close(o.get(), t, rtol=1e-4, magnitude=fwd if t.ndim == 3 else 0.0)
     for o, t in zip(cuda.bn_bwd(*(gpu.asarray(a) for a in (gy, x, g, mean, invstd))), ref.bn_bwd(gy, x, g, mean, invstd)):
         assert_close(o.get(), t, rtol=1e-4, magnitude=bwd if t.ndim == 3 else 0.0)
+
+
+@RANDOM
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=3), st.sampled_from(ref.ACTIVATIONS),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 999))
+def test_activations_random_shapes_on_gpu(gpu, shape, act, dtype, seed):
+    """cuda/act.cu's act and act_grad (one launch each) against the reference composition on 1-, 2-
+    and 3-d arrays: squeeze-excite's (B, C), the head's (B, width), a block's (B, C, L)."""
+    from tinysml.kernels import cuda
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 4).astype(dtype)            # across every kink (0, +-3, 6)
+    gy = rng.standard_normal(shape).astype(dtype)
+    y = cuda.act_fwd(act, gpu.asarray(x))
+    assert y.dtype == dtype and y.shape == x.shape
+    assert_close(y.get(), ref.act_fwd(act, x))
+    gx = cuda.act_bwd(act, gpu.asarray(x), gpu.asarray(gy))
+    assert gx.dtype == dtype
+    assert_close(gx.get(), ref.act_bwd(act, x, gy))
+
+
+def test_an_unknown_activation_is_named_on_gpu(gpu):
+    from tinysml.kernels import cuda
+    for call in (lambda x: cuda.act_fwd("gelu", x), lambda x: cuda.act_bwd("gelu", x, x),
+                 lambda x: cuda.channel_scale_act_fwd(x[:, :, None], x, "gelu")):
+        with pytest.raises(ValueError, match="unknown activation 'gelu'; expected one of"):
+            call(gpu.ones((2, 3), np.float32))
+
+
+@RANDOM
+@given(st.integers(1, 5), st.integers(1, 40), st.integers(1, 300), st.sampled_from(ref.ACTIVATIONS),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 999))
+def test_squeeze_excite_scaling_with_its_activation_on_gpu(gpu, B, C, L, act, dtype, seed):
+    """channel_scale_act forward and backward (one launch each; the backward's sum over time is one
+    block per row, lengths past a block's 256 threads included) against the reference."""
+    from tinysml.kernels import cuda
+    rng = np.random.default_rng(seed)
+    x, gy = ((rng.standard_normal((B, C, L)) * 3).astype(dtype) for _ in range(2))
+    s = rng.random((B, C)).astype(dtype) * 2
+    y = cuda.channel_scale_act_fwd(gpu.asarray(x), gpu.asarray(s), act)
+    assert y.dtype == dtype
+    assert_close(y.get(), ref.channel_scale_act_fwd(x, s, act))
+    for o, t in zip(cuda.channel_scale_act_bwd(gpu.asarray(gy), gpu.asarray(x), gpu.asarray(s), act),
+                    ref.channel_scale_act_bwd(gy, x, s, act)):
+        assert o.dtype == dtype and o.shape == t.shape
+        assert_close(o.get(), t, rtol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-14)])
+def test_running_statistics_update_on_gpu(gpu, dtype, rtol):
+    """bn_update_running in one launch, the momentum a number or a float64 device array (0-d or of
+    one element, as precise BN holds it), against the reference's seven array operations."""
+    from tinysml.kernels import cuda
+    rng = np.random.default_rng(9)
+    for momentum in (0.1, 1.0, 1 / 3, np.float64(1 / 7), np.asarray(1 / 7), np.full(1, 0.25)):
+        rm, mean = (rng.standard_normal(37).astype(dtype) for _ in range(2))
+        rv, var = (rng.random(37).astype(dtype) + 0.5 for _ in range(2))
+        ours = [gpu.asarray(a) for a in (rm, rv)]
+        on_device = momentum if isinstance(momentum, float) else gpu.asarray(momentum)
+        cuda.bn_update_running(*ours, gpu.asarray(mean), gpu.asarray(var), on_device, 96)
+        ref.bn_update_running(rm, rv, mean, var, momentum, 96)
+        for o, e in zip(ours, (rm, rv)):
+            assert o.dtype == dtype
+            np.testing.assert_allclose(o.get(), e, rtol=rtol, atol=rtol)
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-6), (np.float64, 1e-13)])

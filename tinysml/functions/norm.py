@@ -74,20 +74,12 @@ def _values_per_channel(name, x, gamma, training) -> int:
 
 
 def _update_running(running_mean, running_var, stats, momentum, n):
-    """r = (1 - momentum) r + momentum s in place, with the unbiased variance (as PyTorch).
-
-    momentum: a number, or a 0-d float64 array on the statistics' device (precise BN replayed as a
-    CUDA graph, train.recalibrate_batchnorm: a number would be frozen into the graph, an array is
-    read when the kernels run). Either way 1 - momentum and momentum are rounded once to the
-    statistics' dtype, so both give the same numbers."""
+    """The running statistics' update in place (kernels.reference.bn_update_running: PyTorch's, with
+    the unbiased variance). momentum: a number, or a float64 array of one element on the device
+    (precise BN replayed as a CUDA graph, train.recalibrate_batchnorm: a number would be frozen
+    into the graph, an array is read when the kernels run); both give the same numbers."""
     running_mean, running_var = _array(running_mean), _array(running_var)    # a Tensor's own array, in place
-    keep, m = 1 - momentum, momentum
-    if not isinstance(momentum, (int, float)):
-        keep, m = keep.astype(running_mean.dtype), m.astype(running_mean.dtype)
-    running_mean *= keep
-    running_mean += m * stats["mean"]
-    running_var *= keep
-    running_var += m * stats["var"] * (n / (n - 1))
+    kernels_for(running_mean).bn_update_running(running_mean, running_var, stats["mean"], stats["var"], momentum, n)
 
 
 class BatchNormAct(Function):
