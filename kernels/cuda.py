@@ -8,8 +8,8 @@ matrix product, pointwise and dense convolutions included, as one GEMM kernel (C
 cuBLAS in a CUDA graph; layouts in ``gemm_layout.py``); batch norm fused with its activation (eval
 mode: one pass; training mode: statistics, then one pass, and two kernels for the backward) and
 its running-statistics update; activations on their own and squeeze-excite's scaling with the
-activation after it, forward and backward. The AdamW step is one ``cupy.ElementwiseKernel`` per
-parameter (the array code takes nine). What is left is the reference array code running on CuPy
+activation after it, forward and backward; the AdamW step of every parameter in one launch
+(``cuda/adamw.cu``; the array code takes nine per parameter). What is left is the reference array code running on CuPy
 arrays (the pooling over time and its reductions).
 
 Why fuse on a GPU: a small model's training step is a few hundred kernel launches of microseconds
@@ -31,6 +31,7 @@ except ImportError as err:  # pragma: no cover - depends on the machine
 
 from . import cuda_source
 from . import gemm_layout as GL
+from . import multi_tensor
 from . import reference
 from .reference import ACTIVATIONS, conv_out_len  # noqa: F401
 
@@ -224,6 +225,45 @@ def adamw_step_device(w, g, m, v, lr, t, beta1, beta2, eps, weight_decay):
             "m = B1 * m + (1 - B1) * g; v = B2 * v + (1 - B2) * (g * g); "
             "w = w * keep - step * m / (sqrt(v / bc2) + (T)eps);", "tinysml_adamw_device")
     _adamw_device(g, lr, t, float(beta1), float(beta2), float(eps), float(weight_decay), w, m, v)
+
+
+_struct_arguments = [True]      # False once this CuPy has refused a struct argument (then one launch each)
+
+
+def adamw_step_multi(ws, gs, ms, vs, lr, t, beta1, beta2, eps, weight_decay):
+    """``adamw_step_device`` for many parameters of one dtype in one launch per CHUNK of them
+    (cuda/adamw.cu; their addresses travel in the launch's arguments, ``multi_tensor.pack``).
+    Gradients that are not contiguous are copied first. A parameter or moment that is not
+    contiguous, or a CuPy that cannot pass the struct argument (with a warning), gets the same step
+    one launch per parameter."""
+    alone = [i for i, (w, m, v) in enumerate(zip(ws, ms, vs)) if not all(a.flags.c_contiguous for a in (w, m, v))]
+    for i in alone:
+        adamw_step_device(ws[i], gs[i], ms[i], vs[i], lr, t, beta1, beta2, eps, weight_decay)
+    if alone:
+        ws, gs, ms, vs = ([a for i, a in enumerate(arrays) if i not in alone] for arrays in (ws, gs, ms, vs))
+    gs = [g if g.flags.c_contiguous and g.dtype == w.dtype else cp.ascontiguousarray(g, dtype=w.dtype)
+          for g, w in zip(gs, ws)]
+    if not ws:
+        return
+    if _struct_arguments[0]:
+        kernel = _kernel("adamw", "adamw_multi", ws[0].dtype)
+        for k, (tensors, count, largest) in enumerate(multi_tensor.pack(ws, gs, ms, vs)):
+            blocks = max(1, min(-(-largest // THREADS), 128))        # the x blocks stride over larger ones
+            try:
+                kernel((blocks, count), (THREADS,), (tensors, lr, t, np.float64(beta1), np.float64(beta2),
+                                                     np.float64(eps), np.float64(weight_decay)))
+            except TypeError as err:             # refused before anything ran (the first launch)
+                if k:
+                    raise
+                import warnings
+                warnings.warn(f"this CuPy ({cp.__version__}) cannot pass the multi-tensor AdamW's struct argument "
+                              f"({err}); updating the parameters one launch each", RuntimeWarning, stacklevel=2)
+                _struct_arguments[0] = False
+                break
+        else:
+            return
+    for w, g, m, v in zip(ws, gs, ms, vs):
+        adamw_step_device(w, g, m, v, lr, t, beta1, beta2, eps, weight_decay)
 
 
 # --------------------------------------------------------------------------- matrix products: cuda/gemm.cu

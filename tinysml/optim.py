@@ -81,11 +81,12 @@ class AdamW(Optimizer):
     """Adam with decoupled weight decay (Loshchilov & Hutter):
     w -= lr wd w;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  w -= lr m^ / (sqrt(v^) + eps).
 
-    On a GPU the step count t and the learning rate live in two device scalars that the step's
-    kernels read, and t is advanced by a kernel, so that a step recorded in a CUDA graph stays right
-    when replayed (tinysml/cuda_graph.py). ``steps`` and ``lr`` on the host stay the truth: the
-    device copies are rewritten from them (outside a capture) whenever they differ from what the
-    device holds, e.g. after a schedule changed ``lr`` or a checkpoint was loaded."""
+    On a GPU the update of every parameter is one launch (kernels/cuda/adamw.cu); the step count t
+    and the learning rate live in two device scalars that it reads, and t is advanced by a kernel,
+    so that a step recorded in a CUDA graph stays right when replayed (tinysml/cuda_graph.py).
+    ``steps`` and ``lr`` on the host stay the truth: the device copies are rewritten from them
+    (outside a capture) whenever they differ from what the device holds, e.g. after a schedule
+    changed ``lr`` or a checkpoint was loaded."""
 
     graph_capable = True
 
@@ -126,13 +127,16 @@ class AdamW(Optimizer):
         self.steps += 1
         d["t_host"] = self.steps
         b1, b2 = self.betas
+        by_dtype = {}                                    # the parameters with a gradient, one launch per dtype
         for p, state in zip(self.params, self.state):
             if p.grad is None:
                 continue
             if "m" not in state:
                 state["m"], state["v"] = xp.zeros_like(p.data), xp.zeros_like(p.data)
-            kernels_for(p.data).adamw_step_device(p.data, p.grad, state["m"], state["v"], d["lr"], d["t"],
-                                                  b1, b2, self.eps, self.weight_decay)
+            by_dtype.setdefault(p.data.dtype, []).append((p.data, p.grad, state["m"], state["v"]))
+        for group in by_dtype.values():
+            ws, gs, ms, vs = (list(column) for column in zip(*group))
+            kernels_for(ws[0]).adamw_step_multi(ws, gs, ms, vs, d["lr"], d["t"], b1, b2, self.eps, self.weight_decay)
 
     def load_state_dict(self, sd: dict) -> None:
         super().load_state_dict(sd)

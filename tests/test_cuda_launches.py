@@ -1,0 +1,201 @@
+"""Every launch the CUDA backend makes, checked against the kernel's C signature, on any machine.
+
+nvcc proves that the .cu files compile and the GPU tests that the kernels compute the right numbers,
+but the argument list of a launch is only checked when it runs: a Python int where the kernel takes
+an ``int`` (CuPy passes eight bytes), a float32 where it takes a ``double``, an argument left out.
+Here kernels/cuda.py runs on a stand-in for CuPy whose arrays are NumPy arrays and whose kernels
+record their launches: each launch's arguments are compared with the parameters of the kernel as the
+C preprocessor expands its source (``cpp``; skipped where there is none). Nothing is computed; the
+numbers are the GPU tests' business (tests/test_kernels_cuda.py)."""
+import importlib
+import re
+import shutil
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+SIGNATURE = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\s*\(\s*\w+\s*\)\s*)?(\w+)\s*\(([^)]*)\)')
+SCALARS = {"int": np.int32, "long long": np.int64, "unsigned long long": np.uint64, "float": np.float32,
+           "double": (np.float64, float)}
+POINTEES = {"float": np.float32, "double": np.float64, "int": np.int32, "long long": np.int64}
+
+
+class DeviceArray(np.ndarray):
+    """A NumPy array that answers like a CuPy one where kernels/cuda.py asks (``.data.ptr``, ``.get()``)."""
+
+    @property
+    def data(self):
+        return types.SimpleNamespace(ptr=self.__array_interface__["data"][0])
+
+    def get(self):
+        return np.array(self)
+
+
+def device(a, dtype=None):
+    return np.array(a, dtype=dtype).view(DeviceArray)
+
+
+def signatures(code: str) -> dict:
+    """kernel name -> [parameter declarations], from the preprocessed source."""
+    out = subprocess.run(["cpp", "-P", "-x", "c++", "-"], input=code, capture_output=True, text=True, check=True)
+    return {name: [p.strip() for p in params.split(",")] for name, params in SIGNATURE.findall(out.stdout)}
+
+
+class Launches(list):
+    """Every launch recorded: (kernel, grid, block, args)."""
+
+
+def check_argument(kernel, declaration, arg):
+    base = re.sub(r"\b(const|__restrict__)\b", "", declaration).split()
+    name_removed = " ".join(base[:-1]).replace(" *", "*").strip()
+    if "*" in declaration:
+        pointee = name_removed.rstrip("*").strip()
+        assert isinstance(arg, DeviceArray), f"{kernel}: {declaration!r} given {type(arg).__name__}"
+        assert arg.dtype == POINTEES[pointee], f"{kernel}: {declaration!r} given a {arg.dtype} array"
+        if not kernel.startswith("gemm_"):                   # the GEMM takes its operands' strides; the rest index
+            assert arg.flags.c_contiguous, f"{kernel}: {declaration!r} given an array that is not contiguous"
+    elif name_removed in SCALARS:
+        assert isinstance(arg, SCALARS[name_removed]) and not isinstance(arg, DeviceArray), \
+            f"{kernel}: {declaration!r} given {type(arg).__name__} {arg!r}"
+    else:                                                     # a struct passed by value: a structured array
+        assert isinstance(arg, np.ndarray) and arg.dtype.names and arg.shape == (1,), \
+            f"{kernel}: {declaration!r} given {type(arg).__name__}"
+
+
+def fake_cupy(launches: Launches, elementwise: list):
+    cp = types.ModuleType("cupy")
+    cp.__version__ = "stand-in"
+    for name in ("float32", "float64", "int32", "int64", "intp", "dtype", "result_type", "sqrt"):
+        setattr(cp, name, getattr(np, name))
+    cp.pad = lambda a, *args, **kwargs: device(np.pad(a, *args, **kwargs))
+    cp.ndarray = DeviceArray
+    cp.ascontiguousarray = lambda a, dtype=None: device(np.ascontiguousarray(a, dtype=dtype))
+    cp.empty = lambda shape, dtype=np.float32: device(np.full(shape, np.nan, dtype=dtype))
+    cp.empty_like = lambda a, dtype=None: device(np.full(a.shape, np.nan, dtype=dtype or a.dtype))
+    cp.zeros = lambda shape, dtype=np.float32: device(np.zeros(shape, dtype))
+    cp.zeros_like = lambda a, dtype=None: device(np.zeros(a.shape, dtype or a.dtype))
+    cp.broadcast_to = lambda a, shape: device(np.broadcast_to(a, shape))
+
+    class RawModule:
+        def __init__(self, code, options=()):
+            self.signatures = signatures(code)
+
+        def get_function(self, name):
+            params = self.signatures[name]
+
+            def launch(grid, block, args, shared_mem=0):
+                assert len(args) == len(params), f"{name}: {len(args)} arguments for {len(params)} parameters"
+                for declaration, arg in zip(params, args):
+                    check_argument(name, declaration, arg)
+                assert all(isinstance(g, (int, np.integer)) and g >= 1 for g in grid), f"{name}: grid {grid}"
+                assert all(isinstance(b, (int, np.integer)) and b >= 1 for b in block) and np.prod(block) <= 1024
+                assert isinstance(shared_mem, int) and shared_mem >= 0
+                launches.append((name, tuple(grid), tuple(block), args))
+            return launch
+
+    class ElementwiseKernel:
+        def __init__(self, in_params, out_params, operation, name, **kwargs):
+            self.name, self.params = name, [p for p in (in_params + "," + out_params).split(",") if p.strip()]
+
+        def __call__(self, *args):
+            assert len(args) == len(self.params), f"{self.name}: {len(args)} arguments for {self.params}"
+            elementwise.append(self.name)
+
+    cp.RawModule, cp.ElementwiseKernel = RawModule, ElementwiseKernel
+    runtime = types.SimpleNamespace(getDevice=lambda: 0, getDeviceProperties=lambda d: {"multiProcessorCount": 132})
+    cp.cuda = types.SimpleNamespace(runtime=runtime)
+    return cp
+
+
+@pytest.fixture
+def cuda(monkeypatch):
+    """tinysml.kernels.cuda imported afresh on the stand-in (the real module, if any, put back after)."""
+    if shutil.which("cpp") is None:
+        pytest.skip("no C preprocessor (cpp) on this machine")
+    import tinysml.kernels as kernels_package
+    launches, elementwise = Launches(), []
+    had, real = "cuda" in vars(kernels_package), vars(kernels_package).get("cuda")
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(launches, elementwise))
+    monkeypatch.delitem(sys.modules, "tinysml.kernels.cuda", raising=False)
+    module = importlib.import_module("tinysml.kernels.cuda")
+    module.launches, module.elementwise = launches, elementwise
+    yield module
+    sys.modules.pop("tinysml.kernels.cuda", None)          # monkeypatch then puts back what was there
+    if had:
+        kernels_package.cuda = real
+    else:
+        vars(kernels_package).pop("cuda", None)            # `from tinysml.kernels import cuda` must not find the stand-in
+
+
+def rand(*shape, dtype):
+    return device(np.random.default_rng(0).standard_normal(shape), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_launch_matches_its_kernel(cuda, dtype):
+    B, C, L, O = 3, 5, 17, 4
+    x, g, s = rand(B, C, L, dtype=dtype), rand(C, dtype=dtype), rand(B, C, dtype=dtype)
+    var = device(np.abs(rand(C, dtype=dtype)) + 1, dtype)
+    calls = {
+        "dw_conv1d_fwd": lambda: cuda.dw_conv1d_fwd(x, rand(C, 3, dtype=dtype), rand(C, dtype=dtype), 2, 1, 1),
+        "dw_conv1d_bwd": lambda: cuda.dw_conv1d_bwd(rand(B, C, 9, dtype=dtype), x, rand(C, 3, dtype=dtype), 2, 1, 1),
+        "dw_conv1d_bwd (large batch)": lambda: cuda.dw_conv1d_bwd(rand(512, C, L, dtype=dtype), rand(512, C, L, dtype=dtype),
+                                                                  rand(C, 3, dtype=dtype), 1, 1, 1),
+        "bn_act_eval": lambda: cuda.bn_act_eval(x, g, g, g, var, 1e-5, "hardswish"),
+        "channel_scale_fwd": lambda: cuda.channel_scale_fwd(x, s),
+        "bn_act_train_fwd": lambda: cuda.bn_act_train_fwd(x, g, g, 1e-5, "relu"),
+        "bn_act_bwd": lambda: cuda.bn_act_bwd(x, x, g, g, g, var, "hardswish"),
+        "bn_bwd": lambda: cuda.bn_bwd(x, x, g, g, var),
+        "act_fwd": lambda: cuda.act_fwd("hardswish", s),
+        "act_bwd": lambda: cuda.act_bwd("hardsigmoid", s, s),
+        "channel_scale_act_fwd": lambda: cuda.channel_scale_act_fwd(x, s, "relu"),
+        "channel_scale_act_bwd": lambda: cuda.channel_scale_act_bwd(x, x, s, "hardswish"),
+        "bn_update_running (number)": lambda: cuda.bn_update_running(g.copy(), var.copy(), g, var, 0.1, B * L),
+        "bn_update_running (device)": lambda: cuda.bn_update_running(g.copy(), var.copy(), g, var,
+                                                                     device(np.asarray(0.5)), B * L),
+        "adamw_step_multi": lambda: cuda.adamw_step_multi([x, g, s.T], [x, g, s.T], [x.copy(), g.copy(), s.T.copy()],
+                                                          [x.copy(), g.copy(), s.T.copy()], device([1e-3]),
+                                                          device([1.0]), 0.9, 0.999, 1e-8, 0.01),
+        "pw_conv1d_fwd": lambda: cuda.pw_conv1d_fwd(x, rand(O, C, dtype=dtype), rand(O, dtype=dtype)),
+        "pw_conv1d_bwd": lambda: cuda.pw_conv1d_bwd(rand(B, O, L, dtype=dtype), x, rand(O, C, dtype=dtype)),
+        "conv1d_fwd": lambda: cuda.conv1d_fwd(x, rand(O, C, 3, dtype=dtype), None, 2, 1),
+        "conv1d_bwd": lambda: cuda.conv1d_bwd(rand(B, O, 9, dtype=dtype), x, rand(O, C, 3, dtype=dtype), 2, 1),
+        "matmul": lambda: cuda.matmul(rand(2, 3, 4, dtype=dtype), rand(4, 5, dtype=dtype)),
+    }
+    suffix = "f32" if dtype == np.float32 else "f64"
+    for what, call in calls.items():
+        before = len(cuda.launches)
+        call()
+        made = [name for name, *_ in cuda.launches[before:]]
+        assert made, f"{what}: no kernel launched"
+        assert all(name.endswith(suffix) for name in made), (what, made)
+    launched = {name.rsplit("_", 1)[0] for name, *_ in cuda.launches}
+    assert {"act", "act_grad", "channel_scale_act", "channel_scale_act_grad", "bn_running", "bn_running_device",
+            "adamw_multi", "gemm", "dw_conv1d_fwd", "bn_stats", "bn_act"} <= launched
+    assert cuda.elementwise == ["tinysml_adamw_device"]        # the transposed parameter, updated on its own
+
+
+def test_the_launch_checker_catches_a_wrong_argument(cuda):
+    """The checker itself: a Python int for a ``long long`` parameter, a missing argument, a float64
+    array for a ``float*``, a float32 scalar for a ``double`` and an array for a struct are each
+    refused."""
+    kernel = cuda._kernel("act", "act", np.float32)
+    x = rand(8, dtype=np.float32)
+    kernel((1,), (32,), (x, x.copy(), np.int64(8), np.int32(3)))
+    for bad, message in [((x, x, 8, np.int32(3)), "given int"),
+                         ((x, x, np.int64(8)), "3 arguments for 4 parameters"),
+                         ((x, x.astype(np.float64), np.int64(8), np.int32(3)), "given a float64 array")]:
+        with pytest.raises(AssertionError, match=message):
+            kernel((1,), (32,), bad)
+    from tinysml.kernels import multi_tensor
+    adamw = cuda._kernel("adamw", "adamw_multi", np.float32)
+    ((tensors, _, _),) = multi_tensor.pack([x], [x], [x], [x])
+    good = (tensors, device([1e-3]), device([1.0]), np.float64(0.9), np.float64(0.999), np.float64(1e-8), 0.01)
+    adamw((1, 1), (256,), good)
+    with pytest.raises(AssertionError, match="'double b1' given float32"):
+        adamw((1, 1), (256,), good[:3] + (np.float32(0.9),) + good[4:])
+    with pytest.raises(AssertionError, match="'const Tensors ts' given DeviceArray"):
+        adamw((1, 1), (256,), (x,) + good[1:])
