@@ -18,16 +18,12 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import best_of_rounds, median_ms  # noqa: E402
+from timing import best_of_rounds, median_ms, network_options  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--presets", nargs="+", default=["har-student", "har-teacher"])
-    p.add_argument("--channels", type=int, default=9)
-    p.add_argument("--length", type=int, default=128)
-    p.add_argument("--classes", type=int, default=6)
+    network_options(p)
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args(argv)

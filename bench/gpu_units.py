@@ -24,15 +24,12 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import network_options  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--presets", nargs="+", default=["har-student", "har-teacher"])
-    p.add_argument("--channels", type=int, default=9)
-    p.add_argument("--length", type=int, default=128)
-    p.add_argument("--classes", type=int, default=6)
+    network_options(p)
     p.add_argument("--replays", type=int, default=100)
     p.add_argument("--device", default="cuda", choices=["cpu", "cuda"])
     args = p.parse_args(argv)

@@ -1,4 +1,5 @@
-"""Helpers shared by the side-by-side benchmark scripts: timing, and a fair allocator for the peer."""
+"""Helpers shared by the side-by-side benchmark scripts: timing, a fair allocator for the peer, and
+the network-and-input options of the GPU scripts."""
 import os
 import sys
 import time
@@ -56,3 +57,13 @@ def blas_kernels() -> str:
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
+
+
+def network_options(parser, batch: int = 64):
+    """The options every GPU script shares: the presets and the windows they are timed on."""
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--presets", nargs="+", default=["har-student", "har-teacher"])
+    parser.add_argument("--channels", type=int, default=9)
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--classes", type=int, default=6)
+    return parser
