@@ -17,6 +17,8 @@ hang cannot eat the slot; a failed step is recorded and the rest still run:
      units     bench/gpu_units.py: each unit of the network (stem, bottlenecks, head, loss, AdamW)
                as its own CUDA graph against torch's, device time per replay: where the replayed
                step's time goes (evidence only)
+     dropout-probe  bench/gpu_dropout_probe.py: where a graphed step with dropout leaves the eager
+               one, step by step, in variants that separate the suspects (evidence only)
      seed-run  bench/seed_run.py --device cuda: one uci-har seed (teacher + four students), timed
                against bench/seed_run_cpu.json (one CPU thread); needs hapt-raw.npz under
                $TINYSML_DATA (the device has no network: carry it), else skipped
@@ -27,8 +29,6 @@ hang cannot eat the slot; a failed step is recorded and the rest still run:
                against torch CUDA
   6. profile   bench/step_profile.py --device cuda: where the training step's time goes, per
                Function, the optimiser and the rest (evidence only, no target)
-     dropout-probe  bench/gpu_dropout_probe.py: where a graphed step with dropout leaves the eager
-               one, step by step, in variants that separate the suspects (evidence only)
 
 Agreement (step 4), stated: the same checkpoint gives logits within 1e-3 on the CPU and the GPU
 (float32, different summation order), and the two pipeline runs, whose training trajectories
@@ -245,6 +245,11 @@ def main(argv=None) -> int:
         if text:
             with open(os.path.join(out, "gpu_units-batch-64.txt"), "w") as f:
                 f.write(text)
+        text = check.run("dropout-probe", [sys.executable, DROPOUT_PROBE, "--device", "cuda"], 90,
+                         required=False, **gpu_only)
+        if text:
+            with open(os.path.join(out, "dropout_probe.txt"), "w") as f:
+                f.write(text)
         if args.seed_run and os.path.exists(os.path.join(env["TINYSML_DATA"], "hapt-raw.npz")):
             cpu_times = ["--cpu-times", SEED_CPU] if os.path.exists(SEED_CPU) else []
             text = check.run("seed-run", [sys.executable, SEED_RUN, "--device", "cuda", "--out",
@@ -284,11 +289,6 @@ def main(argv=None) -> int:
                          required=False, **gpu_only)
         if text:
             with open(os.path.join(out, "step_profile-batch-64.txt"), "w") as f:
-                f.write(text)
-        text = check.run("dropout-probe", [sys.executable, DROPOUT_PROBE, "--device", "cuda"], 90,
-                         required=False, **gpu_only)
-        if text:
-            with open(os.path.join(out, "dropout_probe.txt"), "w") as f:
                 f.write(text)
         if not have_gpu:                        # the benchmark script and its parsing, on the CPU
             text = check.run("bench-cpu-dry-run", [sys.executable, BENCH, "--batch", "16",
