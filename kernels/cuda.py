@@ -8,9 +8,11 @@ matrix product, pointwise and dense convolutions included, as one GEMM kernel (C
 cuBLAS in a CUDA graph; layouts in ``gemm_layout.py``); batch norm fused with its activation (eval
 mode: one pass; training mode: statistics, then one pass, and two kernels for the backward) and
 its running-statistics update; activations on their own and squeeze-excite's scaling with the
-activation after it, forward and backward; the AdamW step of every parameter in one launch
-(``cuda/adamw.cu``; the array code takes nine per parameter). What is left is the reference array code running on CuPy
-arrays (the pooling over time and its reductions).
+activation after it, forward and backward, and the mean over time; the AdamW step of every
+parameter in one launch (``cuda/adamw.cu``; the array code takes nine per parameter). The array
+code of ``reference.py`` runs on CuPy arrays only where a kernel does not apply (a depthwise
+gradient past 16 taps, a grouped convolution that is not depthwise); the autograd's own array
+code (additions, the loss, reshapes) runs on CuPy arrays too.
 
 Why fuse on a GPU: a small model's training step is a few hundred kernel launches of microseconds
 each, so its time is launch overhead, not arithmetic; every launch saved is time saved.
@@ -432,11 +434,44 @@ def channel_scale_act_bwd(gy, x, s, act):
     B, C, L = x.shape
     gx, gs = cp.empty_like(x), cp.empty((B, C), dtype=x.dtype)
     if B * C:
-        threads = min(THREADS, max(32, 1 << max(L - 1, 0).bit_length()))      # a power of two (block_sum)
+        threads = _row_threads(L)
         _kernel("act", "channel_scale_act_grad", x.dtype)((B * C,), (threads,), (gy, x, s, gx, gs, cp.int32(L),
                                                                                  cp.int32(code)),
                                                           shared_mem=threads * x.dtype.itemsize)
     return gx, gs
+
+
+def channel_scale_bwd(gy, x, s):
+    """Squeeze-excite's scaling without an activation: the fused backward with the identity."""
+    return channel_scale_act_bwd(gy, x, s, "identity")
+
+
+def _row_threads(L: int) -> int:
+    """Threads of a block that sums one row of L values: a power of two (block_sum), 32 to THREADS."""
+    return min(THREADS, max(32, 1 << max(L - 1, 0).bit_length()))
+
+
+def time_mean_fwd(x):
+    """Global average pooling over time, m[b, c] = (1/L) sum_l x[b, c, l], in one launch (one block
+    per row, a tree sum in a fixed order); the array code is a reduction and a multiply."""
+    x = cp.ascontiguousarray(x)
+    B, C, L = x.shape
+    m = cp.empty((B, C), dtype=x.dtype)
+    if B * C:
+        threads = _row_threads(L)
+        _kernel("act", "time_mean", x.dtype)((B * C,), (threads,), (x, m, cp.int32(L)),
+                                             shared_mem=threads * x.dtype.itemsize)
+    return m
+
+
+def time_mean_bwd(g, L):
+    """Its gradient, gx[b, c, l] = g[b, c] / L, in one launch (the array code: a multiply and a copy)."""
+    g = cp.ascontiguousarray(g)
+    gx = cp.empty(g.shape + (L,), dtype=g.dtype)
+    if gx.size:
+        _kernel("act", "time_mean_grad", g.dtype)(_blocks(gx.size), (THREADS,), (g, gx, cp.int64(gx.size),
+                                                                                cp.int32(L)))
+    return gx
 
 
 def bn_update_running(running_mean, running_var, mean, var, momentum, n):
@@ -455,7 +490,3 @@ def bn_update_running(running_mean, running_var, mean, var, momentum, n):
                                                                              momentum, ratio, cp.int32(C)))
 
 
-# --------------------------------------------------------------------------- the rest: reference on CuPy
-channel_scale_bwd = reference.channel_scale_bwd
-time_mean_fwd = reference.time_mean_fwd                     # CuPy's reductions: array code is enough
-time_mean_bwd = reference.time_mean_bwd

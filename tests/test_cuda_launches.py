@@ -153,6 +153,9 @@ def test_every_launch_matches_its_kernel(cuda, dtype):
         "act_bwd": lambda: cuda.act_bwd("hardsigmoid", s, s),
         "channel_scale_act_fwd": lambda: cuda.channel_scale_act_fwd(x, s, "relu"),
         "channel_scale_act_bwd": lambda: cuda.channel_scale_act_bwd(x, x, s, "hardswish"),
+        "channel_scale_bwd": lambda: cuda.channel_scale_bwd(x, x, s),
+        "time_mean_fwd": lambda: cuda.time_mean_fwd(x),
+        "time_mean_bwd": lambda: cuda.time_mean_bwd(s, L),
         "bn_update_running (number)": lambda: cuda.bn_update_running(g.copy(), var.copy(), g, var, 0.1, B * L),
         "bn_update_running (device)": lambda: cuda.bn_update_running(g.copy(), var.copy(), g, var,
                                                                      device(np.asarray(0.5)), B * L),
@@ -173,8 +176,8 @@ def test_every_launch_matches_its_kernel(cuda, dtype):
         assert made, f"{what}: no kernel launched"
         assert all(name.endswith(suffix) for name in made), (what, made)
     launched = {name.rsplit("_", 1)[0] for name, *_ in cuda.launches}
-    assert {"act", "act_grad", "channel_scale_act", "channel_scale_act_grad", "bn_running", "bn_running_device",
-            "adamw_multi", "gemm", "dw_conv1d_fwd", "bn_stats", "bn_act"} <= launched
+    assert {"act", "act_grad", "channel_scale_act", "channel_scale_act_grad", "time_mean", "time_mean_grad",
+            "bn_running", "bn_running_device", "adamw_multi", "gemm", "dw_conv1d_fwd", "bn_stats", "bn_act"} <= launched
     assert cuda.elementwise == ["tinysml_adamw_device"]        # the transposed parameter, updated on its own
 
 

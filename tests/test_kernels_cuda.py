@@ -213,6 +213,25 @@ def test_squeeze_excite_scaling_with_its_activation_on_gpu(gpu, B, C, L, act, dt
         assert_close(o.get(), t, rtol=1e-4 if dtype == np.float32 else 1e-10)
 
 
+@RANDOM
+@given(st.integers(1, 5), st.integers(1, 40), st.integers(1, 300), st.sampled_from([np.float32, np.float64]),
+       st.integers(0, 999))
+def test_mean_over_time_and_scaling_without_activation_on_gpu(gpu, B, C, L, dtype, seed):
+    """time_mean forward (one block per row) and backward, and channel_scale's backward (the fused
+    kernel with the identity), against the reference."""
+    from tinysml.kernels import cuda
+    rng = np.random.default_rng(seed)
+    x, gy = (rng.standard_normal((B, C, L)).astype(dtype) for _ in range(2))
+    s, g = (rng.standard_normal((B, C)).astype(dtype) for _ in range(2))
+    m = cuda.time_mean_fwd(gpu.asarray(x))
+    assert m.dtype == dtype and m.shape == (B, C)
+    assert_close(m.get(), ref.time_mean_fwd(x), rtol=1e-5 if dtype == np.float32 else 1e-12)
+    np.testing.assert_array_equal(cuda.time_mean_bwd(gpu.asarray(g), L).get(), ref.time_mean_bwd(g, L))
+    for o, t in zip(cuda.channel_scale_bwd(gpu.asarray(gy), gpu.asarray(x), gpu.asarray(s)),
+                    ref.channel_scale_bwd(gy, x, s)):
+        assert_close(o.get(), t, rtol=1e-4 if dtype == np.float32 else 1e-10)
+
+
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-14)])
 def test_running_statistics_update_on_gpu(gpu, dtype, rtol):
     """bn_update_running in one launch, the momentum a number or a float64 device array (0-d or of
