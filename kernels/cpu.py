@@ -279,4 +279,4 @@ from .cpu_norm import (bn_act_bwd, bn_act_eval, bn_act_train_fwd, bn_bwd, bn_eva
 from .cpu_optim import adamw_step  # noqa: E402,F401
 from .cpu_pointwise import pw_conv1d_bwd, pw_conv1d_fwd  # noqa: E402,F401
 from .reference import matmul  # noqa: E402,F401  (NumPy's a @ b: BLAS)
-from .reference import bn_update_running  # noqa: E402,F401  (a few (C,) array operations)
+from .reference import bn_update_running, cross_entropy_bwd, cross_entropy_fwd  # noqa: E402,F401  (small arrays)

@@ -7,12 +7,13 @@ text, which is why ``cuda_source.py`` writes the header into each file): the dep
 matrix product, pointwise and dense convolutions included, as one GEMM kernel (CuPy cannot record
 cuBLAS in a CUDA graph; layouts in ``gemm_layout.py``); batch norm fused with its activation (eval
 mode: one pass; training mode: statistics, then one pass, and two kernels for the backward) and
-its running-statistics update; activations on their own and squeeze-excite's scaling with the
-activation after it, forward and backward, and the mean over time; the AdamW step of every
-parameter in one launch (``cuda/adamw.cu``; the array code takes nine per parameter). The array
-code of ``reference.py`` runs on CuPy arrays only where a kernel does not apply (a depthwise
-gradient past 16 taps, a grouped convolution that is not depthwise); the autograd's own array
-code (additions, the loss, reshapes) runs on CuPy arrays too.
+its running-statistics update; activations on their own, squeeze-excite's scaling with the
+activation after it and the mean over time, forward and backward (``cuda/act.cu``); the softmax
+cross-entropy (``cuda/loss.cu``); the AdamW step of every parameter in one launch
+(``cuda/adamw.cu``; the array code takes nine per parameter). The array code of ``reference.py``
+runs on CuPy arrays only where a kernel does not apply (a depthwise gradient past 16 taps, a
+grouped convolution that is not depthwise); the autograd's own array code (additions, the
+distillation losses, reshapes) runs on CuPy arrays too.
 
 Why fuse on a GPU: a small model's training step is a few hundred kernel launches of microseconds
 each, so its time is launch overhead, not arithmetic; every launch saved is time saved.
@@ -227,6 +228,32 @@ def adamw_step_device(w, g, m, v, lr, t, beta1, beta2, eps, weight_decay):
             "m = B1 * m + (1 - B1) * g; v = B2 * v + (1 - B2) * (g * g); "
             "w = w * keep - step * m / (sqrt(v / bc2) + (T)eps);", "tinysml_adamw_device")
     _adamw_device(g, lr, t, float(beta1), float(beta2), float(eps), float(weight_decay), w, m, v)
+
+
+# --------------------------------------------------------------------------- loss: cuda/loss.cu
+def cross_entropy_fwd(z, q):
+    """Softmax cross-entropy (reference.cross_entropy_fwd) in one launch: one block, each thread a
+    row at a time, then a tree sum in a fixed order. Returns (loss as a 0-d array, logp)."""
+    z = cp.ascontiguousarray(z)
+    q = cp.ascontiguousarray(q, dtype=z.dtype)
+    B, K = z.shape
+    logp, loss = cp.empty_like(z), cp.empty(1, dtype=z.dtype)
+    _kernel("loss", "cross_entropy_fwd", z.dtype)((1,), (THREADS,), (z, q, logp, loss, cp.int32(B), cp.int32(K)),
+                                                  shared_mem=THREADS * z.dtype.itemsize)
+    return loss.reshape(()), logp
+
+
+def cross_entropy_bwd(logp, q, g):
+    """Its gradient, gz = g (exp(logp) - q) / B, in one launch; g (the upstream gradient) is read on
+    the device."""
+    logp = cp.ascontiguousarray(logp)
+    q = cp.ascontiguousarray(q, dtype=logp.dtype)
+    g = cp.ascontiguousarray(g, dtype=logp.dtype).reshape(1)
+    gz = cp.empty_like(logp)
+    if gz.size:
+        _kernel("loss", "cross_entropy_bwd", logp.dtype)(_blocks(gz.size), (THREADS,),
+                                                          (logp, q, g, gz, cp.int64(gz.size), cp.int32(logp.shape[0])))
+    return gz
 
 
 _struct_arguments = [True]      # False once this CuPy has refused a struct argument (then one launch each)

@@ -292,6 +292,26 @@ def act_bwd(name, x, gy):
     raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
 
 
+# --------------------------------------------------------------------------- loss
+def cross_entropy_fwd(z, q):
+    """Softmax cross-entropy of logits z (B, K) against target distributions q (B, K) (one-hot,
+    label-smoothed or soft):
+
+        logp = z - max_k z - log sum_k exp(z - max_k z);   L = -(1/B) sum_b sum_k q logp
+
+    Returns (L, logp): the backward needs logp."""
+    xp = _xp(z)
+    shifted = z - z.max(axis=1, keepdims=True)
+    logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+    return -(q * logp).sum() / z.shape[0], logp
+
+
+def cross_entropy_bwd(logp, q, g):
+    """Its gradient for the upstream gradient g of L: gz = g (softmax(z) - q) / B, softmax(z) = exp(logp)."""
+    xp = _xp(logp)
+    return g * (xp.exp(logp) - q) / logp.shape[0]
+
+
 # --------------------------------------------------------------------------- squeeze-excite pieces
 def time_mean_fwd(x):
     """Global average pooling over time: m[b, c] = (1/L) sum_l x[b, c, l].  x (B, C, L) -> (B, C)."""

@@ -156,6 +156,8 @@ def test_every_launch_matches_its_kernel(cuda, dtype):
         "channel_scale_bwd": lambda: cuda.channel_scale_bwd(x, x, s),
         "time_mean_fwd": lambda: cuda.time_mean_fwd(x),
         "time_mean_bwd": lambda: cuda.time_mean_bwd(s, L),
+        "cross_entropy_fwd": lambda: cuda.cross_entropy_fwd(s, device(np.full((B, C), 1 / C), dtype)),
+        "cross_entropy_bwd": lambda: cuda.cross_entropy_bwd(s, s, device(np.asarray(1.0), dtype)),
         "bn_update_running (number)": lambda: cuda.bn_update_running(g.copy(), var.copy(), g, var, 0.1, B * L),
         "bn_update_running (device)": lambda: cuda.bn_update_running(g.copy(), var.copy(), g, var,
                                                                      device(np.asarray(0.5)), B * L),
@@ -177,7 +179,7 @@ def test_every_launch_matches_its_kernel(cuda, dtype):
         assert all(name.endswith(suffix) for name in made), (what, made)
     launched = {name.rsplit("_", 1)[0] for name, *_ in cuda.launches}
     assert {"act", "act_grad", "channel_scale_act", "channel_scale_act_grad", "time_mean", "time_mean_grad",
-            "bn_running", "bn_running_device", "adamw_multi", "gemm", "dw_conv1d_fwd", "bn_stats", "bn_act"} <= launched
+            "cross_entropy_fwd", "cross_entropy_bwd", "bn_running", "bn_running_device", "adamw_multi", "gemm", "dw_conv1d_fwd", "bn_stats", "bn_act"} <= launched
     assert cuda.elementwise == ["tinysml_adamw_device"]        # the transposed parameter, updated on its own
 
 

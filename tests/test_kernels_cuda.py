@@ -232,6 +232,28 @@ def test_mean_over_time_and_scaling_without_activation_on_gpu(gpu, B, C, L, dtyp
         assert_close(o.get(), t, rtol=1e-4 if dtype == np.float32 else 1e-10)
 
 
+@RANDOM
+@given(st.integers(1, 300), st.integers(1, 40), st.booleans(), st.sampled_from([np.float32, np.float64]),
+       st.integers(0, 999))
+def test_cross_entropy_on_gpu(gpu, B, K, soft, dtype, seed):
+    """The softmax cross-entropy in one launch each way (one block over every row, more rows than
+    threads included), one-hot or soft targets, against the reference; the upstream gradient is a
+    device array."""
+    from tinysml.kernels import cuda
+    rng = np.random.default_rng(seed)
+    z = (rng.standard_normal((B, K)) * 5).astype(dtype)
+    q = rng.random((B, K)) if soft else np.eye(K)[rng.integers(0, K, B)]
+    q = (q / q.sum(axis=1, keepdims=True)).astype(dtype)
+    loss, logp = cuda.cross_entropy_fwd(gpu.asarray(z), gpu.asarray(q))
+    want_loss, want_logp = ref.cross_entropy_fwd(z, q)
+    assert loss.shape == () and loss.dtype == dtype and logp.dtype == dtype
+    assert_close(logp.get(), want_logp, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert_close(loss.get(), want_loss, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    g = np.asarray(0.7, dtype)
+    assert_close(cuda.cross_entropy_bwd(logp, gpu.asarray(q), gpu.asarray(g)).get(),
+                 ref.cross_entropy_bwd(want_logp, q, g), rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-14)])
 def test_running_statistics_update_on_gpu(gpu, dtype, rtol):
     """bn_update_running in one launch, the momentum a number or a float64 device array (0-d or of
