@@ -411,7 +411,7 @@ def conv1d_bwd(gy, x, w, stride=1, padding=0, dilation=1, groups=1, input_grad=T
     return gx, gw, gy.sum(axis=(0, 2))
 
 
-# --------------------------------------------------------------------------- activations, SE, running statistics: cuda/act.cu
+# --------------------------------------------------------------------------- activations, SE, running stats: cuda/act.cu
 def _act_code(name: str) -> int:
     if name not in _ACT_CODE:
         raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")

@@ -127,7 +127,7 @@ def cuda(monkeypatch):
     if had:
         kernels_package.cuda = real
     else:
-        vars(kernels_package).pop("cuda", None)            # `from tinysml.kernels import cuda` must not find the stand-in
+        vars(kernels_package).pop("cuda", None)            # `from tinysml.kernels import cuda` must not find it
 
 
 def rand(*shape, dtype):
@@ -142,8 +142,9 @@ def test_every_launch_matches_its_kernel(cuda, dtype):
     calls = {
         "dw_conv1d_fwd": lambda: cuda.dw_conv1d_fwd(x, rand(C, 3, dtype=dtype), rand(C, dtype=dtype), 2, 1, 1),
         "dw_conv1d_bwd": lambda: cuda.dw_conv1d_bwd(rand(B, C, 9, dtype=dtype), x, rand(C, 3, dtype=dtype), 2, 1, 1),
-        "dw_conv1d_bwd (large batch)": lambda: cuda.dw_conv1d_bwd(rand(512, C, L, dtype=dtype), rand(512, C, L, dtype=dtype),
-                                                                  rand(C, 3, dtype=dtype), 1, 1, 1),
+        "dw_conv1d_bwd (large batch)": lambda: cuda.dw_conv1d_bwd(rand(512, C, L, dtype=dtype),
+                                                                  rand(512, C, L, dtype=dtype), rand(C, 3, dtype=dtype),
+                                                                  1, 1, 1),
         "bn_act_eval": lambda: cuda.bn_act_eval(x, g, g, g, var, 1e-5, "hardswish"),
         "channel_scale_fwd": lambda: cuda.channel_scale_fwd(x, s),
         "bn_act_train_fwd": lambda: cuda.bn_act_train_fwd(x, g, g, 1e-5, "relu"),
@@ -179,7 +180,8 @@ def test_every_launch_matches_its_kernel(cuda, dtype):
         assert all(name.endswith(suffix) for name in made), (what, made)
     launched = {name.rsplit("_", 1)[0] for name, *_ in cuda.launches}
     assert {"act", "act_grad", "channel_scale_act", "channel_scale_act_grad", "time_mean", "time_mean_grad",
-            "cross_entropy_fwd", "cross_entropy_bwd", "bn_running", "bn_running_device", "adamw_multi", "gemm", "dw_conv1d_fwd", "bn_stats", "bn_act"} <= launched
+            "cross_entropy_fwd", "cross_entropy_bwd", "bn_running", "bn_running_device", "adamw_multi", "gemm",
+            "dw_conv1d_fwd", "bn_stats", "bn_act"} <= launched
     assert cuda.elementwise == ["tinysml_adamw_device"]        # the transposed parameter, updated on its own
 
 

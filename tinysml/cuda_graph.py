@@ -27,10 +27,10 @@ runs inside a step follows the rest; each place says ``capturing()``):
   array someone else holds.
 * **Never stale.** Arrays allocated outside the graph and read or written by it (parameters,
   optimiser state) are baked in by address. Before every replay the addresses of ``watch()`` are
-  compared with those at capture (a model's parameters and buffers, ``state_watch``; an optimiser's
-  state); when one changed (a model moved with ``.to``, an optimiser whose state was loaded, a
-  running statistic replaced) the graph is dropped and captured anew. Values may change freely in place:
-  ``load_state_dict`` copies into the existing arrays.
+  compared with those at capture (a model's parameters and buffers, ``state_watch``; an
+  optimiser's state); when one changed (a model moved with ``.to``, an optimiser whose state was
+  loaded, a running statistic replaced) the graph is dropped and captured anew. Values may change
+  freely in place: ``load_state_dict`` copies into the existing arrays.
 
 ``GraphedFunction`` is the mechanism, backend-neutral: ``capture`` is a function (``cupy_capture``
 on a GPU; a test passes its own), so the bookkeeping is tested on any machine.

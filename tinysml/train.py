@@ -115,7 +115,7 @@ def recalibrate_batchnorm(model, X: np.ndarray, batch_size: int = 256, cuda_grap
     every batch weighs the same. On a GPU the full batches replay a CUDA graph of the forward
     (``cuda_graph``: None means unless ``TINYSML_CUDA_GRAPHS=0``); the momentum is then one device
     scalar that every batch norm reads, refilled before each batch, since a number would be frozen
-    into the graph. Both give the same numbers (functions/norm.py rounds either way alike)."""
+    into the graph. Both give the same numbers (``bn_update_running`` rounds either alike)."""
     from .nn import BatchNorm1d, Dropout
     bns = [m for _, m in model.named_modules() if isinstance(m, BatchNorm1d)]
     if not bns or len(X) < 2:
