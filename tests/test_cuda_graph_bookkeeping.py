@@ -169,3 +169,31 @@ def test_precise_bn_without_a_graph_never_touches_the_graph_machinery(monkeypatc
     before = dict(G.stats)
     recalibrate_batchnorm(model, X, batch_size=16)
     assert dict(G.stats) == before and model.training
+
+
+def test_a_models_graphs_go_with_the_model(monkeypatch):
+    """eval_runner keeps its graphs per model in a weak dictionary; the runner holds the caller's
+    forward (which refers to the model) only during a call, so a model that is dropped is collected,
+    its graphs with it (a grid process trains many models in turn on one GPU)."""
+    import gc
+    import weakref
+    from tinysml.tensor import no_grad
+    monkeypatch.setattr(G, "graphs_possible", lambda array: True)
+    monkeypatch.setattr(G, "cupy_capture", stand_in_capture)
+    model = _precise_bn_model().eval()
+    X = np.random.default_rng(2).standard_normal((40, 6, 32)).astype(np.float32)
+
+    def forward(x):
+        return model(Tensor(x)).data
+    with no_grad():
+        run = G.eval_runner(model, "test", forward, rows=8, graph=True)
+        graphed = [np.array(run(X[s:s + 8])) for s in range(0, 40, 8)]    # 2 warm-up, a capture, replays
+        eager = [forward(X[s:s + 8]) for s in range(0, 40, 8)]
+    for a, b in zip(eager, graphed):
+        np.testing.assert_array_equal(a, b)
+    assert run.graphed.captures == 1 and run.graphed.replays == 3 and run.graphed.fn is None
+    assert model in G._eval_graphs
+    gone = weakref.ref(model)
+    del model, run, forward
+    gc.collect()
+    assert gone() is None

@@ -229,16 +229,26 @@ def eval_runner(model, key, fn, rows=None, graph=None, watch_also=()):
     (so validation captures once per run, not once per epoch), replaying batches of ``rows`` windows
     (None: any size); elsewhere ``fn`` itself. The graph is recorded against the model's parameters
     and buffers and the arrays ``watch_also``, and captured anew if any of them moves. The caller
-    sets the model's mode and runs it under ``no_grad``, and copies each output before the next call."""
+    sets the model's mode and runs it under ``no_grad``, and copies each output before the next call.
+
+    The graphs live as long as the model: the runner kept for it holds the caller's ``fn`` (which
+    refers to the model) only during a call, so nothing it keeps refers to the model itself."""
     if not graphs_possible(model.parameters()[0].data) or not (enabled_by_default() if graph is None else graph):
         return fn
     graphs = _eval_graphs.setdefault(model, {})
     runner = graphs.get((key, rows))
     if runner is None:
         runner = graphs[(key, rows)] = GraphedFunction(
-            fn, eligible=lambda arrays: rows is None or len(arrays[0]) == rows)
+            None, eligible=lambda arrays: rows is None or len(arrays[0]) == rows)
         runner.state = state_watch(model)
-    runner.fn = fn                                    # the same computation; the caller's closure of now
     watch_also = list(watch_also)
     runner.watch = lambda: runner.state() + watch_also
-    return runner
+
+    def run(*arrays):
+        runner.fn = fn                                # the same computation; the caller's closure of now
+        try:
+            return runner(*arrays)
+        finally:
+            runner.fn = None
+    run.graphed = runner
+    return run
