@@ -5,129 +5,21 @@ but the argument list of a launch is only checked when it runs: a Python int whe
 an ``int`` (CuPy passes eight bytes), a float32 where it takes a ``double``, an argument left out.
 Here kernels/cuda.py runs on a stand-in for CuPy whose arrays are NumPy arrays and whose kernels
 record their launches: each launch's arguments are compared with the parameters of the kernel as the
-C preprocessor expands its source (``cpp``; skipped where there is none). Nothing is computed; the
-numbers are the GPU tests' business (tests/test_kernels_cuda.py)."""
-import importlib
-import re
-import shutil
-import subprocess
-import sys
-import types
-
+C preprocessor expands its source (``cpp``; skipped where there is none; tests/cuda_stand_in.py).
+Nothing is computed here: tests/test_cuda_emulated.py runs the kernels on the host, and
+tests/test_kernels_cuda.py on a GPU."""
 import numpy as np
 import pytest
 
-SIGNATURE = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\s*\(\s*\w+\s*\)\s*)?(\w+)\s*\(([^)]*)\)')
-SCALARS = {"int": np.int32, "long long": np.int64, "unsigned long long": np.uint64, "float": np.float32,
-           "double": (np.float64, float)}
-POINTEES = {"float": np.float32, "double": np.float64, "int": np.int32, "long long": np.int64}
-
-
-class DeviceArray(np.ndarray):
-    """A NumPy array that answers like a CuPy one where kernels/cuda.py asks (``.data.ptr``, ``.get()``)."""
-
-    @property
-    def data(self):
-        return types.SimpleNamespace(ptr=self.__array_interface__["data"][0])
-
-    def get(self):
-        return np.array(self)
-
-
-def device(a, dtype=None):
-    return np.array(a, dtype=dtype).view(DeviceArray)
-
-
-def signatures(code: str) -> dict:
-    """kernel name -> [parameter declarations], from the preprocessed source."""
-    out = subprocess.run(["cpp", "-P", "-x", "c++", "-"], input=code, capture_output=True, text=True, check=True)
-    return {name: [p.strip() for p in params.split(",")] for name, params in SIGNATURE.findall(out.stdout)}
-
-
-class Launches(list):
-    """Every launch recorded: (kernel, grid, block, args)."""
-
-
-def check_argument(kernel, declaration, arg):
-    base = re.sub(r"\b(const|__restrict__)\b", "", declaration).split()
-    name_removed = " ".join(base[:-1]).replace(" *", "*").strip()
-    if "*" in declaration:
-        pointee = name_removed.rstrip("*").strip()
-        assert isinstance(arg, DeviceArray), f"{kernel}: {declaration!r} given {type(arg).__name__}"
-        assert arg.dtype == POINTEES[pointee], f"{kernel}: {declaration!r} given a {arg.dtype} array"
-        if not kernel.startswith("gemm_"):                   # the GEMM takes its operands' strides; the rest index
-            assert arg.flags.c_contiguous, f"{kernel}: {declaration!r} given an array that is not contiguous"
-    elif name_removed in SCALARS:
-        assert isinstance(arg, SCALARS[name_removed]) and not isinstance(arg, DeviceArray), \
-            f"{kernel}: {declaration!r} given {type(arg).__name__} {arg!r}"
-    else:                                                     # a struct passed by value: a structured array
-        assert isinstance(arg, np.ndarray) and arg.dtype.names and arg.shape == (1,), \
-            f"{kernel}: {declaration!r} given {type(arg).__name__}"
-
-
-def fake_cupy(launches: Launches, elementwise: list):
-    cp = types.ModuleType("cupy")
-    cp.__version__ = "stand-in"
-    for name in ("float32", "float64", "int32", "int64", "intp", "dtype", "result_type", "sqrt"):
-        setattr(cp, name, getattr(np, name))
-    cp.pad = lambda a, *args, **kwargs: device(np.pad(a, *args, **kwargs))
-    cp.ndarray = DeviceArray
-    cp.ascontiguousarray = lambda a, dtype=None: device(np.ascontiguousarray(a, dtype=dtype))
-    cp.empty = lambda shape, dtype=np.float32: device(np.full(shape, np.nan, dtype=dtype))
-    cp.empty_like = lambda a, dtype=None: device(np.full(a.shape, np.nan, dtype=dtype or a.dtype))
-    cp.zeros = lambda shape, dtype=np.float32: device(np.zeros(shape, dtype))
-    cp.zeros_like = lambda a, dtype=None: device(np.zeros(a.shape, dtype or a.dtype))
-    cp.broadcast_to = lambda a, shape: device(np.broadcast_to(a, shape))
-
-    class RawModule:
-        def __init__(self, code, options=()):
-            self.signatures = signatures(code)
-
-        def get_function(self, name):
-            params = self.signatures[name]
-
-            def launch(grid, block, args, shared_mem=0):
-                assert len(args) == len(params), f"{name}: {len(args)} arguments for {len(params)} parameters"
-                for declaration, arg in zip(params, args):
-                    check_argument(name, declaration, arg)
-                assert all(isinstance(g, (int, np.integer)) and g >= 1 for g in grid), f"{name}: grid {grid}"
-                assert all(isinstance(b, (int, np.integer)) and b >= 1 for b in block) and np.prod(block) <= 1024
-                assert isinstance(shared_mem, int) and shared_mem >= 0
-                launches.append((name, tuple(grid), tuple(block), args))
-            return launch
-
-    class ElementwiseKernel:
-        def __init__(self, in_params, out_params, operation, name, **kwargs):
-            self.name, self.params = name, [p for p in (in_params + "," + out_params).split(",") if p.strip()]
-
-        def __call__(self, *args):
-            assert len(args) == len(self.params), f"{self.name}: {len(args)} arguments for {self.params}"
-            elementwise.append(self.name)
-
-    cp.RawModule, cp.ElementwiseKernel = RawModule, ElementwiseKernel
-    runtime = types.SimpleNamespace(getDevice=lambda: 0, getDeviceProperties=lambda d: {"multiProcessorCount": 132})
-    cp.cuda = types.SimpleNamespace(runtime=runtime)
-    return cp
+from cuda_stand_in import cuda_backend, device
 
 
 @pytest.fixture
 def cuda(monkeypatch):
-    """tinysml.kernels.cuda imported afresh on the stand-in (the real module, if any, put back after)."""
-    if shutil.which("cpp") is None:
-        pytest.skip("no C preprocessor (cpp) on this machine")
-    import tinysml.kernels as kernels_package
-    launches, elementwise = Launches(), []
-    had, real = "cuda" in vars(kernels_package), vars(kernels_package).get("cuda")
-    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(launches, elementwise))
-    monkeypatch.delitem(sys.modules, "tinysml.kernels.cuda", raising=False)
-    module = importlib.import_module("tinysml.kernels.cuda")
-    module.launches, module.elementwise = launches, elementwise
+    """tinysml.kernels.cuda on the stand-in (tests/cuda_stand_in.py), launches checked and recorded."""
+    module, restore = cuda_backend(monkeypatch)
     yield module
-    sys.modules.pop("tinysml.kernels.cuda", None)          # monkeypatch then puts back what was there
-    if had:
-        kernels_package.cuda = real
-    else:
-        vars(kernels_package).pop("cuda", None)            # `from tinysml.kernels import cuda` must not find it
+    restore()
 
 
 def rand(*shape, dtype):
