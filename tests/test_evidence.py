@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tinysml import evidence, powered
+from tinysml import evidence, evidence_plan, powered
 from tinysml.power import paired_ci
 
 
@@ -30,13 +30,13 @@ def test_paired_ci_is_students_t_over_the_paired_differences():
     ([0.5, 0.9, 0.5], True),                                                 # three epochs: the last two are the tail
     ([0.5] * 12 + [0.9, 0.6, 0.6], True)])                                   # 15 epochs: the tail is the last 3
 def test_still_improving(scores, improving):
-    assert evidence.still_improving([{"macro_f1": s} for s in scores]) is improving
+    assert evidence_plan.still_improving([{"macro_f1": s} for s in scores]) is improving
 
 
 def test_improving_means_beating_the_earlier_best_by_more_than_the_margin():
     history = [{"macro_f1": s} for s in (0.5, 0.5, 0.75)]                   # exact in binary: 0.5 + 0.25 == 0.75
-    assert not evidence.still_improving(history, margin=0.25)
-    assert evidence.still_improving(history, margin=0.125)
+    assert not evidence_plan.still_improving(history, margin=0.25)
+    assert evidence_plan.still_improving(history, margin=0.125)
 
 
 def test_our_variant_is_chosen_on_validation_scores_only():
@@ -46,20 +46,20 @@ def test_our_variant_is_chosen_on_validation_scores_only():
              "SMLDist, direct logits loss [ours]": {0: run(0.90, 0.99), 1: run(0.92, 0.99)},
              "SMLDist, no memory loss": {0: run(0.95, 0.50), 1: run(0.93, 0.50)},
              "SMLDist + head search": {0: run(0.99, 0.99)}}
-    ours, means = evidence.choose_ours(found)
+    ours, means = evidence_plan.choose_ours(found)
     assert ours == "SMLDist, no memory loss" and set(means) == {"SMLDist, direct logits loss [ours]",
                                                                  "SMLDist, no memory loss"}
 
 
 def test_a_tiny_plan_runs_reports_and_says_when_it_is_incomplete(tmp_path, monkeypatch):
-    monkeypatch.setattr(evidence, "PLAN", {"basicmotions": {"seeds": [0, 1], "extra": ["SMLDist, no memory loss"]}})
-    monkeypatch.setattr(evidence, "SELECTION", "basicmotions")
-    monkeypatch.setattr(evidence, "CORE", ["KD (Hinton)", "SMLDist"])
-    monkeypatch.setattr(evidence, "ABLATIONS", ["SMLDist, no memory loss"])
-    monkeypatch.setattr(evidence, "MIN_STEPS", 4)
+    monkeypatch.setattr(evidence_plan, "PLAN", {"basicmotions": {"seeds": [0, 1], "extra": ["SMLDist, no memory loss"]}})
+    monkeypatch.setattr(evidence_plan, "SELECTION", "basicmotions")
+    monkeypatch.setattr(evidence_plan, "CORE", ["KD (Hinton)", "SMLDist"])
+    monkeypatch.setattr(evidence_plan, "ABLATIONS", ["SMLDist, no memory loss"])
+    monkeypatch.setattr(evidence_plan, "MIN_STEPS", 4)
     monkeypatch.setattr(powered, "RECORDS", str(tmp_path / "powered"))        # not the repository's records
     monkeypatch.setattr(powered, "RELEASED_RECORDS", str(tmp_path / "released"))
-    monkeypatch.setattr(evidence, "BASE", {**evidence.BASE, "teacher_epochs": 1, "student_epochs": 3, "stage_epochs": 1,
+    monkeypatch.setattr(evidence_plan, "BASE", {**evidence_plan.BASE, "teacher_epochs": 1, "student_epochs": 3, "stage_epochs": 1,
                                            "batch_size": 16})
     out, doc = str(tmp_path / "runs"), str(tmp_path / "results.md")
     evidence.main(["--out", out, "--doc", doc, "--workers", "2"])
@@ -74,7 +74,7 @@ def test_a_tiny_plan_runs_reports_and_says_when_it_is_incomplete(tmp_path, monke
     assert cfg["min_steps_per_epoch"] == 4
     with open(doc, "a") as f:
         f.write("\n## Notes\n\nwritten by hand\n")
-    evidence.fixed_ours(out, evidence.collect(os.path.join(out, "basicmotions"), [0, 1], evidence.ABLATIONS), True)
+    evidence_plan.fixed_ours(out, evidence.collect(os.path.join(out, "basicmotions"), [0, 1], evidence_plan.ABLATIONS), True)
     assert json.load(open(os.path.join(out, "ours.json")))["variant"] == "SMLDist, no memory loss"
     os.remove(os.path.join(out, "basicmotions", "seed1", "kd--hinton", "results.json"))
     evidence.main(["--out", out, "--doc", doc, "--report-only"])

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tinysml import evidence, evidence_report, io
+from tinysml import evidence, evidence_plan, evidence_report, io
 
 
 def test_our_variant_is_the_best_mean_over_the_common_seeds():
@@ -15,15 +15,15 @@ def test_our_variant_is_the_best_mean_over_the_common_seeds():
         return {"student": {"val": {"macro_f1": val}}}
     found = {"SMLDist, direct logits loss [ours]": {0: run(0.95), 1: run(0.93)},
              "SMLDist, no stage phase": {0: run(0.90), 1: run(0.95), 2: run(0.99)}}     # seed 2 is not common
-    ours, means = evidence.choose_ours(found)
+    ours, means = evidence_plan.choose_ours(found)
     assert ours == "SMLDist, direct logits loss [ours]"              # 0.94 against 0.925 (0.9467 with seed 2)
     assert means == pytest.approx({"SMLDist, direct logits loss [ours]": 0.94, "SMLDist, no stage phase": 0.925})
-    assert evidence.choose_ours({"SMLDist": {0: run(0.99)}}) == (None, {})     # no candidate ran
+    assert evidence_plan.choose_ours({"SMLDist": {0: run(0.99)}}) == (None, {})     # no candidate ran
 
 
 @pytest.mark.parametrize("n_train, expected", [(1, 64), (64 * 63, 64), (64 * 63 + 1, 0), (10000, 0)])
 def test_small_datasets_get_the_minimum_number_of_steps(n_train, expected):
-    assert evidence.min_steps(n_train) == expected            # fewer than 64 batches of 64 (the last may be partial): 64 steps
+    assert evidence_plan.min_steps(n_train) == expected            # fewer than 64 batches of 64 (the last may be partial): 64 steps
 
 
 def test_the_parser_defaults_and_the_exclusive_studies():
@@ -43,13 +43,13 @@ def test_the_parser_defaults_and_the_exclusive_studies():
 
 
 def test_the_grid_arguments_of_a_dataset(monkeypatch):
-    monkeypatch.setattr(evidence, "_split_sizes", lambda dataset: {"train": 2000})     # 32 batches: MIN_STEPS
+    monkeypatch.setattr(evidence_plan, "split_sizes", lambda dataset: {"train": 2000})     # 32 batches: MIN_STEPS
     d = evidence.grid_args("hapt", [0], [], "o")
     assert (d.workers, d.threads, d.device, d.records) == (None, 1, "cpu", None)
     a = evidence.grid_args("hapt", range(2), ("KD (Hinton)",), "runs/x/hapt", workers=2, device="cuda", records="ev/hapt")
     assert (a.dataset, a.seeds, a.variants, a.out, a.workers, a.threads, a.device, a.records, a.verbose) == \
         ("hapt", [0, 1], ["KD (Hinton)"], "runs/x/hapt", 2, 1, "cuda", "ev/hapt", False)
-    assert a.min_steps_per_epoch == 64 and {k: getattr(a, k) for k in evidence.BASE} == evidence.BASE
+    assert a.min_steps_per_epoch == 64 and {k: getattr(a, k) for k in evidence_plan.BASE} == evidence_plan.BASE
 
 
 def test_a_later_dataset_needs_our_variant_chosen_first(tmp_path, monkeypatch):
@@ -66,24 +66,24 @@ def test_our_recorded_choice_is_read_back_from_the_records_folder(tmp_path):
     os.makedirs(records)
     io.write_json(os.path.join(records, "ours.json"), {"variant": "SMLDist, no frequency term",
                                                        "val_macro_f1": {"SMLDist, no frequency term": 0.9}})
-    assert evidence.fixed_ours(out, {}, record=False, records=records) == \
+    assert evidence_plan.fixed_ours(out, {}, record=False, records=records) == \
         ("SMLDist, no frequency term", {"SMLDist, no frequency term": 0.9}, True)
-    assert evidence.fixed_ours(out, {}, record=True) == (None, {}, False)      # nothing finished: nothing recorded
+    assert evidence_plan.fixed_ours(out, {}, record=True) == (None, {}, False)      # nothing finished: nothing recorded
     found = {"SMLDist, no stage phase": {0: {"student": {"val": {"macro_f1": 0.9}}}}}
-    assert evidence.fixed_ours(out, found, record=False) == ("SMLDist, no stage phase", {"SMLDist, no stage phase": 0.9},
+    assert evidence_plan.fixed_ours(out, found, record=False) == ("SMLDist, no stage phase", {"SMLDist, no stage phase": 0.9},
                                                              False)
     assert not os.path.exists(os.path.join(out, "ours.json"))
-    assert evidence.fixed_ours(out, found, record=True)[2] is True
+    assert evidence_plan.fixed_ours(out, found, record=True)[2] is True
     with open(os.path.join(out, "ours.json")) as f:
         assert json.load(f) == {"variant": "SMLDist, no stage phase", "val_macro_f1": {"SMLDist, no stage phase": 0.9},
                                 "selection": "uci-har"}
-    assert evidence._records(None, "hapt") is None and evidence._records("ev", "hapt") == os.path.join("ev", "hapt")
+    assert evidence_plan.records_of(None, "hapt") is None and evidence_plan.records_of("ev", "hapt") == os.path.join("ev", "hapt")
 
 
 def test_the_protocol_follows_whether_subjects_are_known():
     """basicmotions records no subjects (ids of -1): its validation split is stratified by class,
     and the section must not call it subject-wise. (Found by this file: every dataset was.)"""
-    assert evidence._split_sizes("basicmotions") == {"train": 32, "val": 8, "test": 40, "subjects": False, "classes": 4}
+    assert evidence_plan.split_sizes("basicmotions") == {"train": 32, "val": 8, "test": 40, "subjects": False, "classes": 4}
 
 
 def test_each_command_runs_its_planned_grids_then_writes_the_report(tmp_path, monkeypatch):
@@ -92,7 +92,7 @@ def test_each_command_runs_its_planned_grids_then_writes_the_report(tmp_path, mo
     ran, reported = [], []
     monkeypatch.setattr(evidence, "run_all", ran.append)
     monkeypatch.setattr(evidence_report, "report", lambda out, doc, records=None, **kw: reported.append((out, doc, records, kw)))
-    monkeypatch.setattr(evidence, "_split_sizes", lambda dataset: {"train": 5000})       # no data loaded
+    monkeypatch.setattr(evidence_plan, "split_sizes", lambda dataset: {"train": 5000})       # no data loaded
     monkeypatch.chdir(tmp_path)
     from tinysml import powered
     evidence.main(["--released", "--workers", "3", "--device", "cuda", "--doc", "d.md"])
@@ -127,14 +127,14 @@ def test_each_command_runs_its_planned_grids_then_writes_the_report(tmp_path, mo
     (a,) = ran
     assert (a.dataset, a.seeds, a.out, a.records, a.workers, a.device) == \
         ("uci-har", [0, 1, 2, 3, 4], os.path.join("runs", "evidence", "uci-har"), os.path.join("r", "uci-har"), None, "cpu")
-    assert a.variants == evidence.CORE + evidence.PLAN["uci-har"]["extra"]
+    assert a.variants == evidence_plan.CORE + evidence_plan.PLAN["uci-har"]["extra"]
     assert reported == [(os.path.join("runs", "evidence"), "d.md", "r", {})]
     ran.clear(), reported.clear()
     os.makedirs("r")
     io.write_json(os.path.join("r", "ours.json"), {"variant": "SMLDist, no memory loss", "val_macro_f1": {}})
     evidence.main(["--datasets", "watch", "hapt", "--records", "r", "--out", "o", "--device", "cuda", "--doc", "d.md"])
     assert [(a.dataset, a.seeds, a.variants, a.out, a.records, a.device) for a in ran] == [
-        (d, [0, 1, 2], evidence.CORE + ["SMLDist, no memory loss"], os.path.join("o", d), os.path.join("r", d), "cuda")
+        (d, [0, 1, 2], evidence_plan.CORE + ["SMLDist, no memory loss"], os.path.join("o", d), os.path.join("r", d), "cuda")
         for d in ("hapt", "watch")]                                              # in the plan's order
     assert reported == [("o", "d.md", "r", {})]
 
@@ -164,7 +164,7 @@ def test_a_later_dataset_fixes_our_variant_from_the_runs_and_the_records(tmp_pat
     ran = []
     monkeypatch.setattr(evidence, "run_all", ran.append)
     monkeypatch.setattr(evidence_report, "report", lambda *a, **kw: None)
-    monkeypatch.setattr(evidence, "_split_sizes", lambda dataset: {"train": 5000})
+    monkeypatch.setattr(evidence_plan, "split_sizes", lambda dataset: {"train": 5000})
     monkeypatch.chdir(tmp_path)
     run_dir = compare._run_dir(os.path.join("o", "uci-har"), 0, "SMLDist, no frequency term")
     os.makedirs(run_dir)
@@ -177,7 +177,7 @@ def test_a_later_dataset_fixes_our_variant_from_the_runs_and_the_records(tmp_pat
         with open(os.path.join(place, "ours.json")) as f:
             assert json.load(f) == choice, place
     (a,) = ran
-    assert a.variants == evidence.CORE + ["SMLDist, no memory loss"] and a.workers == 2
+    assert a.variants == evidence_plan.CORE + ["SMLDist, no memory loss"] and a.workers == 2
 
 
 def test_the_sizes_are_those_of_seed_0s_split(monkeypatch):
@@ -196,5 +196,5 @@ def test_the_sizes_are_those_of_seed_0s_split(monkeypatch):
     sizes = {seed: len(validation_split(train, 0.2, seed)[1]) for seed in range(4)}
     assert len(set(sizes.values())) > 1                                     # the seed matters here
     for _ in range(5):                                                      # every time, not by chance
-        assert evidence._split_sizes("toy") == {"train": 150 - sizes[0], "val": sizes[0], "test": 12,
+        assert evidence_plan.split_sizes("toy") == {"train": 150 - sizes[0], "val": sizes[0], "test": 12,
                                                 "subjects": True, "classes": 3}

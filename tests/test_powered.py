@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tinysml import compare, evidence, evidence_report, powered, records
+from tinysml import compare, evidence, evidence_plan, evidence_report, powered, records
 from tinysml.distill.pipeline import RELEASED_RECIPE
 
 
@@ -104,7 +104,7 @@ def test_the_report_puts_the_study_first_and_keeps_the_earlier_sections(tmp_path
 
 def test_the_study_grids_run_the_pre_registered_budgets():
     p = compare.budget(evidence.study_args("powered", "uci-har", "runs/x"))
-    assert {k: p[k] for k in evidence.BASE} == evidence.BASE and p["min_steps_per_epoch"] == 0
+    assert {k: p[k] for k in evidence_plan.BASE} == evidence_plan.BASE and p["min_steps_per_epoch"] == 0
     a = evidence.study_args("powered", "hapt", "runs/x")
     assert a.seeds == list(range(30)) and a.records == os.path.join("evidence", "powered", "hapt")
     assert set(compare.VARIANTS) >= set(a.variants) and len(a.variants) == 4     # the student alone always runs

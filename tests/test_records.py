@@ -8,7 +8,7 @@ import os
 import pytest
 import tqdm
 
-from tinysml import compare, evidence, evidence_report, io, power, records
+from tinysml import compare, evidence_plan, evidence_report, io, power, records
 
 TINY = ["--dataset", "basicmotions", "--seeds", "0", "1", "--teacher-epochs", "1", "--student-epochs", "1",
         "--batch-size", "16", "--variants", "KD (Hinton)"]
@@ -119,18 +119,18 @@ def test_a_record_is_the_results_without_the_machines_run_folder(tmp_path):
 def test_the_evidence_report_can_be_written_from_records(tmp_path):
     """evidence's report reads RECORDS/<dataset>: with an empty runs folder it still finds them."""
     out, recs = tmp_path / "runs", tmp_path / "records"
-    found_before = compare.collect(str(out / "uci-har"), [0], ["student alone"], evidence._records(str(recs), "uci-har"))
+    found_before = compare.collect(str(out / "uci-har"), [0], ["student alone"], evidence_plan.records_of(str(recs), "uci-har"))
     assert found_before == {}
     records.save(str(recs / "uci-har"), "student alone", 0, {"student": {"test": {"accuracy": 0.9, "macro_f1": 0.9}}})
-    found = compare.collect(str(out / "uci-har"), [0], ["student alone"], evidence._records(str(recs), "uci-har"))
+    found = compare.collect(str(out / "uci-har"), [0], ["student alone"], evidence_plan.records_of(str(recs), "uci-har"))
     assert found["student alone"][0]["student"]["test"]["accuracy"] == 0.9
 
 
 def test_the_evidence_report_reads_each_datasets_records(tmp_path, monkeypatch):
     from tinysml import powered
-    monkeypatch.setattr(evidence, "PLAN", {"uci-har": {"seeds": [0], "extra": ["SMLDist, no stage phase"]},
+    monkeypatch.setattr(evidence_plan, "PLAN", {"uci-har": {"seeds": [0], "extra": ["SMLDist, no stage phase"]},
                                            "hapt": {"seeds": [0], "extra": ["SMLDist, no stage phase"]}})
-    monkeypatch.setattr(evidence, "_split_sizes", lambda d: {"subjects": True, "classes": 6, "train": 5000, "val": 900,
+    monkeypatch.setattr(evidence_plan, "split_sizes", lambda d: {"subjects": True, "classes": 6, "train": 5000, "val": 900,
                                                              "test": 2000})
     monkeypatch.setattr(powered, "RECORDS", str(tmp_path / "powered"))
     monkeypatch.setattr(powered, "RELEASED_RECORDS", str(tmp_path / "released"))

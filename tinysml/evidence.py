@@ -3,130 +3,39 @@
     tinysml evidence                      # run (or resume) every grid, then write docs/results.md
     tinysml evidence --report-only        # write docs/results.md from whatever runs have finished
 
-Each dataset is one ``tinysml compare`` grid (teacher, student alone, KD, FitNets, AT, SMLDist and
-one SMLDist variant of ours) under ``OUT/<dataset>``; uci-har also runs every ablation and the head
-search, with 5 seeds (the others 3). The variant of ours is chosen on uci-har's *validation* split
-(the best mean validation macro-F1 among its SMLDist variants other than the released one and the
-head search) and then applied unchanged to the other three datasets.
-
-Budgets: 50 teacher epochs, 15 student epochs (plus 2 stage epochs per anchor), batch 64, and on a
-dataset whose training windows make fewer than ``MIN_STEPS`` batches, every epoch passes over them
-again until it has run ``MIN_STEPS`` steps, so a small dataset gets as many optimisation steps as a
-large one. Every run's validation curve is checked: a row is marked where a run's best validation
-score came in the last fifth of its epochs and beat everything before by more than half a point
-(still improving when its budget ended).
+What runs is the plan (``tinysml/evidence_plan.py``: datasets, seeds, variants, budgets, the
+variant of ours); this module runs it, grid by grid, and ``tinysml/evidence_report.py`` writes the
+document from the finished runs.
 
 Runs resume: rerun the command after a kill or in another sitting; a table whose runs are not all
 finished says so in its heading. Nothing here selects on test data.
-
-This module is the plan and the running; the document written from the finished runs is
-``tinysml/evidence_report.py``.
 """
 from __future__ import annotations
 
 import argparse
-import math
 import os
 
-import numpy as np
-
-from . import io, powered
+from . import evidence_plan, evidence_report, powered
 from .arguments import COUNT
 from .compare import collect, run_all
 
-MIN_STEPS = 64
-CORE = ["KD (Hinton)", "FitNets", "AT", "SMLDist"]
-ABLATIONS = ["SMLDist, direct logits loss [ours]", "SMLDist, no frequency term", "SMLDist, no memory loss",
-             "SMLDist, no stage phase"]
-SELECTION = "uci-har"
-PLAN = {                                   # dataset -> seeds, variants beyond CORE (ours is added to the others)
-    "uci-har": {"seeds": [0, 1, 2, 3, 4], "extra": ABLATIONS + ["SMLDist + head search"]},
-    "hapt": {"seeds": [0, 1, 2], "extra": []},
-    "watch": {"seeds": [0, 1, 2], "extra": []},
-    "gesturepebble-z1": {"seeds": [0, 1, 2], "extra": []},
-}
-BASE = {"teacher_epochs": 50, "student_epochs": 15, "stage_epochs": 2, "batch_size": 64,
-        "teacher_label_smoothing": 0.1, "teacher_jitter": 0.05, "teacher_scale": 0.1}
 
-
-# --------------------------------------------------------------------------- statistics
-def still_improving(history, metric: str = "macro_f1", tail: float = 0.2, margin: float = 0.005) -> bool:
-    """Whether a run was still improving when its budget ended: its best validation score came in
-    the last ``tail`` of the epochs and beat every earlier epoch by more than ``margin``."""
-    scores = [h[metric] for h in history]
-    if len(scores) < 3:
-        return False
-    k = max(2, math.ceil(tail * len(scores)))
-    return max(scores[-k:]) > max(scores[:-k]) + margin
-
-
-# --------------------------------------------------------------------------- the plan
 def grid_args(dataset: str, seeds, variants, out: str, workers=None, threads: int = 1,
               device: str = "cpu", records: str | None = None) -> argparse.Namespace:
     """The ``tinysml compare`` arguments of one dataset's grid."""
+    n_train = evidence_plan.split_sizes(dataset)["train"]
     return argparse.Namespace(dataset=dataset, seeds=list(seeds), variants=list(variants), out=out,
-                              min_steps_per_epoch=min_steps(_split_sizes(dataset)["train"]), workers=workers,
+                              min_steps_per_epoch=evidence_plan.min_steps(n_train), workers=workers,
                               threads=threads, device=device, records=records,
-                              verbose=False, **BASE)
-
-
-def min_steps(n_train: int) -> int:
-    """MIN_STEPS where a pass over ``n_train`` training windows makes fewer batches; else 0 (one
-    pass per epoch, so the large datasets' runs are plain epochs)."""
-    return MIN_STEPS if math.ceil(n_train / BASE["batch_size"]) < MIN_STEPS else 0
-
-
-def _split_sizes(dataset: str, seed: int = 0) -> dict:
-    from .data import load
-    from .data.prepare import prepare
-    from .distill.pipeline import SMLDistConfig
-    cfg = SMLDistConfig()                       # the runs' validation fraction and scaling
-    data = prepare(load(dataset), cfg.val_fraction, seed, cfg.scaling)
-    return {"train": len(data.train[0]), "val": len(data.val[0]), "test": len(data.test[0]),
-            "subjects": data.dataset.train.subject_wise, "classes": data.dataset.num_classes}
-
-
-def choose_ours(found: dict) -> tuple[str | None, dict]:
-    """The SMLDist variant of ours: the best mean validation macro-F1 on the selection dataset among
-    the SMLDist variants other than the released one and the head search, over the seeds where every
-    candidate has finished. Returns (name or None, {candidate: mean val F1})."""
-    candidates = [v for v in ABLATIONS if v in found]
-    seeds = sorted(set.intersection(*(set(found[v]) for v in candidates))) if candidates else []
-    if not seeds:
-        return None, {}
-    means = {v: float(np.mean([found[v][s]["student"]["val"]["macro_f1"] for s in seeds])) for v in candidates}
-    return max(means, key=means.get), means
-
-
-def fixed_ours(out: str, found: dict, record: bool, records: str | None = None) -> tuple[str | None, dict, bool]:
-    """Our variant as recorded in ``OUT/ours.json`` (or ``RECORDS/ours.json``) once the first other
-    dataset's grid started (so it is applied unchanged, whatever finishes on uci-har later); else
-    chosen now from the finished runs (and recorded when ``record``). Returns (name, mean
-    validation F1s, fixed?)."""
-    import json
-    places = [os.path.join(out, "ours.json")] + ([os.path.join(records, "ours.json")] if records else [])
-    for path in places:
-        if os.path.exists(path):
-            with open(path) as f:
-                saved = json.load(f)
-            return saved["variant"], saved["val_macro_f1"], True
-    ours, means = choose_ours(found)
-    if record and ours is not None:
-        for path in places:
-            io.write_json(path, {"variant": ours, "val_macro_f1": means, "selection": SELECTION})
-    return ours, means, record and ours is not None
-
-
-def _records(records: str | None, dataset: str) -> str | None:
-    return os.path.join(records, dataset) if records else None
+                              verbose=False, **evidence_plan.BASE)
 
 
 # --------------------------------------------------------------------------- running
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = p or argparse.ArgumentParser(prog="tinysml evidence", description=__doc__.split("\n\n")[0])
-    p.add_argument("--datasets", nargs="+", default=None, choices=list(PLAN),
+    p.add_argument("--datasets", nargs="+", default=None, choices=list(evidence_plan.PLAN),
                    help=f"the grids to run (default: all four, or the study's two with --powered; the doc always "
-                        f"covers all; {SELECTION} first: it chooses ours)")
+                        f"covers all; {evidence_plan.SELECTION} first: it chooses ours)")
     study = p.add_mutually_exclusive_group()
     study.add_argument("--powered", action="store_true",
                        help="run the pre-registered study (docs/preregistration.md): uci-har and hapt, seeds 0-29, "
@@ -160,11 +69,10 @@ def main(argv=None):
                 _run_study(args, study, out)
             else:
                 _run_grids(args, out)
-    from .evidence_report import report
     if study:       # the earlier evidence is rewritten from its own runs; --records is the study's folder
-        report(os.path.join("runs", "evidence"), args.doc, **{f"{study}_records": args.records})
+        evidence_report.report(os.path.join("runs", "evidence"), args.doc, **{f"{study}_records": args.records})
     else:
-        report(out, args.doc, args.records)
+        evidence_report.report(out, args.doc, args.records)
     print(f"wrote {args.doc}")
 
 
@@ -193,20 +101,21 @@ def _run_study(args, study: str, out: str) -> None:
 
 
 def _run_grids(args, out: str) -> None:
-    for d in [d for d in PLAN if d in (args.datasets or list(PLAN))]:
-        plan = PLAN[d]
-        if d == SELECTION:
-            variants = CORE + plan["extra"]
+    for d in [d for d in evidence_plan.PLAN if d in (args.datasets or list(evidence_plan.PLAN))]:
+        plan = evidence_plan.PLAN[d]
+        if d == evidence_plan.SELECTION:
+            variants = evidence_plan.CORE + plan["extra"]
         else:
-            ours, _, _ = fixed_ours(out, collect(os.path.join(out, SELECTION), PLAN[SELECTION]["seeds"],
-                                                 ABLATIONS, _records(args.records, SELECTION)),
-                                    record=True, records=args.records)
+            selection = evidence_plan.SELECTION
+            found = collect(os.path.join(out, selection), evidence_plan.PLAN[selection]["seeds"], evidence_plan.ABLATIONS,
+                            evidence_plan.records_of(args.records, selection))
+            ours, _, _ = evidence_plan.fixed_ours(out, found, record=True, records=args.records)
             if ours is None:
-                raise SystemExit(f"tinysml evidence: {d} needs the variant of ours, chosen on {SELECTION}'s "
-                                 f"validation split: run --datasets {SELECTION} first")
-            variants = CORE + [ours]
+                raise SystemExit(f"tinysml evidence: {d} needs the variant of ours, chosen on {selection}'s "
+                                 f"validation split: run --datasets {selection} first")
+            variants = evidence_plan.CORE + [ours]
         run_all(grid_args(d, plan["seeds"], variants, os.path.join(out, d), args.workers, device=args.device,
-                          records=_records(args.records, d)))
+                          records=evidence_plan.records_of(args.records, d)))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ improving), a summary across datasets with a verdict generated from the numbers,
 study's section first (``tinysml/powered.py``), and the doc's hand-written notes kept as they are.
 
 What runs and with which plan (datasets, seeds, variants, budget, the variant of ours) is
-``tinysml/evidence.py``; this module only reads finished runs and writes the document:
+``tinysml/evidence_plan.py`` (run by ``tinysml/evidence.py``); this module only reads finished runs
+and writes the document:
 
     tinysml evidence --report-only        # the same as evidence_report.report("runs/evidence", "docs/results.md")
 """
@@ -15,7 +16,7 @@ import os
 
 import numpy as np
 
-from . import evidence, io, powered
+from . import evidence_plan, io, powered
 from .compare import collect
 from .power import mean_spread, paired_ci
 
@@ -33,14 +34,16 @@ def _preamble(sizes: dict) -> list:
                     "from the training subjects")
     else:
         protocol = "the dataset's own train/test split; validation carved from the training windows"
-    steps, epochs, ms = math.ceil(sizes["train"] / evidence.BASE["batch_size"]), evidence.BASE["student_epochs"], evidence.min_steps(sizes["train"])
+    base = evidence_plan.BASE
+    steps, epochs, ms = math.ceil(sizes["train"] / base["batch_size"]), base["student_epochs"], \
+        evidence_plan.min_steps(sizes["train"])
     budget = (f"every epoch runs at least {ms} steps ({math.ceil(ms / steps)} passes), so the students' {epochs} "
               f"epochs are {epochs * max(steps, ms)} steps." if ms else
               f"the students' {epochs} epochs are {epochs * steps} steps.")
     return [f"Protocol: {protocol}. {sizes['classes']} classes; {sizes['train']} training, {sizes['val']} validation "
             f"and {sizes['test']} test windows (seed 0's split): every model selection here was made on "
             f"{sizes['val']} validation windows.",
-            f"Budget: a pass over the training windows is {steps} steps of {evidence.BASE['batch_size']}; {budget}"]
+            f"Budget: a pass over the training windows is {steps} steps of {base['batch_size']}; {budget}"]
 
 
 def _against_smldist(found: dict, variants) -> list:
@@ -91,7 +94,7 @@ def dataset_section(dataset: str, found: dict, seeds, variants, sizes: dict, com
             mean, ci = paired_ci([acc[s] for s in common], [ref[s]["student"]["test"]["accuracy"] for s in common])
             cells.append(_fmt(mean, ci))
             stats[name][key] = (mean, ci, len(common))
-        flagged = [f"seed {s}" for s, r in runs.items() if evidence.still_improving(_history(r, name))]
+        flagged = [f"seed {s}" for s, r in runs.items() if evidence_plan.still_improving(_history(r, name))]
         lines.append(f"| {name} | {len(runs)} | {mean_spread(list(acc.values()))} | "
                      f"{mean_spread([r[part]['test']['macro_f1'] for r in runs.values()])} | {cells[0]} | {cells[1]} | "
                      f"{', '.join(flagged) or 'no'} |")
@@ -113,7 +116,7 @@ def _history(results: dict, name: str) -> list:
 
 def summary_section(all_stats: dict, ours: str | None, means: dict, fixed: bool = True) -> str:
     """The cross-dataset summary and a verdict generated from the numbers, not written by hand."""
-    methods = [m for m in [*evidence.CORE, ours] if m]
+    methods = [m for m in [*evidence_plan.CORE, ours] if m]
     datasets = list(all_stats)
     lines = ["## Summary across datasets", "",
              "Paired difference in test accuracy (points; 95% CI over seeds) against the student alone, and "
@@ -136,16 +139,16 @@ def summary_section(all_stats: dict, ours: str | None, means: dict, fixed: bool 
             wins += ci is not None and ci[0] > 0
             students = {k: v["accuracy"] for k, v in all_stats[d].items() if k != "teacher" and "accuracy" in v}
             best += bool(students) and max(students, key=students.get) == m
-        label = f" ({'' if '[ours]' in m else 'ours, '}chosen on {evidence.SELECTION} validation)" if m == ours else ""
+        label = f" ({'' if '[ours]' in m else 'ours, '}chosen on {evidence_plan.SELECTION} validation)" if m == ours else ""
         lines.append(f"| {m}{label} | " + " | ".join(cells)
                      + f" | {wins} of {ran} | {best} |")
         verdict.append((m, wins))
-    chosen = ("The variant of ours is **" + ours + f"**, chosen on {evidence.SELECTION}'s validation split (mean validation "
+    chosen = ("The variant of ours is **" + ours + f"**, chosen on {evidence_plan.SELECTION}'s validation split (mean validation "
               "macro-F1 over the seeds every candidate had finished when the choice was made: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(means.items(), key=lambda kv: -kv[1]))
               + ")" + ("." if fixed else f", provisionally: it is fixed (OUT/ours.json) when the first other "
-                       f"dataset's grid starts, from the {evidence.SELECTION} runs finished by then.")
-              if ours else f"The variant of ours is not chosen yet ({evidence.SELECTION}'s variant runs are not finished).")
-    sml = dict(verdict)["SMLDist"]                  # evidence.CORE holds SMLDist: always a row
+                       f"dataset's grid starts, from the {evidence_plan.SELECTION} runs finished by then.")
+              if ours else f"The variant of ours is not chosen yet ({evidence_plan.SELECTION}'s variant runs are not finished).")
+    sml = dict(verdict)["SMLDist"]                  # CORE holds SMLDist: always a row
     sml_ran = sum("alone" in all_stats[d].get("SMLDist", {}) for d in datasets)
     kd_sml = [all_stats[d]["SMLDist"]["kd"] for d in datasets if "kd" in all_stats[d].get("SMLDist", {})]
     above_kd = sum(ci is not None and ci[0] > 0 for _, ci, _ in kd_sml)
@@ -168,15 +171,17 @@ def report(out: str, doc: str, records: str | None = None, powered_records: str 
     ``tinysml/records.py``), then the doc's hand-written notes; returns the text. Where none of the
     earlier runs is on this machine or recorded, the earlier sections are kept as the doc has them."""
     found_all, all_stats, sections = {}, {}, []
-    for d, plan in evidence.PLAN.items():
-        found_all[d] = collect(os.path.join(out, d), plan["seeds"], ["student alone", *evidence.CORE, *plan["extra"],
-                                                                     *evidence.ABLATIONS], evidence._records(records, d))
+    core, selection = evidence_plan.CORE, evidence_plan.SELECTION
+    for d, plan in evidence_plan.PLAN.items():
+        found_all[d] = collect(os.path.join(out, d), plan["seeds"], ["student alone", *core, *plan["extra"],
+                                                                     *evidence_plan.ABLATIONS],
+                               evidence_plan.records_of(records, d))
     earlier = kept_earlier(doc) if not any(found_all.values()) else None
     if earlier is None:
-        ours, means, fixed = evidence.fixed_ours(out, found_all[evidence.SELECTION], record=False, records=records)
-        for d, plan in evidence.PLAN.items():
-            variants = ["student alone", *evidence.CORE] + (plan["extra"] if d == evidence.SELECTION else [ours] if ours else [])
-            text, stats = dataset_section(d, found_all[d], plan["seeds"], variants, evidence._split_sizes(d),
+        ours, means, fixed = evidence_plan.fixed_ours(out, found_all[selection], record=False, records=records)
+        for d, plan in evidence_plan.PLAN.items():
+            variants = ["student alone", *core] + (plan["extra"] if d == selection else [ours] if ours else [])
+            text, stats = dataset_section(d, found_all[d], plan["seeds"], variants, evidence_plan.split_sizes(d),
                                           _command(d, out, doc))
             sections.append(text)
             all_stats[d] = stats
@@ -185,7 +190,7 @@ def report(out: str, doc: str, records: str | None = None, powered_records: str 
             "`tinysml evidence --report-only` rewrites this file from the runs finished so far and the run records "
             "committed under `evidence/`. Its first section is the pre-registered powered study "
             "(`docs/preregistration.md`). The sections after it are the earlier evidence at 3-5 seeds, produced by `"
-            + _command(None, out, doc) + "`. " + evidence.__doc__.split("\n\n")[2].replace("\n", " "), ""]
+            + _command(None, out, doc) + "`. " + evidence_plan.__doc__.split("\n\n")[1].replace("\n", " "), ""]
     study = powered.section(powered_records or powered.RECORDS, released_records or powered.RELEASED_RECORDS,
                             os.path.dirname(doc) or ".")
     text = ("\n".join(head) + "\n" + study
