@@ -11,7 +11,8 @@ hang cannot eat the slot; a failed step is recorded and the rest still run:
                a shadow package tree on PYTHONPATH instead)
   2. versions  GPU, driver, CUDA runtime, CuPy, NumPy, Numba, torch (and whether it sees CUDA)
   3. tests     tests/test_cuda_graph.py (graphed training and evaluation against eager),
-               tests/test_kernels_cuda.py and tests/test_backends.py (the CuPy case among them)
+               tests/test_kernels_cuda.py, tests/test_kernels_cuda_fused.py and tests/test_backends.py
+               (the CuPy case among them)
      graphs    bench/gpu_graphs.py: the training step and batch-1 inference, eager and as CUDA
                graphs, against torch CUDA eager and torch's captured step (issue 27's targets)
      units     bench/gpu_units.py: each unit of the network (stem, bottlenecks, head, loss, AdamW)
@@ -235,6 +236,7 @@ def main(argv=None) -> int:
         check.run("tests", [sys.executable, "-m", "pytest", "-q", "-rs", "-s", "-p", "no:cacheprovider",
                             os.path.join(ROOT, "tests", "test_cuda_graph.py"),
                             os.path.join(ROOT, "tests", "test_kernels_cuda.py"),
+                            os.path.join(ROOT, "tests", "test_kernels_cuda_fused.py"),
                             os.path.join(ROOT, "tests", "test_backends.py")], 300)
         text = check.run("graphs", [sys.executable, GRAPHS, "--batch", "64"], 150, **gpu_only)
         if text:

@@ -42,6 +42,7 @@ COOPERATIVE = ("bn_stats", "bn_act_grad_sums", "channel_scale_act_grad", "time_m
                "dw_conv1d_bwd_weight_f")                  # a shared-memory sum over the block's threads
 
 SOURCES = ("act", "adamw", "bn_act", "depthwise", "gemm", "loss")     # kernels/cuda/<name>.cu
+CUPY_MODULES = ("cuda", "cuda_runtime", "cuda_act", "cuda_norm", "cuda_optim")   # tinysml.kernels.*, importing CuPy
 
 HOST_SHIM = """
 #include <cmath>
@@ -208,24 +209,25 @@ def fake_cupy(launches: list, elementwise: list, emulated: bool = False):
 
 def cuda_backend(monkeypatch, emulated: bool = False):
     """tinysml.kernels.cuda imported afresh on the stand-in, with ``launches`` and ``elementwise``
-    lists; returns (module, restore) where restore() takes it away again (the real module, if any,
-    put back: ``from tinysml.kernels import cuda`` must never find the stand-in's)."""
+    lists; returns (module, restore) where restore() takes it and the modules it imports away again
+    (the real ones, if any, put back: ``from tinysml.kernels import cuda`` must never find the
+    stand-in's)."""
     import pytest
     for tool in ("cpp",) + (("g++",) if emulated else ()):
         if shutil.which(tool) is None:
             pytest.skip(f"no {tool} on this machine")
     import tinysml.kernels as kernels_package
     launches, elementwise = [], []
-    had, real = "cuda" in vars(kernels_package), vars(kernels_package).get("cuda")
+    real = {name: vars(kernels_package)[name] for name in CUPY_MODULES if name in vars(kernels_package)}
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy(launches, elementwise, emulated))
-    monkeypatch.delitem(sys.modules, "tinysml.kernels.cuda", raising=False)
+    for name in CUPY_MODULES:
+        monkeypatch.delitem(sys.modules, f"tinysml.kernels.{name}", raising=False)
     module = importlib.import_module("tinysml.kernels.cuda")
     module.launches, module.elementwise = launches, elementwise
 
     def restore():
-        sys.modules.pop("tinysml.kernels.cuda", None)      # monkeypatch then puts back what was there
-        if had:
-            kernels_package.cuda = real
-        else:
-            vars(kernels_package).pop("cuda", None)
+        for name in CUPY_MODULES:
+            sys.modules.pop(f"tinysml.kernels.{name}", None)     # monkeypatch then puts back what was there
+            vars(kernels_package).pop(name, None)
+        vars(kernels_package).update(real)
     return module, restore

@@ -9,6 +9,7 @@ Skipped where there is no g++ or cpp. Sizes are small: every thread is a Python 
 import numpy as np
 import pytest
 
+import cuda_checks as check
 from cuda_stand_in import cuda_backend, device
 from helpers import assert_close
 from tinysml.kernels import reference as ref
@@ -35,14 +36,9 @@ def test_activations_and_squeeze_excite(cuda, act, dtype):
     for shape in SHAPES:
         x, gy = rand(rng, shape, dtype, 4), rand(rng, shape, dtype)
         s = rng.random(shape[:2]).astype(dtype) * 2
-        assert_close(cuda.act_fwd(act, device(x)).get(), ref.act_fwd(act, x), rtol=tol)
-        assert_close(cuda.act_bwd(act, device(x), device(gy)).get(), ref.act_bwd(act, x, gy), rtol=tol)
-        assert_close(cuda.act_fwd(act, device(x[:, :, 0])).get(), ref.act_fwd(act, x[:, :, 0]), rtol=tol)
-        assert_close(cuda.channel_scale_act_fwd(device(x), device(s), act).get(), ref.channel_scale_act_fwd(x, s, act),
-                     rtol=tol)
-        for o, t in zip(cuda.channel_scale_act_bwd(device(gy), device(x), device(s), act),
-                        ref.channel_scale_act_bwd(gy, x, s, act)):
-            assert_close(o.get(), t, rtol=tol)
+        check.check_activation(cuda, device, x, gy, act, rtol=tol)
+        check.check_activation(cuda, device, x[:, :, 0], gy[:, :, 0], act, rtol=tol)
+        check.check_squeeze_excite(cuda, device, x, gy, s, act, rtol=tol, grad_rtol=tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -52,10 +48,7 @@ def test_mean_over_time_scaling_and_batch_norm(cuda, dtype):
     for B, C, L in SHAPES:
         x, gy = rand(rng, (B, C, L), dtype, 3), rand(rng, (B, C, L), dtype)
         s, g = rand(rng, (B, C), dtype), rand(rng, (B, C), dtype)
-        assert_close(cuda.time_mean_fwd(device(x)).get(), ref.time_mean_fwd(x), rtol=tol)
-        np.testing.assert_array_equal(cuda.time_mean_bwd(device(g), L).get(), ref.time_mean_bwd(g, L))
-        for o, t in zip(cuda.channel_scale_bwd(device(gy), device(x), device(s)), ref.channel_scale_bwd(gy, x, s)):
-            assert_close(o.get(), t, rtol=tol)
+        check.check_mean_and_scaling(cuda, device, x, gy, s, g, rtol=tol, grad_rtol=tol)
         assert_close(cuda.channel_scale_fwd(device(x), device(s)).get(), ref.channel_scale_fwd(x, s), rtol=tol)
         if B * L < 2:
             continue
@@ -73,34 +66,17 @@ def test_mean_over_time_scaling_and_batch_norm(cuda, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_running_statistics_with_the_momentum_a_number_or_on_the_device(cuda, dtype):
-    rng = np.random.default_rng(3)
-    for momentum in (0.1, 1.0, 1 / 3, np.asarray(1 / 7), np.full(1, 0.25)):
-        rm, mean = rand(rng, 37, dtype), rand(rng, 37, dtype)
-        rv, var = (rng.random(37).astype(dtype) + 0.5 for _ in range(2))
-        ours = [device(a) for a in (rm, rv)]
-        on_device = momentum if isinstance(momentum, float) else device(momentum)
-        cuda.bn_update_running(*ours, device(mean), device(var), on_device, 96)
-        ref.bn_update_running(rm, rv, mean, var, momentum, 96)
-        for o, e in zip(ours, (rm, rv)):
-            np.testing.assert_allclose(o.get(), e, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    check.check_running_statistics(cuda, device, dtype, rtol=1e-6 if dtype == np.float32 else 1e-14, atol=0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cross_entropy(cuda, dtype):
     rng = np.random.default_rng(4)
-    tol = 1e-5 if dtype == np.float32 else 1e-12
     for B, K, soft in ((1, 1, False), (7, 3, True), (300, 5, False)):       # more rows than the block's threads
         z = rand(rng, (B, K), dtype, 5)
         q = rng.random((B, K)) if soft else np.eye(K)[rng.integers(0, K, B)]
         q = (q / q.sum(axis=1, keepdims=True)).astype(dtype)
-        loss, logp = cuda.cross_entropy_fwd(device(z), device(q))
-        want_loss, want_logp = ref.cross_entropy_fwd(z, q)
-        assert loss.shape == () and loss.dtype == dtype
-        assert_close(logp.get(), want_logp, rtol=tol)
-        assert_close(loss.get(), want_loss, rtol=tol)
-        g = np.asarray(0.7, dtype)
-        assert_close(cuda.cross_entropy_bwd(logp, device(q), device(g)).get(), ref.cross_entropy_bwd(want_logp, q, g),
-                     rtol=tol)
+        check.check_cross_entropy(cuda, device, z, q, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -127,7 +103,8 @@ def test_the_emulation_sees_a_wrong_index(cuda, monkeypatch):
     """The emulation can fail: a wrapper that launches too few blocks leaves elements unwritten (NaN,
     as the stand-in's empty arrays are), and the comparison says so."""
     x = device(np.linspace(-4, 4, 600, dtype=np.float32))
-    monkeypatch.setattr(cuda, "_blocks", lambda n, items=1: (1,))          # 256 threads for 600 elements
+    import tinysml.kernels.cuda_act as cuda_act                            # the stand-in's, as cuda's
+    monkeypatch.setattr(cuda_act, "_blocks", lambda n, items=1: (1,))      # 256 threads for 600 elements
     with pytest.raises(AssertionError, match="unwritten"):
         assert_close(cuda.act_fwd("relu", x).get(), ref.act_fwd("relu", np.asarray(x)))
 
