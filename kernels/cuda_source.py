@@ -1,6 +1,6 @@
-"""The CUDA C that ``kernels/cuda.py`` compiles: ``cuda/<name>.cu`` with its local headers written
-into it. Importable without CuPy, so that the text NVRTC is given can be checked on any machine
-(``tests/test_kernels_cuda.py`` compiles it with nvcc where nvcc is installed)."""
+"""The CUDA C that the CUDA backend compiles (``kernels/cuda_runtime.py``): ``cuda/<name>.cu`` with
+its local headers written into it. Importable without CuPy, so that the text NVRTC is given can be
+checked on any machine (``tests/test_kernels_cuda.py`` compiles it with nvcc where nvcc is installed)."""
 from __future__ import annotations
 
 import os

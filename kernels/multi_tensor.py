@@ -1,7 +1,7 @@
 """The host side of cuda/adamw.cu's multi-tensor AdamW: its ``Tensors`` argument as a NumPy
 structured dtype (the same bytes as the C struct), and the packing of many parameters into
 launches of up to CHUNK each. Importable without CuPy, so that the layout and the chunking are
-tested on any machine (tests/test_kernels_cuda.py); kernels/cuda.py launches the kernel."""
+tested on any machine (tests/test_kernels_cuda_fused.py); kernels/cuda_optim.py launches the kernel."""
 from __future__ import annotations
 
 import numpy as np

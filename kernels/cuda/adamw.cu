@@ -1,4 +1,4 @@
-// AdamW over many parameters in one launch ("multi-tensor"): the step of kernels/cuda.py
+// AdamW over many parameters in one launch ("multi-tensor"): the step of kernels/cuda_optim.py
 // adamw_step_device, whose learning rate lr and step count t are read from device memory (so that a
 // CUDA graph of the step stays right when replayed), for up to CHUNK parameters of one dtype:
 //
@@ -13,7 +13,7 @@
 
 #define CHUNK 64
 
-struct Tensors {                               // kernels/cuda.py TENSORS is its host twin
+struct Tensors {                               // kernels/multi_tensor.py TENSORS is its host twin
     unsigned long long w[CHUNK], g[CHUNK], m[CHUNK], v[CHUNK];      // device addresses
     long long n[CHUNK];                                              // elements of each
 };

@@ -1,4 +1,4 @@
-// Device functions shared by bn_act.cu and act.cu (kernels/cuda.py inlines this file into each
+// Device functions shared by bn_act.cu and act.cu (kernels/cuda_source.py inlines this file into each
 // source before compiling it, so that CuPy's cache of compiled kernels sees every change).
 //
 // act: 0 identity, 1 relu, 2 relu6, 3 hardswish, 4 hardsigmoid, 5 selu, 6 sigmoid (as kernels/reference.py);
