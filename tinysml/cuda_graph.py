@@ -213,6 +213,12 @@ def graphs_possible(array) -> bool:
     return not isinstance(array, np.ndarray)
 
 
+def wanted(array, graph: bool | None = None) -> bool:
+    """Whether work on ``array`` is to be recorded as a CUDA graph: it lives on a GPU, and ``graph``
+    says so (None: unless ``TINYSML_CUDA_GRAPHS=0``)."""
+    return graphs_possible(array) and (enabled_by_default() if graph is None else bool(graph))
+
+
 def state_watch(model):
     """() -> every array of ``model`` that a recorded forward reads or writes by address: its
     parameters' data and its buffers (batch norm's running statistics). The holders are found once
@@ -233,7 +239,7 @@ def eval_runner(model, key, fn, rows=None, graph=None, watch_also=()):
 
     The graphs live as long as the model: the runner kept for it holds the caller's ``fn`` (which
     refers to the model) only during a call, so nothing it keeps refers to the model itself."""
-    if not graphs_possible(model.parameters()[0].data) or not (enabled_by_default() if graph is None else graph):
+    if not wanted(model.parameters()[0].data, graph):
         return fn
     graphs = _eval_graphs.setdefault(model, {})
     runner = graphs.get((key, rows))

@@ -22,7 +22,7 @@ from . import functions as F
 from . import io
 from .backend import get_array_module
 from . import cuda_graph as graphs
-from .cuda_graph import GraphedFunction, enabled_by_default, eval_runner, state_watch
+from .cuda_graph import GraphedFunction, eval_runner, state_watch
 from .data.batches import augment, count_batches, iterate_batches
 from .metrics import evaluate_predictions
 from .optim import build_optimizer, build_schedule
@@ -128,7 +128,7 @@ def recalibrate_batchnorm(model, X: np.ndarray, batch_size: int = 256, cuda_grap
     saved = [b.momentum for b in bns]
     first = model.parameters()[0].data
     xp = get_array_module(first)
-    graphed = graphs.graphs_possible(first) and (enabled_by_default() if cuda_graph is None else cuda_graph)
+    graphed = graphs.wanted(first, cuda_graph)
     momentum = _momentum_scalar(model, xp) if graphed else None
 
     def forward(x):
@@ -192,17 +192,18 @@ class TrainStep:
         self.losses, self.steps = [], 0
         self.loss_sum = None if self.xp is np else self.xp.zeros((), self.xp.float64)
         self.graphed = None
-        if graph is None:
-            graph = enabled_by_default()
+        graph = graphs.wanted(optimizer.params[0].data, graph)
         self.log = log or (lambda msg: None)
-        if graph and self.xp is not np and _active_dropout(model):
+        if graph and _active_dropout(model):
             # graphed steps with dropout drew the masks the eager steps draw (tested with a stand-in
             # capture), yet ended elsewhere on an H200 (max |weight difference| 4.4e-3 after 15 steps,
             # where every dropout-free case was bitwise equal); until that is understood, eagerly
             self.log("a dropout layer is active: training steps run eagerly, not as CUDA graphs")
             graph = False
-        if graph and self.xp is not np and getattr(optimizer, "graph_capable", False):
+        if graph and getattr(optimizer, "graph_capable", False):
+            own = {id(p) for p in model.parameters()}
             self._model_state = state_watch(model)
+            self._other_params = [p for p in optimizer.params if id(p) not in own]
             self.graphed = GraphedFunction(
                 self._body, watch=self._watched,
                 eligible=lambda arrays: batch_size is None or len(arrays[0]) == batch_size,
@@ -218,9 +219,9 @@ class TrainStep:
 
     def _watched(self) -> list:
         """Arrays outside the graph whose addresses it bakes in: the model's parameters and buffers
-        (a training-mode forward updates the running statistics in place), the optimised parameters
-        (the model's, or others given to the optimiser) and the optimiser's state."""
-        return self._model_state() + [p.data for p in self.optimizer.params] + self.optimizer.state_arrays()
+        (a training-mode forward updates the running statistics in place), any other parameters given
+        to the optimiser, and the optimiser's state."""
+        return self._model_state() + [p.data for p in self._other_params] + self.optimizer.state_arrays()
 
     def _update(self, x, y, idx=None):
         """Zero the gradients, loss, backward, optimiser step; returns the loss."""
