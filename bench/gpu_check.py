@@ -99,9 +99,10 @@ class Check:
         self.rows, self.notes, self.failed = [], [], False
 
     def run(self, name: str, cmd: list, timeout: float, needs_gpu: bool = False, have_gpu: bool = True,
-            required: bool = True) -> str | None:
+            required: bool = True, keep: str | None = None) -> str | None:
         """Run ``cmd``; returns its output, or None when it failed, timed out or could not run (which
-        fails the check unless the step is not ``required``)."""
+        fails the check unless the step is not ``required``). ``keep``: a file name under $OUT that
+        the output of a step that passed is written to, as evidence."""
         log = os.path.join(self.out, f"{len(self.rows) + 1:02d}-{name}.log")
         if needs_gpu and not have_gpu:
             self.rows.append((name, "skipped (needs a GPU)", 0.0, ""))
@@ -126,6 +127,9 @@ class Check:
         if status != "passed":
             self.failed |= required
             return None
+        if keep:
+            with open(os.path.join(self.out, keep), "w") as f:
+                f.write(text)
         return text
 
     def verdict(self, name: str, ok: bool, detail: str) -> None:
@@ -238,27 +242,20 @@ def main(argv=None) -> int:
                             os.path.join(ROOT, "tests", "test_kernels_cuda.py"),
                             os.path.join(ROOT, "tests", "test_kernels_cuda_fused.py"),
                             os.path.join(ROOT, "tests", "test_backends.py")], 300)
-        text = check.run("graphs", [sys.executable, GRAPHS, "--batch", "64"], 150, **gpu_only)
+        text = check.run("graphs", [sys.executable, GRAPHS, "--batch", "64"], 150, keep="gpu_graphs-batch-64.txt",
+                         **gpu_only)
         if text:
-            with open(os.path.join(out, "gpu_graphs-batch-64.txt"), "w") as f:
-                f.write(text)
             _target_verdicts(check, text, "graphs")
-        text = check.run("units", [sys.executable, UNITS, "--batch", "64"], 120, required=False, **gpu_only)
-        if text:
-            with open(os.path.join(out, "gpu_units-batch-64.txt"), "w") as f:
-                f.write(text)
-        text = check.run("dropout-probe", [sys.executable, DROPOUT_PROBE, "--device", "cuda"], 90,
-                         required=False, **gpu_only)
-        if text:
-            with open(os.path.join(out, "dropout_probe.txt"), "w") as f:
-                f.write(text)
+        check.run("units", [sys.executable, UNITS, "--batch", "64"], 120, required=False,
+                  keep="gpu_units-batch-64.txt", **gpu_only)
+        check.run("dropout-probe", [sys.executable, DROPOUT_PROBE, "--device", "cuda"], 90, required=False,
+                  keep="dropout_probe.txt", **gpu_only)
         if args.seed_run and os.path.exists(os.path.join(env["TINYSML_DATA"], "hapt-raw.npz")):
             cpu_times = ["--cpu-times", SEED_CPU] if os.path.exists(SEED_CPU) else []
             text = check.run("seed-run", [sys.executable, SEED_RUN, "--device", "cuda", "--out",
-                                          os.path.join(work, "seed-cuda"), *cpu_times], 240, **gpu_only)
+                                          os.path.join(work, "seed-cuda"), *cpu_times], 240,
+                             keep="seed_run-cuda.txt", **gpu_only)
             if text:
-                with open(os.path.join(out, "seed_run-cuda.txt"), "w") as f:
-                    f.write(text)
                 _seed_verdicts(check, text)
         elif args.seed_run:
             check.rows.append(("seed-run", "skipped (no uci-har recordings under $TINYSML_DATA)", 0.0, ""))
@@ -282,16 +279,12 @@ def main(argv=None) -> int:
                               f"test accuracy {da:.3f} vs {db:.3f} (tolerance {ACCURACY_TOL})")
         for batch in (64, args.large_batch):
             text = check.run(f"bench-batch-{batch}", [sys.executable, BENCH, "--device", "cuda",
-                                                      "--batch", str(batch), "--repeats", "20"], 120, **gpu_only)
+                                                      "--batch", str(batch), "--repeats", "20"], 120,
+                             keep=f"vs_torch-batch-{batch}.txt", **gpu_only)
             if text:
-                with open(os.path.join(out, f"vs_torch-batch-{batch}.txt"), "w") as f:
-                    f.write(text)
                 _bench_verdicts(check, text, batch, args.large_batch)
-        text = check.run("profile-cuda", [sys.executable, PROFILE, "--device", "cuda", "--batch", "64"], 90,
-                         required=False, **gpu_only)
-        if text:
-            with open(os.path.join(out, "step_profile-batch-64.txt"), "w") as f:
-                f.write(text)
+        check.run("profile-cuda", [sys.executable, PROFILE, "--device", "cuda", "--batch", "64"], 90,
+                  required=False, keep="step_profile-batch-64.txt", **gpu_only)
         if not have_gpu:                        # the benchmark script and its parsing, on the CPU
             text = check.run("bench-cpu-dry-run", [sys.executable, BENCH, "--batch", "16",
                                                    "--repeats", "3"], 120)

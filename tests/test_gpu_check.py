@@ -152,3 +152,11 @@ def test_the_prepared_gpu_scripts_run_their_plumbing_on_the_cpu(script, args, ex
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for line in expect:
         assert line in proc.stdout, proc.stdout
+
+
+def test_a_step_keeps_its_output_as_evidence_only_when_it_passed(tmp_path):
+    check = gpu_check.Check(str(tmp_path), str(tmp_path), 60, dict(os.environ))
+    text = check.run("ok", [sys.executable, "-c", "print('figures')"], 30, keep="ok.txt")
+    assert text == "figures\n" and (tmp_path / "ok.txt").read_text() == text
+    assert check.run("bad", [sys.executable, "-c", "print('half'); raise SystemExit(2)"], 30, keep="bad.txt") is None
+    assert not (tmp_path / "bad.txt").exists() and check.failed
